@@ -1,0 +1,17 @@
+"""foveate: fast OCR with quantized vision-language models on a patched llama.cpp."""
+from .errors import (BuildError, ContextError, DecodeError, FoveateError, ImageError,
+                     ModelError, ProjectorError)
+
+__version__ = "0.1.0"
+__all__ = ["Reader", "Result", "FoveateError", "ModelError", "ProjectorError", "ImageError",
+           "ContextError", "DecodeError", "BuildError", "__version__"]
+
+
+def __getattr__(name):  # load the native libraries only when the API is used
+    if name in ("Reader",):
+        from .api import Reader
+        return Reader
+    if name == "Result":
+        from .engine import Result
+        return Result
+    raise AttributeError(name)

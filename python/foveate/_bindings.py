@@ -1,0 +1,116 @@
+"""Low-level layer: load foveate's patched libraries and bind its C API.
+
+The wheel installs llama-cpp-python 0.3.36's Python layer (package `llama_cpp`) with
+foveate's own build of libllama/libggml/libmtmd in `llama_cpp/lib`, so `llama_cpp`
+and `llama_cpp.mtmd_cpp` already load the patched libraries. We still point
+LLAMA_CPP_LIB_PATH / MTMD_CPP_LIB at that folder explicitly (unless the user set them),
+then check that the loaded libllama carries foveate's hook.
+"""
+from __future__ import annotations
+
+import collections
+import ctypes
+import importlib.util
+import os
+import threading
+from pathlib import Path
+
+from .errors import BuildError
+
+FOVEATE_ABI_VERSION = 1
+
+
+def _lib_dir() -> Path:
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        raise BuildError("package llama_cpp not found: install foveate with `pip install .`")
+    return Path(list(spec.submodule_search_locations)[0]) / "lib"
+
+
+LIB_DIR = Path(os.environ.get("LLAMA_CPP_LIB_PATH") or _lib_dir())
+os.environ.setdefault("LLAMA_CPP_LIB_PATH", str(LIB_DIR))
+os.environ.setdefault("MTMD_CPP_LIB", str(LIB_DIR))
+
+try:
+    import llama_cpp  # noqa: E402  (must follow the environment above)
+    import llama_cpp.llama_cpp as llama  # noqa: E402
+    import llama_cpp.mtmd_cpp as mtmd  # noqa: E402
+except (OSError, RuntimeError, FileNotFoundError) as e:  # library missing / wrong arch
+    raise BuildError(f"cannot load foveate's llama.cpp libraries from {LIB_DIR}: {e}") from None
+
+
+def _load_foveate() -> ctypes.CDLL:
+    path = LIB_DIR / "libfoveate.so"
+    try:
+        lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+    except OSError as e:
+        raise BuildError(f"cannot load {path}: {e}") from None
+    lib.foveate_abi_version.restype = ctypes.c_int32
+    lib.foveate_llama_build_info.restype = ctypes.c_char_p
+    lib.foveate_backends.restype = ctypes.c_char_p
+    if lib.foveate_abi_version() != FOVEATE_ABI_VERSION:
+        raise BuildError(f"{path} has ABI {lib.foveate_abi_version()}, "
+                         f"this package expects {FOVEATE_ABI_VERSION}: reinstall foveate")
+    return lib
+
+
+foveate = _load_foveate()
+
+
+def llama_build_info() -> str:
+    """The hook string compiled into libllama (patch series); raises if it is absent."""
+    try:
+        fn = llama._lib.llama_foveate_build_info
+    except AttributeError:
+        raise BuildError(f"{LIB_DIR}/libllama.so is a stock llama.cpp without foveate's "
+                         f"patches") from None
+    fn.restype = ctypes.c_char_p
+    return fn().decode()
+
+
+def backends() -> list[str]:
+    return foveate.foveate_backends().decode().split(",")
+
+
+# --- logging: llama.cpp and mtmd log through one callback; keep the recent lines --------------
+class _LogCapture:
+    """Collect llama.cpp / mtmd log lines so exceptions can quote the real cause."""
+
+    def __init__(self, keep: int = 400):
+        self._lines: collections.deque[tuple[int, str]] = collections.deque(maxlen=keep)
+        self._count = 0
+        self._partial = ""
+        self._lock = threading.Lock()
+        self.verbose = bool(os.environ.get("FOVEATE_VERBOSE"))
+        self._cb = llama.llama_log_callback(self._on_log)  # kept alive by self
+        llama.llama_log_set(self._cb, ctypes.c_void_p(0))
+        mtmd.mtmd_log_set(self._cb, ctypes.c_void_p(0))
+        mtmd.mtmd_helper_log_set(self._cb, ctypes.c_void_p(0))
+
+    def _on_log(self, level, text, _user):
+        s = text.decode("utf-8", errors="replace") if text else ""
+        if self.verbose:
+            os.write(2, s.encode())
+        with self._lock:
+            *full, self._partial = (self._partial + s).split("\n")
+            for line in full:
+                if line.strip():
+                    self._lines.append((self._count, line.strip()))
+                    self._count += 1
+
+    def mark(self) -> int:
+        """A position in the log; pass it to `cause_since` later."""
+        with self._lock:
+            return self._count
+
+    def cause_since(self, mark: int) -> str:
+        """The error-looking lines logged since `mark` (else the last ones), joined."""
+        with self._lock:
+            new = [text for i, text in self._lines if i >= mark]
+        keys = ("error", "mismatch", "failed", "invalid", "unknown", "missing")
+        bad = [t for t in new if any(k in t.lower() for k in keys)]
+        return "; ".join(bad[-3:] or new[-2:])
+
+
+log = _LogCapture()
+llama.llama_backend_init()

@@ -1,0 +1,37 @@
+"""High-level API: `Reader(model, mmproj).read(image) -> Result`."""
+from __future__ import annotations
+
+import os
+
+from .engine import Engine, Result, Sampling
+
+
+class Reader:
+    """Reads pages with a GGUF OCR model and its image projector.
+
+    >>> r = Reader("model.gguf", "mmproj.gguf")
+    >>> print(r.read("page.png").text)
+    """
+
+    def __init__(self, model: str | os.PathLike, mmproj: str | os.PathLike, *,
+                 n_gpu_layers: int = 0, n_ctx: int = 4096, threads: int | None = None,
+                 n_batch: int = 2048, flash_attn: bool | None = None):
+        self.engine = Engine(model, mmproj, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx,
+                             threads=threads, n_batch=n_batch, flash_attn=flash_attn)
+
+    def read(self, image, prompt: str | None = None, max_tokens: int = 1024, *,
+             temperature: float = 0.0, top_k: int = 40, top_p: float = 0.95,
+             min_p: float = 0.05, repeat_penalty: float = 1.0, seed: int = 0xF0FEA7E) -> Result:
+        """Transcribe one page: a path, bytes or a PIL image. Greedy unless temperature > 0."""
+        s = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                     repeat_penalty=repeat_penalty, seed=seed)
+        return self.engine.read(image, prompt=prompt, max_tokens=max_tokens, sampling=s)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

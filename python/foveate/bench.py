@@ -1,0 +1,120 @@
+"""`foveate bench`: time encode, prefill and decode for one model and page.
+
+Rows are configurations, columns are phases, so later features (fixation,
+merging, stock llama.cpp) add rows to the same table. Decode always generates
+exactly `n_decode` tokens (EOS is ignored), so random-weight models time the
+same as trained ones. With `image_tokens=N` instead of an image, N random
+embeddings stand in for a projector's output (models without a usable mmproj).
+"""
+from __future__ import annotations
+
+import ctypes
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _bindings as B
+from .engine import Engine
+from .errors import ContextError, DecodeError
+from .images import load_page
+
+llama = B.llama
+
+
+@dataclass
+class BenchRow:
+    config: str
+    image_tokens: int
+    encode_ms: float
+    prefill_ms: float
+    prefill_tok_s: float
+    decode_ms: float
+    decode_tok_s: float
+
+
+def _decode_fixed(eng: Engine, n_past: int, n: int) -> float:
+    """Greedy-decode exactly n tokens from n_past; return seconds."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        logits = llama.llama_get_logits_ith(eng._ctx, -1)
+        n_vocab = llama.llama_vocab_n_tokens(eng._vocab)
+        tok = int(np.argmax(np.ctypeslib.as_array(logits, shape=(n_vocab,))))
+        eng._decode_one(tok, n_past)
+        n_past += 1
+    return time.perf_counter() - t0
+
+
+def _prefill_synthetic(eng: Engine, n_tokens: int, seed: int = 0) -> int:
+    """Decode n_tokens random embeddings as one image laid out on a square grid."""
+    n_embd = llama.llama_model_n_embd(eng._model)
+    n_pos = 4 if llama.llama_model_rope_type(eng._model) in (llama.LLAMA_ROPE_TYPE_MROPE,
+                                                              llama.LLAMA_ROPE_TYPE_IMROPE) else 1
+    rng = np.random.default_rng(seed)
+    embd = rng.standard_normal((n_tokens, n_embd)).astype(np.float32)
+    side = max(1, int(np.ceil(np.sqrt(n_tokens))))
+    idx = np.arange(n_tokens)
+    n_b = eng.n_batch
+    batch = llama.llama_batch_init(n_b, n_embd, 1)
+    own_pos = batch.pos  # llama_batch_free frees this pointer: restore it before freeing
+    try:
+        for start in range(0, n_tokens, n_b):
+            m = min(n_b, n_tokens - start)
+            sl = slice(start, start + m)
+            ctypes.memmove(batch.embd, embd[sl].ctypes.data, embd[sl].nbytes)
+            if n_pos == 4:  # M-RoPE: (t, y, x, 0) sections, section-major
+                pos = np.concatenate([np.zeros(m), idx[sl] // side, idx[sl] % side,
+                                      np.zeros(m)]).astype(np.int32)
+            else:
+                pos = idx[sl].astype(np.int32)
+            pos_buf = (llama.llama_pos * len(pos))(*pos.tolist())
+            batch.pos = ctypes.cast(pos_buf, ctypes.POINTER(llama.llama_pos))
+            batch.n_tokens = m
+            for i in range(m):
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = start + i == n_tokens - 1
+            if llama.llama_decode(eng._ctx, batch) != 0:
+                raise DecodeError(f"synthetic prefill of {n_tokens} embeddings failed")
+    finally:
+        batch.pos = own_pos
+        llama.llama_batch_free(batch)
+    # M-RoPE: the next text position follows the image grid (as mtmd does); else the count
+    return side if n_pos == 4 else n_tokens
+
+
+def run_once(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32) -> BenchRow:
+    llama.llama_memory_clear(llama.llama_get_memory(eng._ctx), True)
+    if image is not None:
+        # the real path: tokenize, encode, prefill; then n_decode fixed tokens
+        page = load_page(image, eng.image_max_pixels)
+        n_past, st = eng.prefill_page(page)
+        enc, pre, n_img, n_pre = st.encode_ms, st.prefill_ms, st.image_tokens, st.prompt_tokens
+    else:
+        if image_tokens + n_decode >= eng.n_ctx:
+            raise ContextError(f"{image_tokens} image tokens + {n_decode} decode tokens exceed "
+                               f"n_ctx={eng.n_ctx}")
+        t0 = time.perf_counter()
+        n_past = _prefill_synthetic(eng, image_tokens)
+        enc, pre, n_img, n_pre = 0.0, (time.perf_counter() - t0) * 1e3, image_tokens, image_tokens
+    dt = _decode_fixed(eng, n_past, n_decode)
+    return BenchRow("foveate (dense)", n_img, enc, pre, n_pre / (pre / 1e3) if pre else 0.0,
+                    dt * 1e3, n_decode / dt if dt else 0.0)
+
+
+def median_row(rows: list[BenchRow]) -> BenchRow:
+    med = lambda f: statistics.median(getattr(r, f) for r in rows)
+    return BenchRow(rows[0].config, rows[0].image_tokens, med("encode_ms"), med("prefill_ms"),
+                    med("prefill_tok_s"), med("decode_ms"), med("decode_tok_s"))
+
+
+def format_table(rows: list[BenchRow]) -> str:
+    head = ["config", "image tok", "encode ms", "prefill ms", "prefill tok/s", "decode ms",
+            "decode tok/s"]
+    body = [[r.config, str(r.image_tokens), f"{r.encode_ms:.1f}", f"{r.prefill_ms:.1f}",
+             f"{r.prefill_tok_s:.1f}", f"{r.decode_ms:.1f}", f"{r.decode_tok_s:.2f}"] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(head), sep] + [line(b) for b in body])

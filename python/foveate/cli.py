@@ -1,0 +1,144 @@
+"""foveate command line: `foveate read`, `foveate bench`, `foveate make-model`, `foveate info`.
+
+Flags mean what llama.cpp's mean where they share a name (-m, --mmproj, -ngl, -c, -t, -n, -b).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import FoveateError
+
+
+def _model_args(p: argparse.ArgumentParser, need_mmproj: bool = True) -> None:
+    p.add_argument("-m", "--model", required=True, help="language model GGUF")
+    p.add_argument("--mmproj", required=need_mmproj, help="image projector GGUF")
+    p.add_argument("-ngl", "--n-gpu-layers", type=int, default=0, help="layers to offload (GPU builds)")
+    p.add_argument("-c", "--ctx-size", type=int, default=4096, help="context size (n_ctx)")
+    p.add_argument("-b", "--batch-size", type=int, default=2048, help="logical batch size")
+    p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all)")
+    p.add_argument("-fa", "--flash-attn", choices=["on", "off", "auto"], default="auto")
+
+
+def _engine_kwargs(a) -> dict:
+    fa = {"on": True, "off": False, "auto": None}[a.flash_attn]
+    return dict(n_gpu_layers=a.n_gpu_layers, n_ctx=a.ctx_size, n_batch=a.batch_size,
+                threads=a.threads, flash_attn=fa)
+
+
+def cmd_read(a) -> int:
+    from .api import Reader
+
+    reader = Reader(a.model, a.mmproj, **_engine_kwargs(a))
+    results, failed = [], 0
+    for i, img in enumerate(a.images):
+        try:
+            r = reader.read(img, prompt=a.prompt, max_tokens=a.n_predict, temperature=a.temp,
+                            top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
+                            repeat_penalty=a.repeat_penalty, seed=a.seed)
+        except FoveateError as e:  # one bad page does not stop the others
+            failed += 1
+            print(f"foveate: {type(e).__name__}: {e}", file=sys.stderr)
+            if a.json:
+                results.append({"image": str(img), "error": str(e), "error_type": type(e).__name__})
+            continue
+        if a.json:
+            results.append({"image": r.image, "text": r.text, "stats": r.stats.as_dict()})
+        else:
+            if len(a.images) > 1:
+                print(f"==> {img} <==")
+            print(r.text)
+            if len(a.images) > 1 and i < len(a.images) - 1:
+                print()
+    if a.json:
+        json.dump(results, sys.stdout, indent=2, ensure_ascii=False)
+        print()
+    return 1 if failed else 0
+
+
+def cmd_bench(a) -> int:
+    from .bench import format_table, median_row, run_once
+    from .engine import Engine
+
+    if (a.image is None) == (a.image_tokens is None):
+        raise SystemExit("foveate bench: give exactly one of --image or --image-tokens")
+    if a.image is not None and not a.mmproj:
+        raise SystemExit("foveate bench: --image needs --mmproj")
+    eng = Engine(a.model, a.mmproj, **_engine_kwargs(a))  # mmproj None: synthetic tokens
+    run_once(eng, a.image, a.image_tokens or 0, n_decode=min(4, a.n_decode))  # warm-up
+    rows = [run_once(eng, a.image, a.image_tokens or 0, n_decode=a.n_decode)
+            for _ in range(a.repetitions)]
+    print(f"model: {a.model}\nthreads: {eng.threads}  n_ctx: {eng.n_ctx}  "
+          f"decode tokens: {a.n_decode}  repetitions: {a.repetitions} (median)\n")
+    print(format_table([median_row(rows)]))
+    return 0
+
+
+def cmd_make_model(a) -> int:
+    from .tiny_model import TinyShape, quantize, write_tiny_pair
+
+    model, mmproj = write_tiny_pair(Path(a.out), TinyShape(), seed=a.seed)
+    print(model)
+    print(mmproj)
+    for q in a.quantize:
+        print(quantize(model, model.with_name(f"tiny-{q.lower()}.gguf"), q))
+    return 0
+
+
+def cmd_info(a) -> int:
+    from . import _bindings as B
+
+    print(f"libraries: {B.LIB_DIR}")
+    print(f"backends: {', '.join(B.backends())}")
+    print(f"llama.cpp: {B.llama_build_info()}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="foveate", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("read", help="transcribe page images")
+    r.add_argument("images", nargs="+", help="image files")
+    _model_args(r)
+    r.add_argument("-p", "--prompt", default=None, help="instruction (default: read the text)")
+    r.add_argument("-n", "--n-predict", type=int, default=1024, help="max tokens per page")
+    r.add_argument("--temp", type=float, default=0.0, help="temperature (0 = greedy)")
+    r.add_argument("--top-k", type=int, default=40)
+    r.add_argument("--top-p", type=float, default=0.95)
+    r.add_argument("--min-p", type=float, default=0.05)
+    r.add_argument("--repeat-penalty", type=float, default=1.0)
+    r.add_argument("-s", "--seed", type=int, default=0xF0FEA7E)
+    r.add_argument("--json", action="store_true", help="JSON output with stats")
+    r.set_defaults(fn=cmd_read)
+
+    b = sub.add_parser("bench", help="time encode, prefill and decode")
+    _model_args(b, need_mmproj=False)
+    b.add_argument("--image", default=None, help="page image (real projector path)")
+    b.add_argument("--image-tokens", type=int, default=None,
+                   help="inject N random image embeddings instead of an image")
+    b.add_argument("-n", "--n-decode", type=int, default=32, help="tokens to decode (EOS ignored)")
+    b.add_argument("-r", "--repetitions", type=int, default=3)
+    b.set_defaults(fn=cmd_bench)
+
+    mk = sub.add_parser("make-model", help="write tiny random-weight Qwen2.5-VL GGUFs")
+    mk.add_argument("out", help="output folder")
+    mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument("--quantize", nargs="*", default=[], help="also write e.g. Q8_0 Q4_K_M")
+    mk.set_defaults(fn=cmd_make_model)
+
+    i = sub.add_parser("info", help="show the loaded libraries and patch series")
+    i.set_defaults(fn=cmd_info)
+
+    a = ap.parse_args(argv)
+    try:
+        return a.fn(a)
+    except FoveateError as e:
+        print(f"foveate: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""Engine layer: one language model + its image projector; image in, text out.
+
+Drives llama.cpp and mtmd through llama-cpp-python's ctypes bindings, the same
+path llama-mtmd-cli takes: tokenize the chat prompt with the image marker, run
+the projector (encode), decode the image embeddings and text (prefill), then
+sample token by token (decode). Each phase is timed for Result.stats.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from dataclasses import dataclass, field
+
+from . import _bindings as B
+from .errors import ContextError, DecodeError, ModelError, ProjectorError
+from .gguf_check import read_gguf_info
+from .images import MAX_PIXELS, Page, load_page
+
+llama, mtmd = B.llama, B.mtmd
+
+DEFAULT_PROMPT = "Read the text in the image."
+
+
+@dataclass
+class Sampling:
+    """Greedy by default (temperature 0), as OCR wants; the usual knobs otherwise."""
+    temperature: float = 0.0
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    seed: int = 0xF0FEA7E
+
+
+@dataclass
+class Stats:
+    image_tokens: int = 0
+    prompt_tokens: int = 0          # all prefilled positions' tokens (text + image)
+    encode_ms: float = 0.0          # vision encoder + projector
+    prefill_ms: float = 0.0         # decoding the prompt (text and image embeddings)
+    decode_ms: float = 0.0          # generating
+    tokens_generated: int = 0
+    tokens_per_s: float = 0.0
+    stop_reason: str = ""           # "eos", "max_tokens" or "n_ctx"
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Result:
+    text: str
+    stats: Stats = field(default_factory=Stats)
+    image: str = ""
+
+
+def _threads(n: int | None) -> int:
+    return n if n and n > 0 else max(1, os.cpu_count() or 1)
+
+
+class Engine:
+    def __init__(self, model: str | os.PathLike, mmproj: str | os.PathLike | None, *,
+                 n_gpu_layers: int = 0, n_ctx: int = 4096, n_batch: int = 2048,
+                 threads: int | None = None, flash_attn: bool | None = None,
+                 image_max_pixels: int = MAX_PIXELS):
+        self.model_path = str(model)
+        self.mmproj_path = str(mmproj) if mmproj is not None else None
+        self.image_max_pixels = image_max_pixels
+        self._model = self._ctx = self._mtmd = None
+        minfo = read_gguf_info(model, ModelError, "model")
+        if minfo.arch == "clip":
+            raise ModelError(f"model file is an image projector (mmproj), not a language "
+                             f"model: {model}")
+        if mmproj is not None:  # None: text-only engine (benchmarks with synthetic images)
+            pinfo = read_gguf_info(mmproj, ProjectorError, "projector")
+            if pinfo.arch != "clip":
+                raise ProjectorError(f"projector file is not an mmproj (architecture "
+                                     f"'{pinfo.arch}'): {mmproj}")
+        if n_ctx <= 0:
+            raise ContextError(f"n_ctx must be positive, got {n_ctx}")
+        self.threads = _threads(threads)
+
+        mark = B.log.mark()
+        mp = llama.llama_model_default_params()
+        mp.n_gpu_layers = n_gpu_layers
+        self._model = llama.llama_model_load_from_file(self.model_path.encode(), mp)
+        if not self._model:
+            raise ModelError(f"llama.cpp could not load model {model}: "
+                             f"{B.log.cause_since(mark)}")
+        self._vocab = llama.llama_model_get_vocab(self._model)
+
+        cp = llama.llama_context_default_params()
+        cp.n_ctx = n_ctx
+        cp.n_batch = n_batch
+        cp.n_ubatch = min(n_batch, 512)
+        cp.n_threads = cp.n_threads_batch = self.threads
+        cp.no_perf = True
+        if flash_attn is not None:
+            cp.flash_attn_type = (llama.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
+                                  else llama.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        mark = B.log.mark()
+        self._ctx = llama.llama_init_from_model(self._model, cp)
+        if not self._ctx:
+            raise ModelError(f"llama.cpp could not create a context for {model} "
+                             f"(n_ctx={n_ctx}): {B.log.cause_since(mark)}")
+        self.n_ctx = llama.llama_n_ctx(self._ctx)
+        self.n_batch = llama.llama_n_batch(self._ctx)
+
+        self._batch = llama.llama_batch_init(1, 0, 1)
+        self._template = llama.llama_model_chat_template(self._model, None)
+        self.marker = mtmd.mtmd_default_marker().decode()
+        if mmproj is not None:
+            self._init_projector(n_gpu_layers)
+
+    def _init_projector(self, n_gpu_layers: int) -> None:
+        model, mmproj = self.model_path, self.mmproj_path
+        mparams = mtmd.mtmd_context_params_default()
+        mparams.use_gpu = n_gpu_layers != 0
+        mparams.n_threads = self.threads
+        mparams.print_timings = False
+        mparams.warmup = False
+        mark = B.log.mark()
+        self._mtmd = mtmd.mtmd_init_from_file(self.mmproj_path.encode(), self._model, mparams)
+        if not self._mtmd:
+            raise ProjectorError(f"projector {mmproj} cannot be used with model {model}: "
+                                 f"{B.log.cause_since(mark)}")
+        if not mtmd.mtmd_support_vision(self._mtmd):
+            raise ProjectorError(f"projector has no vision encoder: {mmproj}")
+
+    # --- prompt ------------------------------------------------------------------------------
+    def format_prompt(self, prompt: str) -> str:
+        """The model's own chat template around one user turn: image marker + prompt."""
+        content = f"{self.marker}\n{prompt}"
+        if not self._template:
+            return content
+        role, text = b"user", content.encode()
+        msg = llama.llama_chat_message(role=role, content=text)
+        arr = (llama.llama_chat_message * 1)(msg)
+        buf = ctypes.create_string_buffer(len(text) * 2 + 4096)
+        n = llama.llama_chat_apply_template(self._template, arr, 1, True, buf, len(buf))
+        if n < 0:  # template llama.cpp does not know: fall back to the bare content
+            return content
+        if n > len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            n = llama.llama_chat_apply_template(self._template, arr, 1, True, buf, len(buf))
+        return buf.raw[:n].decode("utf-8", errors="replace")
+
+    # --- sampling ----------------------------------------------------------------------------
+    def _sampler(self, s: Sampling):
+        chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
+        add = lambda smp: llama.llama_sampler_chain_add(chain, smp)
+        if s.repeat_penalty != 1.0:
+            n_vocab = llama.llama_vocab_n_tokens(self._vocab)
+            add(llama.llama_sampler_init_penalties(n_vocab, s.repeat_last_n, s.repeat_penalty,
+                                                   0.0, 0.0))
+        if s.temperature <= 0:
+            add(llama.llama_sampler_init_greedy())
+        else:
+            add(llama.llama_sampler_init_top_k(s.top_k))
+            add(llama.llama_sampler_init_top_p(s.top_p, 1))
+            add(llama.llama_sampler_init_min_p(s.min_p, 1))
+            add(llama.llama_sampler_init_temp(s.temperature))
+            add(llama.llama_sampler_init_dist(s.seed))
+        return chain
+
+    def _piece(self, token: int) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = llama.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        return buf.raw[:n]
+
+    def _decode_one(self, token: int, pos: int) -> None:
+        b = self._batch
+        b.n_tokens = 1
+        b.token[0] = token
+        b.pos[0] = pos
+        b.n_seq_id[0] = 1
+        b.seq_id[0][0] = 0
+        b.logits[0] = True
+        if llama.llama_decode(self._ctx, b) != 0:
+            raise DecodeError(f"llama_decode failed at position {pos}")
+
+    # --- the page ----------------------------------------------------------------------------
+    def read(self, image, prompt: str | None = None, max_tokens: int = 1024,
+             sampling: Sampling | None = None) -> Result:
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+        page = image if isinstance(image, Page) else load_page(image, self.image_max_pixels)
+        n_past, stats = self.prefill_page(page, prompt)
+        out = self._generate(n_past, max_tokens, sampling or Sampling(), stats)
+        return Result(text=out, stats=stats, image=page.name)
+
+    def prefill_page(self, page: Page, prompt: str | None = None) -> tuple[int, Stats]:
+        """Clear the context, then tokenize, encode and prefill prompt + page.
+
+        Returns the next position (n_past) and the stats so far."""
+        if not self._mtmd:
+            raise ProjectorError("this engine was created without a projector (mmproj)")
+        stats = Stats()
+        text = self.format_prompt(prompt or DEFAULT_PROMPT).encode()
+        pixels = (ctypes.c_uint8 * len(page.rgb)).from_buffer_copy(page.rgb)
+        bitmap = mtmd.mtmd_bitmap_init(page.width, page.height, pixels)
+        chunks = mtmd.mtmd_input_chunks_init()
+        try:
+            inp = mtmd.mtmd_input_text(text=text, text_len=len(text),
+                                       add_special=True, parse_special=True)
+            bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
+            mark = B.log.mark()
+            rc = mtmd.mtmd_tokenize(self._mtmd, chunks, ctypes.byref(inp), bitmaps, 1)
+            if rc != 0:
+                raise DecodeError(f"mtmd could not tokenize image {page.name} (code {rc}): "
+                                  f"{B.log.cause_since(mark)}")
+            n_pos = mtmd.mtmd_helper_get_n_pos(chunks)
+            n_chunks = mtmd.mtmd_input_chunks_size(chunks)
+            for i in range(n_chunks):
+                ch = mtmd.mtmd_input_chunks_get(chunks, i)
+                if mtmd.mtmd_input_chunk_get_type(ch) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+                    stats.image_tokens += mtmd.mtmd_input_chunk_get_n_tokens(ch)
+                stats.prompt_tokens += mtmd.mtmd_input_chunk_get_n_tokens(ch)
+            if n_pos >= self.n_ctx or stats.prompt_tokens >= self.n_ctx:
+                raise ContextError(
+                    f"image {page.name} needs {stats.image_tokens} image tokens and the prompt "
+                    f"{max(n_pos, stats.prompt_tokens)} positions in all, more than "
+                    f"n_ctx={self.n_ctx}: raise n_ctx (-c)")
+            llama.llama_memory_clear(llama.llama_get_memory(self._ctx), True)
+            n_past = self._prefill(chunks, n_chunks, page, stats)
+        finally:
+            mtmd.mtmd_input_chunks_free(chunks)
+            mtmd.mtmd_bitmap_free(bitmap)
+        return n_past, stats
+
+    def _prefill(self, chunks, n_chunks: int, page: Page, stats: Stats) -> int:
+        n_past = 0
+        new_n_past = llama.llama_pos(0)
+        for i in range(n_chunks):
+            ch = mtmd.mtmd_input_chunks_get(chunks, i)
+            last = i == n_chunks - 1
+            mark = B.log.mark()
+            if mtmd.mtmd_input_chunk_get_type(ch) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+                t0 = time.perf_counter()
+                if mtmd.mtmd_encode_chunk(self._mtmd, ch) != 0:
+                    raise DecodeError(f"image encoder failed on {page.name}: "
+                                      f"{B.log.cause_since(mark)}")
+                embd = mtmd.mtmd_get_output_embd(self._mtmd)
+                t1 = time.perf_counter()
+                rc = mtmd.mtmd_helper_decode_image_chunk(
+                    self._mtmd, self._ctx, ch, embd, n_past, 0, self.n_batch,
+                    ctypes.byref(new_n_past), mtmd.mtmd_helper_post_decode_callback(), None)
+                t2 = time.perf_counter()
+                stats.encode_ms += (t1 - t0) * 1e3
+                stats.prefill_ms += (t2 - t1) * 1e3
+            else:
+                t1 = time.perf_counter()
+                rc = mtmd.mtmd_helper_eval_chunk_single(
+                    self._mtmd, self._ctx, ch, n_past, 0, self.n_batch, last,
+                    ctypes.byref(new_n_past))
+                stats.prefill_ms += (time.perf_counter() - t1) * 1e3
+            if rc != 0:
+                raise DecodeError(f"prefill failed on {page.name} at chunk {i} (code {rc}): "
+                                  f"{B.log.cause_since(mark)}")
+            n_past = new_n_past.value
+        return n_past
+
+    def _generate(self, n_past: int, max_tokens: int, s: Sampling, stats: Stats) -> str:
+        sampler = self._sampler(s)
+        out = bytearray()
+        t0 = time.perf_counter()
+        try:
+            stats.stop_reason = "max_tokens"
+            for _ in range(max_tokens):
+                tok = llama.llama_sampler_sample(sampler, self._ctx, -1)
+                if llama.llama_vocab_is_eog(self._vocab, tok):
+                    stats.stop_reason = "eos"
+                    break
+                out += self._piece(tok)
+                stats.tokens_generated += 1
+                if n_past >= self.n_ctx:
+                    stats.stop_reason = "n_ctx"
+                    break
+                self._decode_one(tok, n_past)
+                n_past += 1
+        finally:
+            llama.llama_sampler_free(sampler)
+        dt = time.perf_counter() - t0
+        stats.decode_ms = dt * 1e3
+        stats.tokens_per_s = stats.tokens_generated / dt if dt > 0 else 0.0
+        return out.decode("utf-8", errors="replace")
+
+    # --- lifetime ----------------------------------------------------------------------------
+    def close(self) -> None:
+        if getattr(self, "_batch", None) is not None:
+            llama.llama_batch_free(self._batch)
+            self._batch = None
+        if self._mtmd:
+            mtmd.mtmd_free(self._mtmd)
+            self._mtmd = None
+        if self._ctx:
+            llama.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            llama.llama_model_free(self._model)
+            self._model = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

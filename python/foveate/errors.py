@@ -1,0 +1,29 @@
+"""foveate's exceptions. Every message names the file (or input) and the problem."""
+
+
+class FoveateError(Exception):
+    """Base class of every error foveate raises on bad input or a failed run."""
+
+
+class ModelError(FoveateError):
+    """The language model file is missing, unreadable, not GGUF, truncated or unusable."""
+
+
+class ProjectorError(FoveateError):
+    """The image projector (mmproj) is missing, broken, or does not belong to the model."""
+
+
+class ImageError(FoveateError):
+    """The image cannot be opened, is empty, too small or too large."""
+
+
+class ContextError(FoveateError):
+    """The prompt plus image does not fit the context window (n_ctx)."""
+
+
+class DecodeError(FoveateError):
+    """llama.cpp failed while encoding, prefilling or decoding."""
+
+
+class BuildError(FoveateError):
+    """The native libraries are missing or are not foveate's patched build."""

@@ -1,0 +1,72 @@
+"""Turn what a user passes as an image (path, bytes, PIL image) into checked RGB pixels.
+
+Images are decoded with Pillow here, never by the C side, so a broken file raises
+ImageError instead of reaching stb_image.
+"""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ImageError
+
+MIN_SIDE = 8                 # smaller than one vision patch: nothing to read
+MAX_PIXELS = 64_000_000      # 8000 x 8000; larger pages are far beyond any OCR projector
+
+
+@dataclass
+class Page:
+    name: str        # file path, or "<bytes>" / "<PIL image>", used in messages
+    width: int
+    height: int
+    rgb: bytes       # width * height * 3 bytes
+
+
+def load_page(image, max_pixels: int = MAX_PIXELS) -> Page:
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(image, Image.Image):
+        name, img = "<PIL image>", image
+        _check_size(name, *img.size, max_pixels)
+    else:
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            name, data = "<bytes>", bytes(image)
+        elif isinstance(image, (str, os.PathLike)):
+            p = Path(image)
+            name = str(p)
+            if not p.exists():
+                raise ImageError(f"image file not found: {p}")
+            if not p.is_file():
+                raise ImageError(f"image path is not a file: {p}")
+            try:
+                data = p.read_bytes()
+            except OSError as e:
+                raise ImageError(f"image file is not readable: {p}: {e.strerror}") from None
+        else:
+            raise ImageError(f"unsupported image type {type(image).__name__}: "
+                             f"pass a path, bytes or a PIL image")
+        if not data:
+            raise ImageError(f"image is empty (0 bytes): {name}")
+        try:
+            img = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise ImageError(f"not an image Pillow can open: {name}") from None
+        except Image.DecompressionBombError as e:
+            raise ImageError(f"image is too large: {name}: {e}") from None
+        _check_size(name, *img.size, max_pixels)
+    try:
+        rgb = img.convert("RGB")
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageError(f"image data is corrupt: {name}: {e}") from None
+    return Page(name=name, width=rgb.width, height=rgb.height, rgb=rgb.tobytes())
+
+
+def _check_size(name: str, w: int, h: int, max_pixels: int) -> None:
+    if w < MIN_SIDE or h < MIN_SIDE:
+        raise ImageError(f"image is too small ({w}x{h}; at least {MIN_SIDE}x{MIN_SIDE} "
+                         f"pixels needed): {name}")
+    if w * h > max_pixels:
+        raise ImageError(f"image is too large ({w}x{h} = {w * h} pixels; the limit is "
+                         f"{max_pixels}): {name}")
