@@ -57,7 +57,9 @@ def _prefill_synthetic(eng: Engine, n_tokens: int, seed: int = 0) -> int:
     idx = np.arange(n_tokens)
     n_b = eng.n_batch
     batch = llama.llama_batch_init(n_b, n_embd, 1)
-    own_pos = batch.pos  # llama_batch_free frees this pointer: restore it before freeing
+    # llama_batch_free frees batch.pos: keep its address (a field access would alias the
+    # struct's memory) and put it back before freeing
+    own_pos = ctypes.cast(batch.pos, ctypes.c_void_p).value
     try:
         for start in range(0, n_tokens, n_b):
             m = min(n_b, n_tokens - start)
@@ -78,7 +80,7 @@ def _prefill_synthetic(eng: Engine, n_tokens: int, seed: int = 0) -> int:
             if llama.llama_decode(eng._ctx, batch) != 0:
                 raise DecodeError(f"synthetic prefill of {n_tokens} embeddings failed")
     finally:
-        batch.pos = own_pos
+        batch.pos = ctypes.cast(own_pos, ctypes.POINTER(llama.llama_pos))
         llama.llama_batch_free(batch)
     # M-RoPE: the next text position follows the image grid (as mtmd does); else the count
     return side if n_pos == 4 else n_tokens
