@@ -191,7 +191,8 @@ class Engine:
             raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
         page = image if isinstance(image, Page) else load_page(image, self.image_max_pixels)
         n_past, stats = self.prefill_page(page, prompt)
-        out = self._generate(n_past, max_tokens, sampling or Sampling(), stats)
+        out = self._generate(n_past, stats.prompt_tokens, max_tokens, sampling or Sampling(),
+                             stats)
         return Result(text=out, stats=stats, image=page.name)
 
     def prefill_page(self, page: Page, prompt: str | None = None) -> tuple[int, Stats]:
@@ -265,7 +266,11 @@ class Engine:
             n_past = new_n_past.value
         return n_past
 
-    def _generate(self, n_past: int, max_tokens: int, s: Sampling, stats: Stats) -> str:
+    def _generate(self, n_past: int, n_cells: int, max_tokens: int, s: Sampling,
+                  stats: Stats) -> str:
+        """Sample up to max_tokens from position n_past. The KV cache holds n_cells
+        entries; with M-RoPE an image takes more cells than positions, so the context
+        limit is checked on cells."""
         sampler = self._sampler(s)
         out = bytearray()
         t0 = time.perf_counter()
@@ -278,11 +283,12 @@ class Engine:
                     break
                 out += self._piece(tok)
                 stats.tokens_generated += 1
-                if n_past >= self.n_ctx:
+                if n_cells >= self.n_ctx:
                     stats.stop_reason = "n_ctx"
                     break
                 self._decode_one(tok, n_past)
                 n_past += 1
+                n_cells += 1
         finally:
             llama.llama_sampler_free(sampler)
         dt = time.perf_counter() - t0
