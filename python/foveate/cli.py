@@ -77,13 +77,14 @@ def cmd_bench(a) -> int:
 
 
 def cmd_make_model(a) -> int:
-    from .tiny_model import TinyShape, quantize, write_tiny_pair
+    from .tiny_model import make_shape, quantize, write_tiny_pair
 
-    model, mmproj = write_tiny_pair(Path(a.out), TinyShape(), seed=a.seed)
+    model, mmproj = write_tiny_pair(Path(a.out), make_shape(a.shape, a.layers), seed=a.seed,
+                                    name=a.shape)
     print(model)
     print(mmproj)
     for q in a.quantize:
-        print(quantize(model, model.with_name(f"tiny-{q.lower()}.gguf"), q))
+        print(quantize(model, model.with_name(f"{a.shape}-{q.lower()}.gguf"), q))
     return 0
 
 
@@ -123,8 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("-r", "--repetitions", type=int, default=3)
     b.set_defaults(fn=cmd_bench)
 
-    mk = sub.add_parser("make-model", help="write tiny random-weight Qwen2.5-VL GGUFs")
+    mk = sub.add_parser("make-model", help="write random-weight Qwen2.5-VL GGUFs (for tests "
+                                           "and timing; outputs are noise)")
     mk.add_argument("out", help="output folder")
+    mk.add_argument("--shape", default="tiny", help="tiny | qwen2.5-vl-3b | qwen2.5-vl-7b")
+    mk.add_argument("--layers", type=int, default=None, help="cut text and vision depth")
     mk.add_argument("--seed", type=int, default=0)
     mk.add_argument("--quantize", nargs="*", default=[], help="also write e.g. Q8_0 Q4_K_M")
     mk.set_defaults(fn=cmd_make_model)

@@ -1,4 +1,5 @@
-"""Write tiny random-weight Qwen2.5-VL GGUFs (text model + projector).
+"""Write random-weight Qwen2.5-VL GGUFs (text model + projector): tiny ones for tests,
+and ones with real models' shapes (Qwen2.5-VL-3B / -7B) for timing.
 
 They use the real architectures (LLM arch `qwen2vl` with M-RoPE, projector
 `qwen2.5vl_merger`), so they exercise exactly the llama.cpp and mtmd code paths
@@ -57,10 +58,23 @@ class TinyShape:
     patch: int = 14
     image_size: int = 560
     proj_dim: int | None = None  # projector output; != n_embd makes a mismatched pair
+    n_vocab: int = 0           # pad the char vocab with unused tokens up to this size
+
+
+# Real shapes, from the models' config.json (text) and vision_config (projector).
+SHAPES = {
+    "tiny": TinyShape(),
+    "qwen2.5-vl-3b": TinyShape(n_embd=2048, n_head=16, n_head_kv=2, n_ff=11008, n_layer=36,
+                               n_ctx_train=128000, v_embd=1280, v_head=16, v_ff=3420,
+                               v_layer=32, v_wa_pattern=8, n_vocab=151936),
+    "qwen2.5-vl-7b": TinyShape(n_embd=3584, n_head=28, n_head_kv=4, n_ff=18944, n_layer=28,
+                               n_ctx_train=128000, v_embd=1280, v_head=16, v_ff=3420,
+                               v_layer=32, v_wa_pattern=8, n_vocab=152064),
+}
 
 
 def _w(rng, *shape, std=0.02):
-    return (rng.standard_normal(shape) * std).astype(np.float16)
+    return (rng.standard_normal(shape, dtype=np.float32) * std).astype(np.float16)
 
 
 def _ones(n):
@@ -76,6 +90,9 @@ def write_text_model(path: Path, shape: TinyShape, seed: int = 0) -> Path:
 
     rng = np.random.default_rng(seed)
     tokens, types = char_vocab()
+    for i in range(len(tokens), shape.n_vocab):  # real vocab size: same output-layer cost
+        tokens.append(f"<unused_{i}>")
+        types.append(5)  # unused
     head_dim = shape.n_embd // shape.n_head
     n_kv = head_dim * shape.n_head_kv
     q = head_dim // 2  # M-RoPE sections (t, h, w, extra) must sum to head_dim / 2
@@ -182,13 +199,27 @@ def _finish(w) -> None:
     w.close()
 
 
-def write_tiny_pair(out_dir: Path, shape: TinyShape | None = None, seed: int = 0) -> tuple[Path, Path]:
-    """Write `tiny-f16.gguf` and `tiny-mmproj-f16.gguf` into out_dir; return both paths."""
+def write_tiny_pair(out_dir: Path, shape: TinyShape | None = None, seed: int = 0,
+                    name: str = "tiny") -> tuple[Path, Path]:
+    """Write `{name}-f16.gguf` and `{name}-mmproj-f16.gguf` into out_dir; return both paths.
+    Deterministic for a given seed."""
     shape = shape or TinyShape()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return (write_text_model(out_dir / "tiny-f16.gguf", shape, seed),
-            write_projector(out_dir / "tiny-mmproj-f16.gguf", shape, seed + 1))
+    return (write_text_model(out_dir / f"{name}-f16.gguf", shape, seed),
+            write_projector(out_dir / f"{name}-mmproj-f16.gguf", shape, seed + 1))
+
+
+def make_shape(name: str, layers: int | None = None) -> TinyShape:
+    """A preset from SHAPES; `layers` cuts text and vision depth (for quick checks)."""
+    from dataclasses import replace
+
+    if name not in SHAPES:
+        raise ValueError(f"unknown shape {name!r}; known: {', '.join(SHAPES)}")
+    s = SHAPES[name]
+    if layers:
+        s = replace(s, n_layer=min(layers, s.n_layer), v_layer=min(layers, s.v_layer))
+    return s
 
 
 def quantize(src: Path, dst: Path, ftype: str, threads: int = 0) -> Path:
