@@ -59,6 +59,10 @@ class TinyShape:
     image_size: int = 560
     proj_dim: int | None = None  # projector output; != n_embd makes a mismatched pair
     n_vocab: int = 0           # pad the char vocab with unused tokens up to this size
+    rope_base: float = 1e6
+    image_mean: tuple = (0.48145466, 0.4578275, 0.40821073)
+    image_std: tuple = (0.26862954, 0.26130258, 0.27577711)
+    name: str = "foveate-tiny-qwen2.5vl (random weights)"
 
 
 # Real shapes, from the models' config.json (text) and vision_config (projector).
@@ -85,7 +89,26 @@ def _zeros(n):
     return np.zeros(n, dtype=np.float32)
 
 
-def write_text_model(path: Path, shape: TinyShape, seed: int = 0) -> Path:
+class _Overlay:
+    """GGUFWriter wrapper: tensors found in `weights` replace the random ones (same shape)."""
+
+    def __init__(self, writer, weights):
+        self._w, self._weights = writer, weights or {}
+
+    def add_tensor(self, name, arr):
+        if name in self._weights:
+            new = np.asarray(self._weights[name])
+            if new.shape != arr.shape:
+                raise ValueError(f"{name}: trained shape {new.shape} != expected {arr.shape}")
+            arr = new.astype(arr.dtype)
+        self._w.add_tensor(name, arr)
+
+    def __getattr__(self, k):
+        return getattr(self._w, k)
+
+
+def write_text_model(path: Path, shape: TinyShape, seed: int = 0, weights=None) -> Path:
+    """Random weights, or trained ones from `weights` (GGUF tensor name -> array)."""
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -98,8 +121,8 @@ def write_text_model(path: Path, shape: TinyShape, seed: int = 0) -> Path:
     q = head_dim // 2  # M-RoPE sections (t, h, w, extra) must sum to head_dim / 2
     sections = [q // 4, (q - q // 4) // 2, q - q // 4 - (q - q // 4) // 2, 0]
 
-    w = gguf.GGUFWriter(str(path), "qwen2vl")
-    w.add_name("foveate-tiny-qwen2.5vl (random weights)")
+    w = _Overlay(gguf.GGUFWriter(str(path), "qwen2vl"), weights)
+    w.add_name(shape.name)
     w.add_context_length(shape.n_ctx_train)
     w.add_embedding_length(shape.n_embd)
     w.add_block_count(shape.n_layer)
@@ -107,7 +130,7 @@ def write_text_model(path: Path, shape: TinyShape, seed: int = 0) -> Path:
     w.add_head_count(shape.n_head)
     w.add_head_count_kv(shape.n_head_kv)
     w.add_layer_norm_rms_eps(1e-6)
-    w.add_rope_freq_base(1e6)
+    w.add_rope_freq_base(shape.rope_base)
     w.add_rope_dimension_sections(sections)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     w.add_tokenizer_model("llama")
@@ -144,14 +167,14 @@ def write_text_model(path: Path, shape: TinyShape, seed: int = 0) -> Path:
     return path
 
 
-def write_projector(path: Path, shape: TinyShape, seed: int = 1) -> Path:
+def write_projector(path: Path, shape: TinyShape, seed: int = 1, weights=None) -> Path:
     import gguf
 
     rng = np.random.default_rng(seed)
     d, ff = shape.v_embd, shape.v_ff
     out = shape.proj_dim or shape.n_embd
-    w = gguf.GGUFWriter(str(path), "clip")
-    w.add_name("foveate-tiny-qwen2.5vl mmproj (random weights)")
+    w = _Overlay(gguf.GGUFWriter(str(path), "clip"), weights)
+    w.add_name(shape.name + " mmproj")
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     w.add_bool("clip.has_vision_encoder", True)
     w.add_string("clip.projector_type", "qwen2.5vl_merger")
@@ -165,8 +188,8 @@ def write_projector(path: Path, shape: TinyShape, seed: int = 1) -> Path:
     w.add_uint32("clip.vision.attention.head_count", shape.v_head)
     w.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6)
     w.add_uint32("clip.vision.n_wa_pattern", shape.v_wa_pattern)
-    w.add_array("clip.vision.image_mean", [0.48145466, 0.4578275, 0.40821073])
-    w.add_array("clip.vision.image_std", [0.26862954, 0.26130258, 0.27577711])
+    w.add_array("clip.vision.image_mean", list(shape.image_mean))
+    w.add_array("clip.vision.image_std", list(shape.image_std))
 
     w.add_tensor("v.patch_embd.weight", _w(rng, d, 3, shape.patch, shape.patch))
     w.add_tensor("v.patch_embd.weight.1", _w(rng, d, 3, shape.patch, shape.patch))

@@ -1,0 +1,248 @@
+"""Recipe for the bundled reading model: train models/reader/model.py on generated pages,
+then export GGUFs (F16 text + mmproj, Q8_0 and Q4_K_M text) with foveate's writer.
+
+    python models/reader/train.py train --minutes 80 --out models/reader/work
+    python models/reader/train.py export --ckpt models/reader/work/ckpt.pt --out models/reader
+
+Seeded and deterministic given the thread count (torch CPU); see README.md here for the
+command, time and curve of the committed model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1] / "python"))
+
+from model import Reader, ReaderShape  # noqa: E402
+from foveate import pages as P  # noqa: E402
+from foveate.tiny_model import char_vocab  # noqa: E402
+
+PROMPT = "Read the text in the image."   # foveate's DEFAULT_PROMPT
+COLS = 24
+MEAN = STD = 0.5
+
+
+class CharTokenizer:
+    """Mirror of the GGUF vocab (llama.cpp SPM type, no space prefix): space -> U+2581."""
+
+    def __init__(self):
+        self.tokens, _ = char_vocab()
+        self.id = {t: i for i, t in enumerate(self.tokens)}
+
+    def encode(self, text: str) -> list[int]:
+        return [self.id["\u2581" if c == " " else c] for c in text]
+
+    def special(self, name: str) -> int:
+        return self.id[name]
+
+    def chat(self):
+        """Token ids before and after the image for foveate's chat prompt."""
+        sp = self.special
+        prefix = [sp("<|im_start|>")] + self.encode("user\n") + [sp("<|vision_start|>")]
+        suffix = ([sp("<|vision_end|>")] + self.encode("\n" + PROMPT) + [sp("<|im_end|>")]
+                  + self.encode("\n") + [sp("<|im_start|>")] + self.encode("assistant\n"))
+        return prefix, suffix
+
+
+def pixels(img) -> torch.Tensor:
+    a = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy((a - MEAN) / STD).permute(2, 0, 1)
+
+
+def make_batch(tok, split, indices, rows):
+    prefix, prompt = tok.chat()
+    spec = P.PageSpec(cols=COLS, rows=rows)
+    imgs, answers = [], []
+    for i in indices:
+        rng = P._rng(split, int(i))
+        lines = P.make_lines(rng, spec)
+        imgs.append(pixels(P.render(lines, spec)))
+        answers.append(tok.encode("\n".join(lines)) + [tok.special("<|im_end|>")])
+    L = max(map(len, answers))
+    suffix = torch.full((len(indices), len(prompt) + L), tok.special("<unk>"), dtype=torch.long)
+    target = torch.full_like(suffix, -100)
+    for b, a in enumerate(answers):
+        seq = prompt + a
+        suffix[b, :len(seq)] = torch.tensor(seq)
+        # logits at j predict token j+1; learn only the answer (and its end token)
+        target[b, len(prompt) - 1:len(seq) - 1] = torch.tensor(a)
+    return (torch.stack(imgs), torch.tensor([prefix] * len(indices)), suffix, target)
+
+
+def shape_for(tok) -> ReaderShape:
+    return ReaderShape(n_vocab=len(tok.tokens))
+
+
+def curriculum_rows(progress):
+    """Short pages first (cheap steps, easy alignment), then up to full 16-line pages
+    (reached at 60% of the run)."""
+    ramp = min(1.0, max(0.0, (progress - 0.05) / 0.55))
+    return 1 + int(round(ramp * 15))
+
+
+def evaluate(model, tok, n=8, rows=16):
+    model.eval()
+    with torch.no_grad():
+        x, pre, suf, tgt = make_batch(tok, "heldout", range(100000, 100000 + n), rows)
+        logits = model(x, pre, suf)
+        m = tgt != -100
+        acc = (logits.argmax(-1)[m] == tgt[m]).float().mean().item()
+        loss = F.cross_entropy(logits.transpose(1, 2), tgt).item()
+    model.train()
+    return loss, acc
+
+
+def train(args):
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    tok = CharTokenizer()
+    model = Reader(shape_for(tok))
+    nparam = sum(p.numel() for p in model.parameters())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    log = open(out / "train-log.jsonl", "a")
+    print(f"params {nparam/1e6:.2f}M, steps {args.steps}, batch {args.batch}", flush=True)
+    t0 = time.time()
+    seen = 0
+    step = 0
+    start = 0
+    if args.resume and (out / "ckpt.pt").exists():
+        ck = torch.load(out / "ckpt.pt")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, seen = ck["step"], ck["seen"]
+        start = step
+    t_budget = args.minutes * 60 if args.minutes else float("inf")
+    elapsed0 = 0.0 if not start else ck.get("elapsed", 0.0)
+    while step < args.steps:
+        # progress drives LR decay and curriculum: steps or the time budget, whichever ends first
+        progress = max(step / args.steps, (elapsed0 + time.time() - t0) / t_budget)
+        if progress >= 1.0:
+            print("budget reached", flush=True)
+            break
+        lr = args.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        rows = curriculum_rows(progress)
+        rows = int(np.random.default_rng([args.seed, step]).integers(max(1, rows - 4), rows + 1))
+        x, pre, suf, tgt = make_batch(tok, "train", range(seen, seen + args.batch), rows)
+        seen += args.batch
+        logits = model(x, pre, suf)
+        loss = F.cross_entropy(logits.transpose(1, 2), tgt)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 25 == 0 or step == args.steps:
+            m = tgt != -100
+            acc = (logits.argmax(-1)[m] == tgt[m]).float().mean().item()
+            rec = dict(step=step, rows=rows, progress=round(progress, 3), loss=round(loss.item(), 4), acc=round(acc, 4),
+                       lr=lr, min=round((time.time() - t0) / 60, 2))
+            if step % 250 == 0 or step == args.steps:
+                rec["heldout_loss"], rec["heldout_acc"] = evaluate(model, tok)
+                torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=step,
+                                seen=seen, shape=vars(model.s),
+                                elapsed=elapsed0 + time.time() - t0), out / "ckpt.pt")
+            print(json.dumps(rec), flush=True)
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+    torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=step, seen=seen,
+                    shape=vars(model.s), elapsed=elapsed0 + time.time() - t0), out / "ckpt.pt")
+
+
+def gguf_weights(model: Reader):
+    """Map the PyTorch state to llama.cpp's GGUF tensor names."""
+    sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    text = {"token_embd.weight": sd["embed.weight"], "output_norm.weight": sd["norm.weight"],
+            "output.weight": sd["out.weight"]}
+    names = {"ln1": "attn_norm", "q": "attn_q", "k": "attn_k", "v": "attn_v",
+             "o": "attn_output", "ln2": "ffn_norm", "gate": "ffn_gate", "up": "ffn_up",
+             "down": "ffn_down"}
+    for i in range(model.s.n_layer):
+        for a, b in names.items():
+            for kind in ("weight", "bias"):
+                k = f"blocks.{i}.{a}.{kind}"
+                if k in sd:
+                    text[f"blk.{i}.{b}.{kind}"] = sd[k]
+    half = sd["vision.patch.weight"] / 2   # llama.cpp sums two temporal slices of one frame
+    proj = {"v.patch_embd.weight": half, "v.patch_embd.weight.1": half,
+            "v.post_ln.weight": sd["vision.post_ln.weight"],
+            "mm.0.weight": sd["vision.mm0.weight"], "mm.0.bias": sd["vision.mm0.bias"],
+            "mm.2.weight": sd["vision.mm2.weight"], "mm.2.bias": sd["vision.mm2.bias"]}
+    vnames = {"ln1": "ln1", "ln2": "ln2", "q": "attn_q", "k": "attn_k", "v": "attn_v",
+              "o": "attn_out", "gate": "ffn_gate", "up": "ffn_up", "down": "ffn_down"}
+    for i in range(model.s.v_layer):
+        for a, b in vnames.items():
+            for kind in ("weight", "bias"):
+                k = f"vision.blocks.{i}.{a}.{kind}"
+                if k in sd:
+                    proj[f"v.blk.{i}.{b}.{kind}"] = sd[k]
+    return text, proj
+
+
+def tiny_shape(s: ReaderShape, name: str):
+    from foveate.tiny_model import TinyShape
+    return TinyShape(n_embd=s.n_embd, n_head=s.n_head, n_head_kv=s.n_head_kv, n_ff=s.n_ff,
+                     n_layer=s.n_layer, n_ctx_train=4096, v_embd=s.v_embd, v_head=s.v_head,
+                     v_ff=s.v_ff, v_layer=s.v_layer, v_wa_pattern=s.v_wa_pattern,
+                     image_size=COLS * P.CELL, rope_base=s.rope_base,
+                     image_mean=(MEAN,) * 3, image_std=(STD,) * 3, name=name)
+
+
+def export(model: Reader, out: Path, name="foveate-reader", quants=("Q8_0", "Q4_K_M")):
+    from foveate.tiny_model import write_projector, write_text_model
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    text, proj = gguf_weights(model)
+    shape = tiny_shape(model.s, name)
+    f16 = write_text_model(out / f"{name}-f16.gguf", shape, weights=text)
+    mm = write_projector(out / f"{name}-mmproj-f16.gguf", shape, weights=proj)
+    paths = [f16, mm]
+    if quants:
+        from foveate.tiny_model import quantize
+        for q in quants:
+            paths.append(quantize(f16, out / f"{name}-{q.lower()}.gguf", q))
+    return paths
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--out", default=str(HERE / "work"))
+    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--minutes", type=float, default=0)
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--lr", type=float, default=1.5e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--resume", action="store_true")
+    e = sub.add_parser("export")
+    e.add_argument("--ckpt", default=str(HERE / "work" / "ckpt.pt"))
+    e.add_argument("--out", default=str(HERE))
+    a = ap.parse_args()
+    if a.cmd == "train":
+        train(a)
+    else:
+        ck = torch.load(a.ckpt)
+        model = Reader(ReaderShape(**ck["shape"]))
+        model.load_state_dict(ck["model"])
+        for p in export(model, Path(a.out)):
+            print(p)
+
+
+if __name__ == "__main__":
+    main()

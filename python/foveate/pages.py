@@ -1,0 +1,141 @@
+"""Synthetic document pages with ground truth, for training and testing reading models.
+
+A page is a grid of character cells, one cell per visual token of a Qwen2-VL style
+projector (28 px = 2x2 patches of 14 px), so every glyph sits inside exactly one token.
+Text is left-aligned, word-wrapped lines of words, numbers and punctuation; the ground
+truth is the lines joined by "\\n" (no trailing spaces).
+
+Deterministic: page `i` of split `s` is a pure function of (s, i). The "train" and
+"heldout" splits draw from disjoint seed streams, so training never sees a held-out page.
+
+To extend the format (columns, headings, tables), add a layout function that returns
+the lines' cell positions; rendering and ground truth stay the same.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CELL = 28                       # px per character cell = one merged visual token
+SPLITS = {"train": 1, "heldout": 2}
+PUNCT = ".,;:!?'\"()-/%&+*#@$=<>[]"
+CHARSET = ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" + PUNCT + " ")
+
+# A small English word list (common words) so lines look like text, mixed with random
+# letter strings so the model must read glyphs rather than guess words.
+WORDS = """the of and to in is was for on that with as by at from this be are or an it
+which not have has one all were they their but more can had two its new first may also
+been other after time most into only over such many some any would these than years
+between where then data page line text read model image token value table number order
+state water light power field point level group order paper report system process
+result method change figure section letter record total market price energy company
+report north south east west city river house street school office course market
+measure sample source signal region series memory vision layer cache batch score
+""".split()
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    cols: int = 24              # cells per line (page width = cols * 28 px)
+    rows: int = 16              # lines (page height = rows * 28 px)
+    font_px: int = 30
+    min_fill: float = 0.6       # each line fills at least this fraction of the width
+
+
+@dataclass
+class Page:
+    image: "object"             # PIL.Image.Image (RGB)
+    text: str                   # ground truth, lines joined by "\n"
+    split: str
+    index: int
+
+
+def font_path() -> Path:
+    """DejaVu Sans Mono as shipped by matplotlib (present on a fresh machine with pip)."""
+    try:
+        import matplotlib
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("page generation needs matplotlib for its DejaVu Sans Mono font: "
+                          "pip install matplotlib") from e
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSansMono.ttf"
+
+
+def _rng(split: str, index: int) -> np.random.Generator:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    return np.random.default_rng(np.random.SeedSequence([SPLITS[split], index]))
+
+
+def _word(rng: np.random.Generator) -> str:
+    kind = rng.random()
+    if kind < 0.45:
+        w = WORDS[rng.integers(len(WORDS))]
+        if rng.random() < 0.2:
+            w = w.capitalize()
+    elif kind < 0.75:
+        letters = CHARSET[:52]
+        w = "".join(letters[rng.integers(len(letters))] for _ in range(rng.integers(1, 8)))
+    elif kind < 0.9:
+        w = str(rng.integers(0, 10 ** rng.integers(1, 6)))
+        if rng.random() < 0.3:
+            w += "." + str(rng.integers(0, 100))
+    else:
+        w = "".join(PUNCT[rng.integers(len(PUNCT))] for _ in range(rng.integers(1, 3)))
+    if rng.random() < 0.15:
+        w += PUNCT[rng.integers(len(PUNCT))]
+    return w
+
+
+def make_lines(rng: np.random.Generator, spec: PageSpec) -> list[str]:
+    lines = []
+    for _ in range(spec.rows):
+        target = int(rng.integers(int(spec.min_fill * spec.cols), spec.cols + 1))
+        line = ""
+        while True:
+            w = _word(rng)[: spec.cols]
+            cand = (line + " " + w) if line else w
+            if len(cand) > target:
+                break
+            line = cand
+        if not line:
+            line = w[:target]
+        lines.append(line)
+    return lines
+
+
+def render(lines: list[str], spec: PageSpec):
+    """Draw each character centred in its 28x28 cell: glyphs align with the token grid."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(str(font_path()), spec.font_px)
+    img = Image.new("RGB", (spec.cols * CELL, spec.rows * CELL), "white")
+    draw = ImageDraw.Draw(img)
+    for r, line in enumerate(lines):
+        for c, ch in enumerate(line):
+            if ch != " ":
+                draw.text((c * CELL + CELL / 2, r * CELL + CELL / 2), ch, fill="black",
+                          font=font, anchor="mm")
+    return img
+
+
+def make_page(split: str, index: int, spec: PageSpec = PageSpec()) -> Page:
+    rng = _rng(split, index)
+    lines = make_lines(rng, spec)
+    return Page(render(lines, spec), "\n".join(lines), split, index)
+
+
+def write_pages(out_dir: Path, split: str, start: int, count: int,
+                spec: PageSpec = PageSpec()) -> list[Path]:
+    """Write `{split}-{i:05d}.png` and `.txt` (ground truth) for i in [start, start+count)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(start, start + count):
+        p = make_page(split, i, spec)
+        png = out_dir / f"{split}-{i:05d}.png"
+        p.image.save(png, optimize=True)
+        (out_dir / f"{split}-{i:05d}.txt").write_text(p.text + "\n")
+        paths.append(png)
+    return paths
