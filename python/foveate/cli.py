@@ -1,4 +1,4 @@
-"""foveate command line: `foveate read`, `foveate bench`, `foveate make-model`, `foveate info`.
+"""foveate command line: `foveate read`, `eval`, `bench`, `pages`, `make-model`, `info`.
 
 Flags mean what llama.cpp's mean where they share a name (-m, --mmproj, -ngl, -c, -t, -n, -b).
 """
@@ -79,12 +79,40 @@ def cmd_bench(a) -> int:
 def cmd_make_model(a) -> int:
     from .tiny_model import make_shape, quantize, write_tiny_pair
 
-    model, mmproj = write_tiny_pair(Path(a.out), make_shape(a.shape, a.layers), seed=a.seed,
-                                    name=a.shape)
+    if a.shape == "deepseek-ocr":
+        from .deepseek_ocr_shape import write_deepseek_ocr_pair
+        model, mmproj = write_deepseek_ocr_pair(Path(a.out), layers=a.layers, seed=a.seed)
+    else:
+        model, mmproj = write_tiny_pair(Path(a.out), make_shape(a.shape, a.layers), seed=a.seed,
+                                        name=a.shape)
     print(model)
     print(mmproj)
     for q in a.quantize:
         print(quantize(model, model.with_name(f"{a.shape}-{q.lower()}.gguf"), q))
+    return 0
+
+
+def cmd_pages(a) -> int:
+    from .pages import PageSpec, write_pages
+
+    spec = PageSpec(cols=a.cols, rows=a.rows)
+    for p in write_pages(Path(a.out), a.split, a.start, a.count, spec):
+        print(p)
+    return 0
+
+
+def cmd_eval(a) -> int:
+    from .api import Reader
+    from .evaluate import evaluate, page_pairs
+
+    pairs = page_pairs(a.pages)
+    if not pairs:
+        raise SystemExit("foveate eval: no pages found")
+    res = evaluate(Reader(a.model, a.mmproj, **_engine_kwargs(a)), pairs, max_tokens=a.n_predict)
+    for page, c in zip(res.pages, res.cers):
+        print(f"{c:8.4f}  {page}")
+    print(f"pages: {len(pairs)}  chars: {res.chars}  CER: {res.cer:.4f}  "
+          f"accuracy: {res.accuracy:.4f}")
     return 0
 
 
@@ -124,14 +152,30 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("-r", "--repetitions", type=int, default=3)
     b.set_defaults(fn=cmd_bench)
 
-    mk = sub.add_parser("make-model", help="write random-weight Qwen2.5-VL GGUFs (for tests "
-                                           "and timing; outputs are noise)")
+    mk = sub.add_parser("make-model", help="write random-weight GGUFs with real OCR models' "
+                                           "shapes (for tests and timing; outputs are noise)")
     mk.add_argument("out", help="output folder")
-    mk.add_argument("--shape", default="tiny", help="tiny | qwen2.5-vl-3b | qwen2.5-vl-7b")
+    mk.add_argument("--shape", default="tiny", help="tiny | qwen2.5-vl-3b | qwen2.5-vl-7b | deepseek-ocr")
     mk.add_argument("--layers", type=int, default=None, help="cut text and vision depth")
     mk.add_argument("--seed", type=int, default=0)
     mk.add_argument("--quantize", nargs="*", default=[], help="also write e.g. Q8_0 Q4_K_M")
     mk.set_defaults(fn=cmd_make_model)
+
+    pg = sub.add_parser("pages", help="write synthetic pages (PNG) with ground truth (TXT)")
+    pg.add_argument("out", help="output folder")
+    pg.add_argument("--split", default="heldout", choices=["train", "heldout"],
+                    help="heldout pages are never used in training")
+    pg.add_argument("--start", type=int, default=0, help="first page index")
+    pg.add_argument("--count", type=int, default=8)
+    pg.add_argument("--rows", type=int, default=16, help="lines per page")
+    pg.add_argument("--cols", type=int, default=24, help="character cells per line")
+    pg.set_defaults(fn=cmd_pages)
+
+    ev = sub.add_parser("eval", help="character error rate on pages with .txt ground truth")
+    ev.add_argument("pages", nargs="+", help="page images or folders of them")
+    _model_args(ev)
+    ev.add_argument("-n", "--n-predict", type=int, default=1024, help="max tokens per page")
+    ev.set_defaults(fn=cmd_eval)
 
     i = sub.add_parser("info", help="show the loaded libraries and patch series")
     i.set_defaults(fn=cmd_info)

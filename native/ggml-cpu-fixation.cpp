@@ -1,0 +1,289 @@
+// CPU kernels of foveate's fixation ops (spec: ggml-fixation.c). Compiled into ggml-cpu.
+//
+// fix_attn reads only the K/V rows of the listed cells, so at a 5% image budget a decode
+// step touches ~5% of the image K/V bytes instead of all of them (stock FA walks every
+// cell, and the non-FA path multiplies full matrices). Work unit = (stream, row, kv head):
+// each K/V row is loaded once for all query heads sharing it (GQA).
+// fix_select needs every cell's logit for the softmax denominator: cells are split over
+// threads (phase 1 logits, phase 2 partial sums, phase 3 candidate scores), one thread
+// then picks the top-b with nth_element.
+#include "ggml-cpu-impl.h"
+#include "ggml-cpu.h"
+#include "ggml-impl.h"
+#include "ggml.h"
+#include "simd-mappings.h"
+#include "vec.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+constexpr size_t PAD = 64;
+
+size_t q_row_bytes(const ggml_tensor * k) {
+    const ggml_type vdt = ggml_get_type_traits_cpu(k->type)->vec_dot_type;
+    return GGML_PAD(ggml_row_size(vdt, k->ne[0]), PAD);
+}
+
+inline float mask_at(const ggml_tensor * mask, int64_t c, int64_t t, int64_t s) {
+    const char * p = (const char *) mask->data + c*mask->nb[0] + t*mask->nb[1] + (s % mask->ne[3])*mask->nb[3];
+    return mask->type == GGML_TYPE_F16 ? GGML_CPU_FP16_TO_FP32(*(const ggml_fp16_t *) p) : *(const float *) p;
+}
+
+inline const char * row_ptr(const ggml_tensor * x, int64_t i1, int64_t i2, int64_t i3) {
+    return (const char *) x->data + i1*x->nb[1] + i2*x->nb[2] + i3*x->nb[3];
+}
+
+// convert the query heads of row (t, s) to K's vec_dot type: out[h] at h*qrow bytes
+void convert_q(const ggml_tensor * q, const ggml_tensor * k, int64_t t, int64_t s, int64_t h0, int64_t nh, char * out) {
+    const ggml_type vdt = ggml_get_type_traits_cpu(k->type)->vec_dot_type;
+    ggml_from_float_t from_float = ggml_get_type_traits_cpu(vdt)->from_float;
+    const size_t qrow = q_row_bytes(k);
+    for (int64_t h = 0; h < nh; ++h) {
+        const float * src = (const float *) row_ptr(q, t, h0 + h, s);
+        if (vdt == GGML_TYPE_F32) {
+            memcpy(out + h*qrow, src, k->ne[0]*sizeof(float));
+        } else {
+            from_float(src, out + h*qrow, k->ne[0]);
+        }
+    }
+}
+
+// V row of cell c as floats (v may be a transposed view: nb[0] != type size)
+void load_v(const ggml_tensor * v, int64_t c, int64_t g, int64_t s, float * out) {
+    const int64_t Dv = v->ne[0];
+    const char * base = row_ptr(v, c, g, s);
+    if (v->nb[0] == ggml_type_size(v->type)) {
+        if (v->type == GGML_TYPE_F32) {
+            memcpy(out, base, Dv*sizeof(float));
+        } else {
+            ggml_get_type_traits(v->type)->to_float(base, out, Dv);
+        }
+        return;
+    }
+    GGML_ASSERT(v->type == GGML_TYPE_F16 || v->type == GGML_TYPE_F32);
+    for (int64_t j = 0; j < Dv; ++j) {
+        const char * p = base + j*v->nb[0];
+        out[j] = v->type == GGML_TYPE_F16 ? GGML_CPU_FP16_TO_FP32(*(const ggml_fp16_t *) p) : *(const float *) p;
+    }
+}
+
+struct select_work {
+    float * logits;   // [H, N]
+    float * tmax;     // [nth, H]
+    float * tsum;     // [nth, H]
+    float * score;    // [n_img]
+    int32_t * order;  // [n_img]
+    char * qbuf;      // [nth, H, qrow]
+};
+
+select_work select_layout(const ggml_tensor * dst, int nth, void * wdata) {
+    const ggml_tensor * q = dst->src[0], * k = dst->src[1], * img = dst->src[3];
+    const int64_t H = q->ne[2], N = k->ne[1], n_img = img->ne[0];
+    char * p = (char *) wdata;
+    select_work w;
+    auto take = [&](size_t bytes) { char * r = p; p += GGML_PAD(bytes, PAD); return r; };
+    w.logits = (float *) take(H*N*sizeof(float));
+    w.tmax   = (float *) take(nth*H*sizeof(float));
+    w.tsum   = (float *) take(nth*H*sizeof(float));
+    w.score  = (float *) take(n_img*sizeof(float));
+    w.order  = (int32_t *) take(n_img*sizeof(int32_t));
+    w.qbuf   = take(nth*H*q_row_bytes(k));
+    return w;
+}
+
+size_t select_work_size(const ggml_tensor * dst, int nth) {
+    const ggml_tensor * q = dst->src[0], * k = dst->src[1], * img = dst->src[3];
+    const int64_t H = q->ne[2], N = k->ne[1], n_img = img->ne[0];
+    return GGML_PAD(H*N*4, PAD) + 2*GGML_PAD(nth*H*4, PAD) + 2*GGML_PAD(n_img*4, PAD) +
+           GGML_PAD(nth*H*q_row_bytes(k), PAD) + PAD;
+}
+
+size_t attn_work_size(const ggml_tensor * dst, int nth) {
+    const ggml_tensor * q = dst->src[0], * k = dst->src[1], * v = dst->src[2];
+    const int64_t rep = q->ne[2]/k->ne[2], Dv = v->ne[0];
+    const size_t per = rep*q_row_bytes(k) + GGML_PAD((rep*Dv + Dv + 2*rep)*sizeof(float), PAD);
+    return nth*per + PAD;
+}
+
+} // namespace
+
+extern "C" size_t ggml_fix_work_size(const struct ggml_tensor * node, int n_tasks) {
+    return node->op == GGML_OP_FIX_SELECT ? select_work_size(node, n_tasks) : attn_work_size(node, n_tasks);
+}
+
+extern "C" void ggml_compute_forward_fix_select(const struct ggml_compute_params * params, struct ggml_tensor * dst) {
+    const ggml_tensor * q = dst->src[0], * k = dst->src[1], * mask = dst->src[2];
+    const ggml_tensor * img = dst->src[3], * budget = dst->src[4];
+    const int ith = params->ith, nth = params->nth;
+    const int64_t D = q->ne[0], T = q->ne[1], H = q->ne[2], S = q->ne[3];
+    const int64_t N = k->ne[1], rep = H/k->ne[2], n_img = img->ne[0], K = dst->ne[0];
+    float scale;
+    memcpy(&scale, dst->op_params, sizeof(float));
+    ggml_vec_dot_t const vec_dot = ggml_get_type_traits_cpu(k->type)->vec_dot;
+    const size_t qrow = q_row_bytes(k);
+    select_work w = select_layout(dst, nth, params->wdata);
+    char * qb = w.qbuf + ith*H*qrow;
+
+    const int64_t c0 = N*ith/nth, c1 = N*(ith + 1)/nth;
+    const int64_t i0 = n_img*ith/nth, i1 = n_img*(ith + 1)/nth;
+
+    for (int64_t s = 0; s < S; ++s) {
+        for (int64_t t = 0; t < T; ++t) {
+            // phase 1: logits of this thread's cells, all heads
+            convert_q(q, k, t, s, 0, H, qb);
+            float * tmax = w.tmax + ith*H;
+            std::fill(tmax, tmax + H, -INFINITY);
+            for (int64_t c = c0; c < c1; ++c) {
+                const float mv = mask_at(mask, c, t, s);
+                for (int64_t h = 0; h < H; ++h) {
+                    float l = -INFINITY;
+                    if (mv != -INFINITY) {
+                        vec_dot(D, &l, 0, row_ptr(k, c, h/rep, s), 0, qb + h*qrow, 0, 1);
+                        l = l*scale + mv;
+                        tmax[h] = std::max(tmax[h], l);
+                    }
+                    w.logits[h*N + c] = l;
+                }
+            }
+            ggml_barrier(params->threadpool);
+            // phase 2: partial softmax denominators
+            std::vector<float> M(H, -INFINITY);
+            for (int j = 0; j < nth; ++j) {
+                for (int64_t h = 0; h < H; ++h) {
+                    M[h] = std::max(M[h], w.tmax[j*H + h]);
+                }
+            }
+            float * tsum = w.tsum + ith*H;
+            for (int64_t h = 0; h < H; ++h) {
+                double sum = 0.0;
+                if (M[h] != -INFINITY) {
+                    for (int64_t c = c0; c < c1; ++c) {
+                        const float l = w.logits[h*N + c];
+                        if (l != -INFINITY) {
+                            sum += expf(l - M[h]);
+                        }
+                    }
+                }
+                tsum[h] = (float) sum;
+            }
+            ggml_barrier(params->threadpool);
+            // phase 3: candidate scores = sum over heads of the softmax probability
+            std::vector<float> lse(H);
+            for (int64_t h = 0; h < H; ++h) {
+                double sum = 0.0;
+                for (int j = 0; j < nth; ++j) {
+                    sum += w.tsum[j*H + h];
+                }
+                lse[h] = M[h] == -INFINITY ? INFINITY : M[h] + (float) log(sum);
+            }
+            const int32_t * img_row = (const int32_t *) row_ptr(img, t, s, 0);
+            for (int64_t i = i0; i < i1; ++i) {
+                const int32_t c = img_row[i];
+                float sc = -INFINITY;
+                if (c >= 0 && c < N && mask_at(mask, c, t, s) != -INFINITY) {
+                    sc = 0.0f;
+                    for (int64_t h = 0; h < H; ++h) {
+                        sc += expf(w.logits[h*N + c] - lse[h]);
+                    }
+                }
+                w.score[i] = sc;
+            }
+            ggml_barrier(params->threadpool);
+            // phase 4: top-b, ascending cell order, -1 padded
+            if (ith == 0) {
+                int64_t n = 0;
+                for (int64_t i = 0; i < n_img; ++i) {
+                    if (w.score[i] != -INFINITY) {
+                        w.order[n++] = (int32_t) i;
+                    }
+                }
+                const int32_t b_req = ((const int32_t *) budget->data)[s*T + t];
+                const int64_t b = std::max<int64_t>(0, std::min<int64_t>({(int64_t) b_req, n, K}));
+                const float * sc = w.score;
+                auto better = [sc](int32_t a, int32_t b2) { return sc[a] > sc[b2] || (sc[a] == sc[b2] && a < b2); };
+                if (b < n) {
+                    std::nth_element(w.order, w.order + b, w.order + n, better);
+                }
+                int32_t * out = (int32_t *) ((char *) dst->data + t*dst->nb[1] + s*dst->nb[2]);
+                for (int64_t j = 0; j < b; ++j) {
+                    out[j] = img_row[w.order[j]];
+                }
+                std::sort(out, out + b);
+                std::fill(out + b, out + K, -1);
+            }
+        }
+    }
+}
+
+extern "C" void ggml_compute_forward_fix_attn(const struct ggml_compute_params * params, struct ggml_tensor * dst) {
+    const ggml_tensor * q = dst->src[0], * k = dst->src[1], * v = dst->src[2], * mask = dst->src[3];
+    const ggml_tensor * lists[2] = { dst->src[4], dst->src[5] };
+    const int ith = params->ith, nth = params->nth;
+    const int64_t D = q->ne[0], T = q->ne[1], H = q->ne[2], S = q->ne[3];
+    const int64_t N = k->ne[1], Hkv = k->ne[2], rep = H/Hkv, Dv = v->ne[0];
+    float scale;
+    memcpy(&scale, dst->op_params, sizeof(float));
+    ggml_vec_dot_t const vec_dot = ggml_get_type_traits_cpu(k->type)->vec_dot;
+    const size_t qrow = q_row_bytes(k);
+
+    char * wbase = (char *) params->wdata + ith*(attn_work_size(dst, 1) - PAD);
+    char * qb = wbase;
+    float * acc = (float *) (qb + rep*qrow);   // [rep, Dv]
+    float * vrow = acc + rep*Dv;               // [Dv]
+    float * Mx = vrow + Dv;                    // [rep]
+    float * Sm = Mx + rep;                     // [rep]
+
+    const int64_t n_units = S*T*Hkv;
+    for (int64_t u = ith; u < n_units; u += nth) {
+        const int64_t g = u % Hkv, t = (u / Hkv) % T, s = u / (Hkv*T);
+        convert_q(q, k, t, s, g*rep, rep, qb);
+        std::fill(acc, acc + rep*Dv, 0.0f);
+        std::fill(Mx, Mx + rep, -INFINITY);
+        std::fill(Sm, Sm + rep, 0.0f);
+        for (const ggml_tensor * list : lists) {
+            if (!list) {
+                continue;
+            }
+            const int32_t * idx = (const int32_t *) row_ptr(list, t, s, 0);
+            for (int64_t i = 0; i < list->ne[0]; ++i) {
+                const int32_t c = idx[i];
+                if (c < 0 || c >= N) {
+                    continue;
+                }
+                const float mv = mask_at(mask, c, t, s);
+                if (mv == -INFINITY) {
+                    continue;
+                }
+                load_v(v, c, g, s, vrow);
+                const char * krow = row_ptr(k, c, g, s);
+                for (int64_t r = 0; r < rep; ++r) {
+                    float l;
+                    vec_dot(D, &l, 0, krow, 0, qb + r*qrow, 0, 1);
+                    l = l*scale + mv;
+                    float vs = 1.0f;
+                    if (l > Mx[r]) {
+                        const float ms = Mx[r] == -INFINITY ? 0.0f : expf(Mx[r] - l);
+                        Mx[r] = l;
+                        ggml_vec_scale_f32(Dv, acc + r*Dv, ms);
+                        Sm[r] *= ms;
+                    } else {
+                        vs = expf(l - Mx[r]);
+                    }
+                    ggml_vec_mad_f32(Dv, acc + r*Dv, vrow, vs);
+                    Sm[r] += vs;
+                }
+            }
+        }
+        for (int64_t r = 0; r < rep; ++r) {
+            float * out = (float *) ((char *) dst->data + (g*rep + r)*dst->nb[1] + t*dst->nb[2] + s*dst->nb[3]);
+            const float inv = Sm[r] > 0.0f ? 1.0f/Sm[r] : 0.0f;
+            for (int64_t j = 0; j < Dv; ++j) {
+                out[j] = acc[r*Dv + j]*inv;
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+// Constructors of foveate's fixation ops (compiled into ggml-base; declared in ggml.h by
+// patches/0003). Kernels: ggml-cpu-fixation.cpp (CPU), ggml-cuda-fixation.cu (CUDA).
+//
+// Spec (layouts are the ones ggml_flash_attn_ext receives in llama.cpp's build_attn_mha):
+//   q [D, T, H, S] F32, k [D, N, Hkv, S], v [Dv, N, Hkv, S] (any strides: the non-FA
+//   cache gives a transposed view), mask [N, >=T, 1 , S or 1] F16/F32 (-inf = hidden),
+//   index lists I32 [n, T, S] with cell ids in [0, N) or -1 (padding, ignored).
+// fix_select -> I32 [k_max, T, S]: per row, score(c) = sum over query heads of
+//   softmax_c(scale*q.k_c + mask) taken over all cells; the budget[t,s] best cells of the
+//   row's img_idx with a finite mask, ascending, then -1.
+// fix_attn -> F32 [Dv, H, T, S]: attention over the listed cells only (idx_a then idx_b),
+//   with the mask still applied; a row with no visible cell gives 0.
+#include "ggml.h"
+#include "ggml-impl.h"
+
+struct ggml_tensor * ggml_fix_select(
+        struct ggml_context * ctx,
+        struct ggml_tensor  * q,
+        struct ggml_tensor  * k,
+        struct ggml_tensor  * mask,
+        struct ggml_tensor  * img_idx,
+        struct ggml_tensor  * budget,
+        int64_t               k_max,
+        float                 scale) {
+    GGML_ASSERT(q->type == GGML_TYPE_F32);
+    GGML_ASSERT(mask->type == GGML_TYPE_F16 || mask->type == GGML_TYPE_F32);
+    GGML_ASSERT(img_idx->type == GGML_TYPE_I32 && budget->type == GGML_TYPE_I32);
+    GGML_ASSERT(q->ne[0] == k->ne[0]);
+    GGML_ASSERT(q->ne[2] % k->ne[2] == 0);
+    GGML_ASSERT(q->ne[3] == k->ne[3]);
+    GGML_ASSERT(mask->ne[0] == k->ne[1] && mask->ne[1] >= q->ne[1]);
+    GGML_ASSERT(k->ne[3] % mask->ne[3] == 0);
+    GGML_ASSERT(img_idx->ne[1] == q->ne[1] && img_idx->ne[2] == q->ne[3]);
+    GGML_ASSERT(budget->ne[0] == q->ne[1] && budget->ne[1] == q->ne[3]);
+    GGML_ASSERT(ggml_is_contiguous(img_idx) && ggml_is_contiguous(budget));
+    GGML_ASSERT(k_max >= 1);
+
+    struct ggml_tensor * result = ggml_new_tensor_3d(ctx, GGML_TYPE_I32, k_max, q->ne[1], q->ne[3]);
+    ggml_set_op_params_f32(result, 0, scale);
+    result->op     = GGML_OP_FIX_SELECT;
+    result->src[0] = q;
+    result->src[1] = k;
+    result->src[2] = mask;
+    result->src[3] = img_idx;
+    result->src[4] = budget;
+    return result;
+}
+
+struct ggml_tensor * ggml_fix_attn(
+        struct ggml_context * ctx,
+        struct ggml_tensor  * q,
+        struct ggml_tensor  * k,
+        struct ggml_tensor  * v,
+        struct ggml_tensor  * mask,
+        struct ggml_tensor  * idx_a,
+        struct ggml_tensor  * idx_b,
+        float                 scale) {
+    GGML_ASSERT(q->type == GGML_TYPE_F32);
+    GGML_ASSERT(mask->type == GGML_TYPE_F16 || mask->type == GGML_TYPE_F32);
+    GGML_ASSERT(q->ne[0] == k->ne[0]);
+    GGML_ASSERT(k->ne[1] == v->ne[1] && k->ne[2] == v->ne[2] && k->ne[3] == v->ne[3]);
+    GGML_ASSERT(q->ne[2] % k->ne[2] == 0);
+    GGML_ASSERT(q->ne[3] == k->ne[3]);
+    GGML_ASSERT(mask->ne[0] == k->ne[1] && mask->ne[1] >= q->ne[1]);
+    GGML_ASSERT(k->ne[3] % mask->ne[3] == 0);
+    GGML_ASSERT(idx_a->type == GGML_TYPE_I32 && ggml_is_contiguous(idx_a));
+    GGML_ASSERT(idx_a->ne[1] == q->ne[1] && idx_a->ne[2] == q->ne[3]);
+    if (idx_b) {
+        GGML_ASSERT(idx_b->type == GGML_TYPE_I32 && ggml_is_contiguous(idx_b));
+        GGML_ASSERT(idx_b->ne[1] == q->ne[1] && idx_b->ne[2] == q->ne[3]);
+    }
+
+    struct ggml_tensor * result = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, v->ne[0], q->ne[2], q->ne[1], q->ne[3]);
+    ggml_set_op_params_f32(result, 0, scale);
+    result->op     = GGML_OP_FIX_ATTN;
+    result->src[0] = q;
+    result->src[1] = k;
+    result->src[2] = v;
+    result->src[3] = mask;
+    result->src[4] = idx_a;
+    result->src[5] = idx_b;
+    return result;
+}

@@ -1,0 +1,340 @@
+// Tests of foveate's fixation ops against float64 references on random inputs, on every
+// backend this build has (CPU always; CUDA when built with it and a GPU is present).
+// Also checks fix_attn listing every cell against ggml_flash_attn_ext on the same backend.
+//   foveate-test-ops [-b CPU|CUDA0|...]   exit code 0 = all passed, 77 = backend missing
+#include "ggml.h"
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Case {
+    int64_t D, Dv, T, H, Hkv, S, N;
+    ggml_type kt, vt, mt;
+    bool v_trans;
+};
+
+struct Inputs {
+    std::vector<float> q, k, v, mask;              // host f32 copies (k/v after type rounding)
+    std::vector<int32_t> img, budget, idx_a, idx_b;
+    int64_t n_img, na, nb;
+};
+
+std::mt19937 rng(1234);
+
+float urand(float a, float b) { return std::uniform_real_distribution<float>(a, b)(rng); }
+
+// round-trip through the tensor type so the reference sees the values the kernel sees
+std::vector<float> roundtrip(const std::vector<float> & x, ggml_type t, int64_t row) {
+    if (t == GGML_TYPE_F32) {
+        return x;
+    }
+    std::vector<uint8_t> buf(ggml_row_size(t, row) * (x.size() / row));
+    ggml_quantize_chunk(t, x.data(), buf.data(), 0, x.size() / row, row, nullptr);
+    std::vector<float> out(x.size());
+    ggml_get_type_traits(t)->to_float(buf.data(), out.data(), x.size());
+    return out;
+}
+
+void set_tensor(ggml_tensor * t, const std::vector<float> & x) {
+    if (t->type == GGML_TYPE_F32) {
+        ggml_backend_tensor_set(t, x.data(), 0, x.size() * 4);
+        return;
+    }
+    const int64_t row = t->ne[0];
+    std::vector<uint8_t> buf(ggml_nbytes(t));
+    ggml_quantize_chunk(t->type, x.data(), buf.data(), 0, x.size() / row, row, nullptr);
+    ggml_backend_tensor_set(t, buf.data(), 0, buf.size());
+}
+
+Inputs make_inputs(const Case & c, int64_t n_img, bool all_lists) {
+    Inputs in;
+    in.q.resize(c.D * c.T * c.H * c.S);
+    for (auto & x : in.q) x = urand(-1, 1);
+    std::vector<float> k(c.D * c.N * c.Hkv * c.S), v(c.Dv * c.N * c.Hkv * c.S);
+    for (auto & x : k) x = urand(-1, 1);
+    for (auto & x : v) x = urand(-1, 1);
+    in.k = roundtrip(k, c.kt, c.D);
+    in.v = roundtrip(v, c.vt, c.v_trans ? c.N : c.Dv);
+    // mask: causal-like prefix per row plus random holes (other sequences)
+    in.mask.assign(c.N * c.T * c.S, 0.0f);
+    for (int64_t s = 0; s < c.S; ++s)
+        for (int64_t t = 0; t < c.T; ++t)
+            for (int64_t i = 0; i < c.N; ++i) {
+                const bool hidden = i > c.N - c.T + t || urand(0, 1) < 0.1f;
+                in.mask[(s * c.T + t) * c.N + i] = hidden ? -INFINITY : urand(-0.5f, 0.0f);
+            }
+    if (c.mt == GGML_TYPE_F16) in.mask = roundtrip(in.mask, GGML_TYPE_F16, c.N);
+    // image cells: a contiguous block (as a page is) minus nothing; lists per row
+    in.n_img = n_img;
+    const int64_t img0 = std::min<int64_t>(7, c.N - n_img);
+    in.img.assign(n_img * c.T * c.S, -1);
+    in.budget.assign(c.T * c.S, 0);
+    for (int64_t r = 0; r < c.T * c.S; ++r) {
+        int64_t n = r % 3 == 2 ? n_img - 3 : n_img;  // some rows shorter, -1 padded
+        for (int64_t i = 0; i < n; ++i) in.img[r * n_img + i] = (int32_t) (img0 + i);
+        std::shuffle(in.img.begin() + r * n_img, in.img.begin() + r * n_img + n, rng);
+        const int32_t budgets[] = {0, 1, (int32_t) (n_img / 20 + 1), (int32_t) n_img / 3, (int32_t) n_img + 5};
+        in.budget[r] = budgets[(r + n_img) % 5];
+    }
+    // attention lists: text cells (not image) in idx_a, a random image subset in idx_b
+    in.na = c.N;
+    in.nb = all_lists ? n_img : n_img / 4 + 1;
+    in.idx_a.assign(in.na * c.T * c.S, -1);
+    in.idx_b.assign(in.nb * c.T * c.S, -1);
+    for (int64_t r = 0; r < c.T * c.S; ++r) {
+        int64_t j = 0;
+        for (int64_t i = 0; i < c.N; ++i)
+            if (i < img0 || i >= img0 + n_img) in.idx_a[r * in.na + j++] = (int32_t) i;
+        std::vector<int32_t> im(n_img);
+        for (int64_t i = 0; i < n_img; ++i) im[i] = (int32_t) (img0 + i);
+        if (!all_lists) std::shuffle(im.begin(), im.end(), rng);
+        for (int64_t i = 0; i < in.nb && i < n_img; ++i) in.idx_b[r * in.nb + i] = im[i];
+    }
+    return in;
+}
+
+// float64 references -------------------------------------------------------------------------
+double dot_qk(const Case & c, const Inputs & in, int64_t t, int64_t h, int64_t s, int64_t cell) {
+    const int64_t g = h / (c.H / c.Hkv);
+    double d = 0;
+    for (int64_t i = 0; i < c.D; ++i)
+        d += (double) in.q[((s * c.H + h) * c.T + t) * c.D + i] * in.k[((s * c.Hkv + g) * c.N + cell) * c.D + i];
+    return d;
+}
+
+double v_at(const Case & c, const Inputs & in, int64_t j, int64_t cell, int64_t g, int64_t s) {
+    // host layout of v: [Dv, N] per (g, s), or [N, Dv] when transposed
+    return c.v_trans ? in.v[((s * c.Hkv + g) * c.Dv + j) * c.N + cell] : in.v[((s * c.Hkv + g) * c.N + cell) * c.Dv + j];
+}
+
+std::vector<double> ref_scores(const Case & c, const Inputs & in, int64_t t, int64_t s, double scale) {
+    std::vector<double> score(c.N, 0.0);
+    const float * m = &in.mask[(s * c.T + t) * c.N];
+    for (int64_t h = 0; h < c.H; ++h) {
+        std::vector<double> l(c.N, -INFINITY);
+        double mx = -INFINITY;
+        for (int64_t i = 0; i < c.N; ++i)
+            if (m[i] != -INFINITY) { l[i] = scale * dot_qk(c, in, t, h, s, i) + m[i]; mx = std::max(mx, l[i]); }
+        double sum = 0;
+        for (int64_t i = 0; i < c.N; ++i) if (l[i] != -INFINITY) sum += std::exp(l[i] - mx);
+        for (int64_t i = 0; i < c.N; ++i) if (l[i] != -INFINITY) score[i] += std::exp(l[i] - mx) / sum;
+    }
+    return score;
+}
+
+// graph helpers ------------------------------------------------------------------------------
+struct Graph {
+    ggml_context * ctx = nullptr;
+    ggml_backend_buffer_t buf = nullptr;
+    ~Graph() { if (buf) ggml_backend_buffer_free(buf); if (ctx) ggml_free(ctx); }
+};
+
+struct Tensors { ggml_tensor * q, * k, * v, * mask, * img, * budget, * a, * b; };
+
+Tensors make_tensors(ggml_context * ctx, const Case & c, const Inputs & in) {
+    Tensors x;
+    x.q = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, c.D, c.T, c.H, c.S);
+    x.k = ggml_new_tensor_4d(ctx, c.kt, c.D, c.N, c.Hkv, c.S);
+    x.v = c.v_trans ? ggml_new_tensor_4d(ctx, c.vt, c.N, c.Dv, c.Hkv, c.S) : ggml_new_tensor_4d(ctx, c.vt, c.Dv, c.N, c.Hkv, c.S);
+    x.mask = ggml_new_tensor_4d(ctx, c.mt, c.N, c.T, 1, c.S);
+    x.img = ggml_new_tensor_3d(ctx, GGML_TYPE_I32, in.n_img, c.T, c.S);
+    x.budget = ggml_new_tensor_2d(ctx, GGML_TYPE_I32, c.T, c.S);
+    x.a = ggml_new_tensor_3d(ctx, GGML_TYPE_I32, in.na, c.T, c.S);
+    x.b = ggml_new_tensor_3d(ctx, GGML_TYPE_I32, in.nb, c.T, c.S);
+    return x;
+}
+
+void upload(const Tensors & x, const Inputs & in) {
+    set_tensor(x.q, in.q); set_tensor(x.k, in.k); set_tensor(x.v, in.v); set_tensor(x.mask, in.mask);
+    ggml_backend_tensor_set(x.img, in.img.data(), 0, in.img.size() * 4);
+    ggml_backend_tensor_set(x.budget, in.budget.data(), 0, in.budget.size() * 4);
+    ggml_backend_tensor_set(x.a, in.idx_a.data(), 0, in.idx_a.size() * 4);
+    ggml_backend_tensor_set(x.b, in.idx_b.data(), 0, in.idx_b.size() * 4);
+}
+
+const char * tname(ggml_type t) { return ggml_type_name(t); }
+
+std::string describe(const Case & c) {
+    char b[256];
+    snprintf(b, sizeof b, "D=%lld Dv=%lld T=%lld H=%lld Hkv=%lld S=%lld N=%lld k=%s v=%s%s mask=%s",
+             (long long) c.D, (long long) c.Dv, (long long) c.T, (long long) c.H, (long long) c.Hkv, (long long) c.S,
+             (long long) c.N, tname(c.kt), tname(c.vt), c.v_trans ? "(T)" : "", tname(c.mt));
+    return b;
+}
+
+// returns "" when the backend does not support the case
+std::string run_case(ggml_backend_t be, const Case & c, const char * op, int & failures) {
+    const int64_t n_img = std::max<int64_t>(4, c.N * 3 / 5);
+    const bool select = !strcmp(op, "select"), vs_fa = !strcmp(op, "attn_vs_fa");
+    Inputs in = make_inputs(c, n_img, vs_fa);
+    const float scale = 1.0f / std::sqrt((float) c.D);
+    Graph g;
+    ggml_init_params ip = {64 * ggml_tensor_overhead() + ggml_graph_overhead(), nullptr, true};
+    g.ctx = ggml_init(ip);
+    Tensors x = make_tensors(g.ctx, c, in);
+    ggml_tensor * v_view = c.v_trans ? ggml_transpose(g.ctx, x.v) : x.v;
+    const int64_t K = std::max<int64_t>(1, n_img / 3 + 2);
+    ggml_tensor * out;
+    ggml_tensor * ref_fa = nullptr;
+    if (select) {
+        out = ggml_fix_select(g.ctx, x.q, x.k, x.mask, x.img, x.budget, K, scale);
+    } else {
+        out = ggml_fix_attn(g.ctx, x.q, x.k, v_view, x.mask, x.a, x.b, scale);
+        if (vs_fa) {  // llama.cpp's FA path: F16 K/V and mask, V rows contiguous
+            if (c.kt != GGML_TYPE_F16 || c.vt != GGML_TYPE_F16 || c.mt != GGML_TYPE_F16 || c.v_trans) return "";
+            ggml_tensor * q = x.q, * k = x.k, * v = v_view;
+            ref_fa = ggml_flash_attn_ext(g.ctx, q, k, v, x.mask, scale, 0.0f, 0.0f);
+            ggml_prec_set_acc(ref_fa, GGML_PREC_F32);
+            if (!ggml_backend_supports_op(be, ref_fa)) ref_fa = nullptr;
+        }
+    }
+    if (!ggml_backend_supports_op(be, out)) return "";
+    ggml_cgraph * gf = ggml_new_graph(g.ctx);
+    ggml_build_forward_expand(gf, out);
+    if (ref_fa) ggml_build_forward_expand(gf, ref_fa);
+    g.buf = ggml_backend_alloc_ctx_tensors(g.ctx, be);
+    upload(x, in);
+    if (ggml_backend_graph_compute(be, gf) != GGML_STATUS_SUCCESS) { failures++; return "compute failed"; }
+
+    char msg[256] = "ok";
+    if (select) {
+        std::vector<int32_t> got(ggml_nelements(out));
+        ggml_backend_tensor_get(out, got.data(), 0, got.size() * 4);
+        for (int64_t s = 0; s < c.S; ++s)
+            for (int64_t t = 0; t < c.T; ++t) {
+                const int64_t r = s * c.T + t;
+                std::vector<double> sc = ref_scores(c, in, t, s, scale);
+                std::vector<int32_t> cand;
+                for (int64_t i = 0; i < n_img; ++i) {
+                    int32_t cell = in.img[r * n_img + i];
+                    if (cell >= 0 && in.mask[r * c.N + cell] != -INFINITY) cand.push_back(cell);
+                }
+                const int64_t want = std::max<int64_t>(0, std::min<int64_t>({(int64_t) in.budget[r], (int64_t) cand.size(), K}));
+                const int32_t * row = &got[r * K];
+                int64_t n = 0;
+                while (n < K && row[n] >= 0) n++;
+                bool ok = n == want;
+                for (int64_t j = n; j < K; ++j) ok &= row[j] == -1;
+                for (int64_t j = 1; j < n; ++j) ok &= row[j - 1] < row[j];
+                double min_sel = INFINITY, max_unsel = -INFINITY, top = 0;
+                for (int32_t cell : cand) top = std::max(top, sc[cell]);
+                for (int64_t j = 0; j < n && ok; ++j) {
+                    ok &= std::find(cand.begin(), cand.end(), row[j]) != cand.end();  // visible image cell
+                    if (ok) min_sel = std::min(min_sel, sc[row[j]]);
+                }
+                for (int32_t cell : cand)
+                    if (std::find(row, row + n, cell) == row + n) max_unsel = std::max(max_unsel, sc[cell]);
+                // near-ties at the budget boundary may go either way (float32 vs float64)
+                if (n > 0 && max_unsel > min_sel + 2e-3 * top) ok = false;
+                if (!ok) {
+                    failures++;
+                    snprintf(msg, sizeof msg, "row %lld: %lld selected (want %lld), min sel %.4g, max unsel %.4g",
+                             (long long) r, (long long) n, (long long) want, min_sel, max_unsel);
+                    return msg;
+                }
+            }
+        return msg;
+    }
+    std::vector<float> got(ggml_nelements(out));
+    ggml_backend_tensor_get(out, got.data(), 0, got.size() * 4);
+    double err = 0, mag = 0;
+    for (int64_t s = 0; s < c.S; ++s)
+        for (int64_t t = 0; t < c.T; ++t) {
+            const int64_t r = s * c.T + t;
+            std::vector<int32_t> cells;
+            for (int64_t i = 0; i < in.na; ++i) if (in.idx_a[r * in.na + i] >= 0) cells.push_back(in.idx_a[r * in.na + i]);
+            for (int64_t i = 0; i < in.nb; ++i) if (in.idx_b[r * in.nb + i] >= 0) cells.push_back(in.idx_b[r * in.nb + i]);
+            for (int64_t h = 0; h < c.H; ++h) {
+                const int64_t gk = h / (c.H / c.Hkv);
+                std::vector<double> l;
+                std::vector<int32_t> vis;
+                double mx = -INFINITY;
+                for (int32_t cell : cells) {
+                    const float m = in.mask[r * c.N + cell];
+                    if (m == -INFINITY) continue;
+                    l.push_back(scale * dot_qk(c, in, t, h, s, cell) + m);
+                    vis.push_back(cell);
+                    mx = std::max(mx, l.back());
+                }
+                double sum = 0;
+                for (double x : l) sum += std::exp(x - mx);
+                for (int64_t j = 0; j < c.Dv; ++j) {
+                    double o = 0;
+                    for (size_t i = 0; i < vis.size(); ++i) o += std::exp(l[i] - mx) / sum * v_at(c, in, j, vis[i], gk, s);
+                    const double y = got[((s * c.T + t) * c.H + h) * c.Dv + j];
+                    err = std::max(err, std::fabs(y - o));
+                    mag = std::max(mag, std::fabs(o));
+                }
+            }
+        }
+    // q is rounded to K's dot type on CPU (F16 / Q8_0): allow for it
+    const double tol = c.kt == GGML_TYPE_F32 ? 1e-4 : c.kt == GGML_TYPE_F16 ? 3e-3 : 3e-2;
+    if (!(err <= tol * std::max(1.0, mag))) {
+        failures++;
+        snprintf(msg, sizeof msg, "max |err| %.3g vs float64 (tol %.1g)", err, tol);
+        return msg;
+    }
+    if (ref_fa) {  // all cells listed: same as the stock flash attention on this backend
+        std::vector<float> fa(ggml_nelements(ref_fa));
+        ggml_backend_tensor_get(ref_fa, fa.data(), 0, fa.size() * 4);
+        double d = 0;
+        for (size_t i = 0; i < fa.size(); ++i) d = std::max(d, (double) std::fabs(fa[i] - got[i]));
+        if (!(d <= tol * std::max(1.0, mag))) {
+            failures++;
+            snprintf(msg, sizeof msg, "max |fix_attn - flash_attn_ext| %.3g", d);
+            return msg;
+        }
+        snprintf(msg, sizeof msg, "ok (err %.2g, vs FA %.2g)", err, d);
+        return msg;
+    }
+    snprintf(msg, sizeof msg, "ok (err %.2g)", err);
+    return msg;
+}
+
+} // namespace
+
+int main(int argc, char ** argv) {
+    std::string want = argc > 2 && !strcmp(argv[1], "-b") ? argv[2] : "";
+    ggml_backend_load_all();
+    std::vector<Case> cases;
+    for (ggml_type kt : {GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q8_0})
+        for (auto hs : std::vector<std::pair<int, int>>{{4, 4}, {8, 2}})
+            for (int64_t T : {1, 3})
+                for (int64_t S : {1, 2}) {
+                    Case c{128, 128, T, hs.first, hs.second, S, 300, kt, kt == GGML_TYPE_Q8_0 ? GGML_TYPE_F16 : kt,
+                           T == 3 ? GGML_TYPE_F32 : GGML_TYPE_F16, false};
+                    cases.push_back(c);
+                }
+    cases.push_back({64, 64, 1, 16, 2, 1, 1000, GGML_TYPE_F16, GGML_TYPE_F16, GGML_TYPE_F16, true});  // non-FA V layout
+    cases.push_back({128, 128, 2, 16, 2, 1, 2048, GGML_TYPE_F16, GGML_TYPE_F16, GGML_TYPE_F16, false});
+    cases.push_back({128, 128, 1, 8, 8, 1, 16, GGML_TYPE_F16, GGML_TYPE_F16, GGML_TYPE_F16, false});  // tiny
+    int failures = 0, ran = 0;
+    for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+        ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+        if (ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU && std::string(ggml_backend_dev_name(dev)) != "CPU") continue;
+        if (!want.empty() && want != ggml_backend_dev_name(dev)) continue;
+        if (ggml_backend_dev_type(dev) != GGML_BACKEND_DEVICE_TYPE_CPU && ggml_backend_dev_type(dev) != GGML_BACKEND_DEVICE_TYPE_GPU) continue;
+        ggml_backend_t be = ggml_backend_dev_init(dev, nullptr);
+        printf("backend %s\n", ggml_backend_dev_name(dev));
+        for (const Case & c : cases)
+            for (const char * op : {"select", "attn", "attn_vs_fa"}) {
+                std::string r = run_case(be, c, op, failures);
+                if (r.empty()) { printf("  %-10s %s: not supported, skipped\n", op, describe(c).c_str()); continue; }
+                ran++;
+                printf("  %-10s %s: %s\n", op, describe(c).c_str(), r.c_str());
+            }
+        ggml_backend_free(be);
+    }
+    printf("%d cases, %d failed\n", ran, failures);
+    if (ran == 0) return 77;
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,17 @@
+// Compile-only stand-in for cuBLAS's header, used by tests/test_ops.py when the CUDA toolkit
+// has nvcc but no cuBLAS (ggml-cuda/common.cuh includes it; our kernels do not call cuBLAS).
+#pragma once
+#include <cuda_runtime.h>
+typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_NOT_INITIALIZED = 1, CUBLAS_STATUS_ALLOC_FAILED = 3,
+    CUBLAS_STATUS_INVALID_VALUE = 7, CUBLAS_STATUS_ARCH_MISMATCH = 8, CUBLAS_STATUS_MAPPING_ERROR = 11,
+    CUBLAS_STATUS_EXECUTION_FAILED = 13, CUBLAS_STATUS_INTERNAL_ERROR = 14, CUBLAS_STATUS_NOT_SUPPORTED = 15 } cublasStatus_t;
+typedef struct cublasContext * cublasHandle_t;
+typedef enum { CUBLAS_DEFAULT_MATH = 0, CUBLAS_TF32_TENSOR_OP_MATH = 3 } cublasMath_t;
+#define CUBLAS_VER_MAJOR 13
+#define CUBLAS_VER_MINOR 0
+const char * cublasGetStatusString(cublasStatus_t);
+cublasStatus_t cublasCreate(cublasHandle_t *);
+cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t);
+cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t);
+cublasStatus_t cublasSetWorkspace(cublasHandle_t, void *, size_t);
+cublasStatus_t cublasDestroy(cublasHandle_t);

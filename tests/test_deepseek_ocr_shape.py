@@ -1,0 +1,135 @@
+"""DeepSeek-OCR-shaped random GGUFs: deterministic, the real model's shapes, and the pair
+loads in llama.cpp / mtmd and reads a page (cut to 2 layers; ~1.3 GB, ~40 s on one thread)."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from foveate.deepseek_ocr_shape import (DEEPSEEK_OCR_SHAPE as S, deepseek_ocr_sizes,
+                                        mmproj_tensors, text_tensors,
+                                        write_deepseek_ocr_mmproj, write_deepseek_ocr_pair)
+
+
+def _sha(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def ds_pair(tmp_path_factory):
+    return write_deepseek_ocr_pair(tmp_path_factory.mktemp("deepseek-ocr"), layers=2)
+
+
+def test_generator_is_deterministic(tmp_path):
+    a = write_deepseek_ocr_pair(tmp_path / "a", layers=1, seed=3)
+    b = write_deepseek_ocr_pair(tmp_path / "b", layers=1, seed=3)
+    assert [p.name for p in a] == ["deepseek-ocr-f16.gguf", "deepseek-ocr-mmproj-f16.gguf"]
+    assert _sha(a[0]) == _sha(b[0])
+    assert _sha(a[1]) == _sha(b[1])
+    other = write_deepseek_ocr_mmproj(tmp_path / "c.gguf", layers=1, seed=9)  # pair used 3 + 1
+    assert _sha(other) != _sha(a[1])
+    for p in (*a, *b, other):
+        p.unlink()
+
+
+def test_full_size_matches_the_real_model():
+    text = {n: s for n, s, _, _ in text_tensors()}
+    proj = {n: s for n, s, _, _ in mmproj_tensors()}
+    # what llama.cpp's converter makes of deepseek-ai/DeepSeek-OCR
+    assert len(text) == 155 and len(proj) == 476
+    assert sum(n.startswith("blk.") and n.endswith("attn_q.weight") for n in text) == 12
+    assert sum(n.endswith("attn.qkv.weight") for n in proj) == 12   # SAM ViT-B
+    assert sum(n.endswith("attn_qkv.weight") for n in proj) == 24   # CLIP-L
+    assert text["token_embd.weight"] == text["output.weight"] == (129280, 1280)
+    assert text["blk.0.attn_q.weight"] == text["blk.0.attn_k.weight"] == (1280, 1280)
+    assert text["blk.0.ffn_gate.weight"] == (6848, 1280)
+    assert "blk.0.ffn_gate_inp.weight" not in text and "blk.1.ffn_gate.weight" not in text
+    assert text["blk.11.ffn_gate_inp.weight"] == (64, 1280)
+    assert text["blk.11.ffn_up_exps.weight"] == (64, 896, 1280)
+    assert text["blk.11.ffn_down_exps.weight"] == (64, 1280, 896)
+    assert text["blk.11.ffn_gate_shexp.weight"] == (2 * 896, 1280)
+    assert proj["v.sam.patch_embd.weight"] == (768, 3, 16, 16)
+    assert proj["v.sam.pos_embd.weight"] == (1, 64, 64, 768)
+    for i in range(12):
+        rel = 127 if i in (2, 5, 8, 11) else 27
+        assert proj[f"v.sam.blk.{i}.attn.pos_h.weight"] == (rel, 64)
+    assert proj["v.sam.blk.0.mlp.lin1.weight"] == (3072, 768)
+    assert proj["v.sam.neck.0.weight"] == (256, 768, 1, 1)
+    assert proj["v.sam.net_2.weight"] == (512, 256, 3, 3)
+    assert proj["v.sam.net_3.weight"] == (1024, 512, 3, 3)
+    assert proj["v.position_embd.weight"] == (257, 1024)
+    assert proj["v.blk.23.ffn_up.weight"] == (4096, 1024)
+    assert proj["mm.model.fc.weight"] == (1280, 2048)
+    assert proj["v.image_newline"] == (1280,) and proj["v.view_seperator"] == (1, 1280)
+
+    sizes = deepseek_ocr_sizes()
+    assert sizes["text"]["params"] == 2_934_734_080
+    assert sizes["mmproj"]["params"] == 401_372_160
+    assert 5.8e9 < sizes["text"]["bytes"] < 5.9e9
+    assert 0.8e9 < sizes["mmproj"]["bytes"] < 0.85e9
+
+
+def test_files_read_back(ds_pair):
+    import gguf
+
+    model, mmproj = ds_pair
+    r = gguf.GGUFReader(model)
+    kv = lambda k: r.fields[k].contents()
+    a = "deepseek2-ocr"
+    assert kv("general.architecture") == a == S["arch"]
+    assert kv(f"{a}.embedding_length") == 1280
+    assert kv(f"{a}.block_count") == 2
+    assert kv(f"{a}.feed_forward_length") == 6848
+    assert kv(f"{a}.attention.head_count") == kv(f"{a}.attention.head_count_kv") == 10
+    assert kv(f"{a}.leading_dense_block_count") == 1
+    assert kv(f"{a}.expert_count") == 64 and kv(f"{a}.expert_used_count") == 6
+    assert kv(f"{a}.expert_shared_count") == 2
+    assert kv(f"{a}.expert_feed_forward_length") == 896
+    assert kv(f"{a}.vocab_size") == len(kv("tokenizer.ggml.tokens")) == 129280
+    assert kv("tokenizer.ggml.bos_token_id") == 0 and kv("tokenizer.ggml.eos_token_id") == 1
+    want = {n: (s, d) for n, s, d, _ in text_tensors(2)}
+    got = {t.name: t for t in r.tensors}
+    assert set(got) == set(want)
+    assert "blk.0.ffn_gate.weight" in got and "blk.1.ffn_gate_exps.weight" in got
+    for n, (shape, dtype) in want.items():
+        assert tuple(int(x) for x in got[n].shape[::-1]) == shape, n
+        assert got[n].tensor_type.name == ("F16" if dtype == np.float16 else "F32"), n
+
+    r = gguf.GGUFReader(mmproj)
+    assert kv("general.architecture") == "clip"
+    assert kv("clip.projector_type") == "deepseekocr"
+    assert kv("clip.vision.projection_dim") == 1280
+    assert kv("clip.vision.embedding_length") == 1024
+    assert kv("clip.vision.block_count") == 2
+    assert kv("clip.vision.sam.block_count") == 3  # llama.cpp needs SAM's global layer 2
+    assert kv("clip.vision.sam.embedding_length") == 768
+    want = {n: s for n, s, _, _ in mmproj_tensors(2)}
+    got = {t.name: tuple(int(x) for x in t.shape[::-1]) for t in r.tensors}
+    assert got == want
+
+    sizes = deepseek_ocr_sizes(2)
+    assert model.stat().st_size == sizes["text"]["bytes"]
+    assert mmproj.stat().st_size == sizes["mmproj"]["bytes"]
+
+
+def test_pair_reads_a_page(ds_pair, page):
+    from foveate import Reader
+    from foveate.bench import run_once
+
+    model, mmproj = ds_pair
+    with Reader(model, mmproj, n_ctx=2048, threads=1) as r:
+        res = r.read(page, prompt="Free OCR.", max_tokens=4)
+        st = res.stats
+        # a page within one 640 px tile: the 1024 px global view only, 16 x (16 + 1) + 1
+        assert st.image_tokens == S["image_tokens_global"] == 273
+        assert st.encode_ms > 0 and st.prefill_ms > 0
+        assert st.stop_reason in ("max_tokens", "eos")
+        assert st.tokens_generated == 4 or st.stop_reason == "eos"
+        # bench's synthetic path: 1-D positions, as mtmd gives DeepSeek-OCR
+        row = run_once(r.engine, image_tokens=64, n_decode=2)
+        assert row.image_tokens == 64 and row.decode_tok_s > 0
