@@ -114,3 +114,26 @@ class _LogCapture:
 
 log = _LogCapture()
 llama.llama_backend_init()
+
+
+# --- fixation C API (patches/0004, native/llama-fixation.cpp) ----------------------------------
+def _bind_fixation():
+    lib = llama._lib
+    i32, p = ctypes.c_int32, ctypes.c_void_p
+    try:
+        lib.llama_fixation_set.argtypes = [p, ctypes.c_float, i32, ctypes.POINTER(i32), i32, i32]
+    except AttributeError:
+        raise BuildError(f"{LIB_DIR}/libllama.so has no fixation API: reinstall foveate") from None
+    lib.llama_fixation_set.restype = i32
+    lib.llama_fixation_get_last.argtypes = [p, i32, ctypes.POINTER(i32), i32]
+    lib.llama_fixation_get_last.restype = i32
+    lib.llama_fixation_get_stats.argtypes = [p, ctypes.POINTER(ctypes.c_double),
+                                             ctypes.POINTER(ctypes.c_double),
+                                             ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(i32), i32]
+    lib.llama_fixation_get_stats.restype = i32
+    lib.llama_fixation_reset_stats.argtypes = [p]
+    lib.llama_fixation_reset_stats.restype = None
+    return lib
+
+
+fixation = _bind_fixation()

@@ -22,10 +22,32 @@ def _model_args(p: argparse.ArgumentParser, need_mmproj: bool = True) -> None:
     p.add_argument("-fa", "--flash-attn", choices=["on", "off", "auto"], default="auto")
 
 
+def _fixation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fixation", type=float, default=0.0, metavar="RATIO",
+                   help="attend to this share of the image tokens per decode step (0 = off)")
+    p.add_argument("--fixation-k-min", type=int, default=16, help="at least this many image tokens")
+    p.add_argument("--focal-layers", default="auto",
+                   help="auto (a third of the depth) or comma-separated layer indices")
+
+
+def _focal(text: str) -> list[int] | None:
+    if text in ("", "auto"):
+        return None
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"foveate: --focal-layers takes 'auto' or layer indices like 7,12, "
+                         f"not {text!r}") from None
+
+
 def _engine_kwargs(a) -> dict:
     fa = {"on": True, "off": False, "auto": None}[a.flash_attn]
-    return dict(n_gpu_layers=a.n_gpu_layers, n_ctx=a.ctx_size, n_batch=a.batch_size,
-                threads=a.threads, flash_attn=fa)
+    kw = dict(n_gpu_layers=a.n_gpu_layers, n_ctx=a.ctx_size, n_batch=a.batch_size,
+              threads=a.threads, flash_attn=fa)
+    if getattr(a, "fixation", 0):
+        kw.update(fixation=a.fixation, fixation_k_min=a.fixation_k_min,
+                  focal_layers=_focal(a.focal_layers))
+    return kw
 
 
 def cmd_read(a) -> int:
@@ -141,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--repeat-penalty", type=float, default=1.0)
     r.add_argument("-s", "--seed", type=int, default=0xF0FEA7E)
     r.add_argument("--json", action="store_true", help="JSON output with stats")
+    _fixation_args(r)
     r.set_defaults(fn=cmd_read)
 
     b = sub.add_parser("bench", help="time encode, prefill and decode")
@@ -175,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("pages", nargs="+", help="page images or folders of them")
     _model_args(ev)
     ev.add_argument("-n", "--n-predict", type=int, default=1024, help="max tokens per page")
+    _fixation_args(ev)
     ev.set_defaults(fn=cmd_eval)
 
     i = sub.add_parser("info", help="show the loaded libraries and patch series")
@@ -183,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         return a.fn(a)
+    except ValueError as e:  # bad option values (e.g. --fixation 2)
+        print(f"foveate: {e}", file=sys.stderr)
+        return 2
     except FoveateError as e:
         print(f"foveate: {type(e).__name__}: {e}", file=sys.stderr)
         return 2

@@ -44,6 +44,9 @@ class Stats:
     tokens_generated: int = 0
     tokens_per_s: float = 0.0
     stop_reason: str = ""           # "eos", "max_tokens" or "n_ctx"
+    fixation_ratio: float = 0.0     # 0 = fixation off
+    visual_tokens_attended: float = 0.0  # mean image cells per decode step (sparse layers)
+    focal_layers: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -64,7 +67,9 @@ class Engine:
     def __init__(self, model: str | os.PathLike, mmproj: str | os.PathLike | None, *,
                  n_gpu_layers: int = 0, n_ctx: int = 4096, n_batch: int = 2048,
                  threads: int | None = None, flash_attn: bool | None = None,
-                 image_max_pixels: int = MAX_PIXELS):
+                 image_max_pixels: int = MAX_PIXELS, fixation: float | None = None,
+                 fixation_k_min: int = 16, focal_layers: list[int] | None = None,
+                 fixation_max_tokens: int = 8):
         self.model_path = str(model)
         self.mmproj_path = str(mmproj) if mmproj is not None else None
         self.image_max_pixels = image_max_pixels
@@ -97,6 +102,8 @@ class Engine:
         cp.n_ubatch = min(n_batch, 512)
         cp.n_threads = cp.n_threads_batch = self.threads
         cp.no_perf = True
+        if flash_attn is None and fixation:
+            flash_attn = True  # fixation's sparse kernel reads K/V rows: the FA cache layout
         if flash_attn is not None:
             cp.flash_attn_type = (llama.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
                                   else llama.LLAMA_FLASH_ATTN_TYPE_DISABLED)
@@ -108,11 +115,54 @@ class Engine:
         self.n_ctx = llama.llama_n_ctx(self._ctx)
         self.n_batch = llama.llama_n_batch(self._ctx)
 
+        self.fixation = 0.0
+        self.set_fixation(fixation or 0.0, fixation_k_min, focal_layers, fixation_max_tokens)
+
         self._batch = llama.llama_batch_init(1, 0, 1)
         self._template = llama.llama_model_chat_template(self._model, None)
         self.marker = mtmd.mtmd_default_marker().decode()
         if mmproj is not None:
             self._init_projector(n_gpu_layers)
+
+    def set_fixation(self, ratio: float, k_min: int = 16, focal_layers: list[int] | None = None,
+                     max_tokens: int = 8) -> None:
+        """Decode-time visual KV selection: attend to `ratio` of the image tokens per step
+        (0 = off). `focal_layers` None = one layer at a third of the depth."""
+        ratio = float(ratio)
+        n_layer = llama.llama_model_n_layer(self._model)
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"fixation ratio must be in [0, 1], got {ratio}")
+        if ratio > 0 and k_min < 1:
+            raise ValueError(f"fixation k_min must be >= 1, got {k_min}")
+        focal = list(focal_layers or [])
+        bad = [f for f in focal if not 0 <= int(f) < n_layer]
+        if bad:
+            raise ValueError(f"focal layers {bad} out of range: the model has {n_layer} layers")
+        if max_tokens < 1:
+            raise ValueError(f"fixation max_tokens must be >= 1, got {max_tokens}")
+        arr = (ctypes.c_int32 * max(1, len(focal)))(*[int(f) for f in focal])
+        rc = B.fixation.llama_fixation_set(self._ctx, ratio, int(k_min), arr, len(focal),
+                                           int(max_tokens))
+        if rc != 0:
+            raise ValueError(f"llama_fixation_set rejected ratio={ratio} k_min={k_min} "
+                             f"focal={focal} (code {rc})")
+        self.fixation = ratio
+
+    def fixation_selection(self, seq_id: int = 0) -> list[int]:
+        """Image-token indices (row-major on the page grid) attended at the last step."""
+        n = B.fixation.llama_fixation_get_last(self._ctx, seq_id, None, 0)
+        out = (ctypes.c_int32 * max(1, n))()
+        n = B.fixation.llama_fixation_get_last(self._ctx, seq_id, out, n)
+        return list(out[:n])
+
+    def _fixation_stats(self, stats: "Stats") -> None:
+        sel, img, rows = ctypes.c_double(), ctypes.c_double(), ctypes.c_int64()
+        focal = (ctypes.c_int32 * 64)()
+        n = B.fixation.llama_fixation_get_stats(self._ctx, ctypes.byref(sel), ctypes.byref(img),
+                                                ctypes.byref(rows), focal, 64)
+        stats.fixation_ratio = self.fixation
+        stats.visual_tokens_attended = sel.value if rows.value else float(stats.image_tokens)
+        stats.focal_layers = list(focal[:n]) if self.fixation else []
 
     def _init_projector(self, n_gpu_layers: int) -> None:
         model, mmproj = self.model_path, self.mmproj_path
@@ -272,6 +322,7 @@ class Engine:
         entries; with M-RoPE an image takes more cells than positions, so the context
         limit is checked on cells."""
         sampler = self._sampler(s)
+        B.fixation.llama_fixation_reset_stats(self._ctx)
         out = bytearray()
         t0 = time.perf_counter()
         try:
@@ -292,6 +343,7 @@ class Engine:
         finally:
             llama.llama_sampler_free(sampler)
         dt = time.perf_counter() - t0
+        self._fixation_stats(stats)
         stats.decode_ms = dt * 1e3
         stats.tokens_per_s = stats.tokens_generated / dt if dt > 0 else 0.0
         return out.decode("utf-8", errors="replace")

@@ -1,0 +1,368 @@
+// foveate fixation inside libllama (see llama-fixation.h). Per decode ubatch:
+//   host inputs per row (token): its sequence's image cells, text cells, budget k, and the
+//   previous step's selection (warm start for the layers below the first focal layer);
+//   focal layers: stock attention + ggml_fix_select -> the row's top-k image cells;
+//   other layers: ggml_fix_attn over text cells + the current selection only.
+// Nothing is evicted: the KV cache is untouched, so fixation can be switched off any time.
+#include "llama-fixation.h"
+
+#include "llama.h"
+#include "llama-batch.h"
+#include "llama-context.h"
+#include "llama-cparams.h"
+#include "llama-graph.h"
+#include "llama-hparams.h"
+#include "llama-impl.h"
+#include "llama-kv-cache.h"
+
+#include "ggml.h"
+#include "ggml-backend.h"
+
+#include <algorithm>
+#include <cmath>
+
+struct llama_fixation_input {
+    llama_fixation_state * st = nullptr;
+    uint64_t epoch = 0;
+    int64_t n_kv = 0, n_tps = 0, n_stream = 0, n_img_max = 0, k_max = 0;
+    std::vector<int32_t> focal;
+
+    ggml_tensor * img_idx = nullptr;  // I32 [n_img_max, n_tps, n_stream]
+    ggml_tensor * budget  = nullptr;  // I32 [n_tps, n_stream]
+    ggml_tensor * txt_idx = nullptr;  // I32 [n_kv, n_tps, n_stream]
+    ggml_tensor * pre_idx = nullptr;  // I32 [n_img_max, n_tps, n_stream]
+    ggml_tensor * sel_cur = nullptr;  // selection of the latest focal layer (while building)
+    ggml_tensor * sel_out = nullptr;  // selection of the last focal layer (read back)
+
+    std::vector<int32_t> row_seq;                 // set_input: sequence of each row
+    std::vector<std::vector<int32_t>> row_img;    // set_input: image cells of each row
+};
+
+namespace {
+
+struct plan {
+    bool apply = false;
+    int64_t n_kv = 0, n_tps = 0, n_stream = 0, n_img_max = 0, k_max = 0;
+};
+
+llama_fixation_state * state_of(const llama_cparams & cparams) {
+    return static_cast<llama_fixation_state *>(cparams.fixation);
+}
+
+// the cells of seq among the first n_kv of its stream: image (embedding input) or text
+void scan_cells(const llama_kv_cache_context * mctx, llama_seq_id seq, int64_t n_kv,
+                std::vector<int32_t> & img, std::vector<int32_t> * txt) {
+    const llama_kv_cells & cells = mctx->get_kv()->get_cells(seq);
+    img.clear();
+    const int64_t n = std::min<int64_t>(n_kv, cells.size());
+    for (int64_t c = 0; c < n; ++c) {
+        if (cells.is_empty(c) || !cells.seq_has(c, seq)) {
+            continue;
+        }
+        if (cells.ext_get(c).tok == LLAMA_TOKEN_NULL) {
+            img.push_back((int32_t) c);
+        } else if (txt) {
+            txt->push_back((int32_t) c);
+        }
+    }
+}
+
+int64_t budget_for(const llama_fixation_config & cfg, int64_t n_img) {
+    const int64_t k = (int64_t) std::ceil(cfg.ratio * (double) n_img);
+    return std::min<int64_t>(n_img, std::max<int64_t>(k, cfg.k_min));
+}
+
+plan make_plan(const llama_ubatch & ubatch, const llama_hparams & hparams, const llama_cparams & cparams,
+               const llama_kv_cache_context * mctx, int64_t n_kv, int64_t n_stream) {
+    plan p;
+    const llama_fixation_state * st = state_of(cparams);
+    if (!st || !st->cfg.enabled || cparams.training || !cparams.causal_attn || !ubatch.token ||
+        hparams.attn_soft_cap || hparams.f_max_alibi_bias > 0.0f || n_stream < 1 ||
+        ubatch.n_tokens % n_stream != 0) {
+        return p;
+    }
+    std::map<llama_seq_id, int32_t> per_seq;
+    for (uint32_t i = 0; i < ubatch.n_tokens; ++i) {
+        if (++per_seq[ubatch.seq_id[i][0]] > st->cfg.max_tokens) {
+            return p;  // prefill-sized: dense
+        }
+    }
+    p.n_kv = n_kv;
+    p.n_stream = n_stream;
+    p.n_tps = ubatch.n_tokens / n_stream;
+    bool sparse = false;
+    std::vector<int32_t> img;
+    for (const auto & it : per_seq) {
+        scan_cells(mctx, it.first, n_kv, img, nullptr);
+        const int64_t n_img = (int64_t) img.size();
+        const int64_t k = budget_for(st->cfg, n_img);
+        p.n_img_max = std::max(p.n_img_max, n_img);
+        p.k_max = std::max(p.k_max, k);
+        sparse |= k < n_img;
+    }
+    // every budget covers all image cells (ratio 1): the stock graph, bit for bit
+    p.apply = sparse && p.k_max > 0;
+    return p;
+}
+
+} // namespace
+
+std::shared_ptr<llama_fixation_input> llama_fixation_make_input(
+        ggml_context * ctx0, const llama_ubatch & ubatch, const llama_hparams & hparams,
+        const llama_cparams & cparams, const llama_kv_cache_context * mctx, ggml_tensor * kq_mask) {
+    if (!state_of(cparams) || !kq_mask) {
+        return nullptr;
+    }
+    const plan p = make_plan(ubatch, hparams, cparams, mctx, kq_mask->ne[0], kq_mask->ne[3]);
+    if (!p.apply) {
+        return nullptr;
+    }
+    auto fi = std::make_shared<llama_fixation_input>();
+    fi->st = state_of(cparams);
+    fi->epoch = fi->st->epoch;
+    fi->n_kv = p.n_kv;
+    fi->n_tps = p.n_tps;
+    fi->n_stream = p.n_stream;
+    fi->n_img_max = p.n_img_max;
+    fi->k_max = p.k_max;
+    fi->focal = fi->st->cfg.focal;
+    if (fi->focal.empty()) {
+        fi->focal.push_back((int32_t) (hparams.n_layer() / 3));
+    }
+    std::sort(fi->focal.begin(), fi->focal.end());
+    fi->st->focal_used = fi->focal;
+
+    auto input = [&](int64_t ne0, int64_t ne1, int64_t ne2, const char * name) {
+        ggml_tensor * t = ne2 ? ggml_new_tensor_3d(ctx0, GGML_TYPE_I32, ne0, ne1, ne2)
+                              : ggml_new_tensor_2d(ctx0, GGML_TYPE_I32, ne0, ne1);
+        ggml_set_input(t);
+        ggml_set_name(t, name);
+        return t;
+    };
+    fi->img_idx = input(p.n_img_max, p.n_tps, p.n_stream, "fix_img_idx");
+    fi->budget  = input(p.n_tps, p.n_stream, 0, "fix_budget");
+    fi->txt_idx = input(p.n_kv, p.n_tps, p.n_stream, "fix_txt_idx");
+    fi->pre_idx = input(p.n_img_max, p.n_tps, p.n_stream, "fix_pre_idx");
+    return fi;
+}
+
+void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_context * mctx,
+                              const llama_ubatch * ubatch) {
+    llama_fixation_state * st = fi.st;
+    const int64_t n_rows = fi.n_tps * fi.n_stream;
+    int32_t * img = (int32_t *) fi.img_idx->data;
+    int32_t * bud = (int32_t *) fi.budget->data;
+    int32_t * txt = (int32_t *) fi.txt_idx->data;
+    int32_t * pre = (int32_t *) fi.pre_idx->data;
+    GGML_ASSERT(ggml_backend_buffer_is_host(fi.img_idx->buffer) && ggml_backend_buffer_is_host(fi.txt_idx->buffer));
+    fi.row_seq.assign(n_rows, -1);
+    fi.row_img.assign(n_rows, {});
+    std::vector<int32_t> text;
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const llama_seq_id seq = ubatch->seq_id[r][0];
+        std::vector<int32_t> & im = fi.row_img[r];
+        text.clear();
+        scan_cells(mctx, seq, fi.n_kv, im, &text);
+        GGML_ASSERT((int64_t) im.size() <= fi.n_img_max);  // can_reuse rebuilds otherwise
+        fi.row_seq[r] = seq;
+        std::fill(img + r*fi.n_img_max, img + (r + 1)*fi.n_img_max, -1);
+        std::copy(im.begin(), im.end(), img + r*fi.n_img_max);
+        bud[r] = (int32_t) budget_for(st->cfg, (int64_t) im.size());
+        std::fill(txt + r*fi.n_kv, txt + (r + 1)*fi.n_kv, -1);
+        std::copy(text.begin(), text.end(), txt + r*fi.n_kv);
+        // warm start: the sequence's last selection, if it was made over these same image cells
+        std::fill(pre + r*fi.n_img_max, pre + (r + 1)*fi.n_img_max, -1);
+        auto prev = st->cells.find(seq);
+        auto prev_img = st->images.find(seq);
+        if (prev != st->cells.end() && prev_img != st->images.end() && prev_img->second == im) {
+            std::copy(prev->second.begin(), prev->second.end(), pre + r*fi.n_img_max);
+        } else {
+            std::copy(im.begin(), im.end(), pre + r*fi.n_img_max);
+        }
+    }
+    st->active = &fi;
+}
+
+bool llama_fixation_can_reuse(const llama_fixation_input * fi, const llm_graph_params & params) {
+    const auto * mctx = static_cast<const llama_kv_cache_context *>(params.mctx);
+    const llama_fixation_state * st = state_of(params.cparams);
+    if (!st) {
+        return fi == nullptr;
+    }
+    // the streams of this ubatch, as build_attn_inp_kq_mask counts them
+    const int64_t n_stream = params.cparams.kv_unified ? 1 : (int64_t) params.ubatch.n_seqs_unq;
+    const plan p = make_plan(params.ubatch, params.hparams, params.cparams, mctx, mctx->get_n_kv(),
+                             std::max<int64_t>(1, n_stream));
+    if (!fi) {
+        return !p.apply;
+    }
+    return p.apply && fi->epoch == st->epoch && p.n_kv == fi->n_kv && p.n_tps == fi->n_tps &&
+           p.n_img_max == fi->n_img_max && p.k_max == fi->k_max;
+}
+
+ggml_tensor * llama_fixation_build_attn(
+        ggml_context * ctx0, ggml_cgraph * gf, llama_fixation_input & fi, ggml_tensor * q, ggml_tensor * k,
+        ggml_tensor * v, ggml_tensor * kq_mask, ggml_tensor * kq_b, ggml_tensor * sinks,
+        float kq_scale, int il) {
+    if (kq_b || sinks || q->type != GGML_TYPE_F32) {
+        return nullptr;
+    }
+    // the views build_attn_mha makes: q [D, T, H, S], k [D, N, Hkv, S], v [Dv, N, Hkv, S]
+    const int64_t ns = k->ne[3];
+    ggml_tensor * qp = ggml_view_4d(ctx0, q, q->ne[0], q->ne[1], q->ne[2]/ns, ns, q->nb[1], q->nb[2],
+                                    q->nb[2]*(q->ne[2]/ns), 0);
+    qp = ggml_permute(ctx0, qp, 0, 2, 1, 3);
+    ggml_tensor * kp = ggml_permute(ctx0, k, 0, 2, 1, 3);
+
+    if (std::binary_search(fi.focal.begin(), fi.focal.end(), il)) {
+        ggml_tensor * sel = ggml_fix_select(ctx0, qp, kp, kq_mask, fi.img_idx, fi.budget, fi.k_max, kq_scale);
+        ggml_format_name(sel, "fix_select-%d", il);
+        ggml_set_output(sel);
+        ggml_build_forward_expand(gf, sel);
+        fi.sel_cur = sel;
+        fi.sel_out = sel;
+        return nullptr;  // the focal layer itself attends densely (stock path)
+    }
+    const bool v_trans = v->nb[1] > v->nb[2];
+    ggml_tensor * vp = ggml_permute(ctx0, v, 0, 2, 1, 3);
+    if (v_trans) {
+        vp = ggml_transpose(ctx0, vp);
+    }
+    ggml_tensor * cur = ggml_fix_attn(ctx0, qp, kp, vp, kq_mask, fi.txt_idx,
+                                      fi.sel_cur ? fi.sel_cur : fi.pre_idx, kq_scale);
+    ggml_format_name(cur, "fix_attn-%d", il);
+    return ggml_reshape_2d(ctx0, cur, cur->ne[0]*cur->ne[1], cur->ne[2]*cur->ne[3]);
+}
+
+void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, const llama_ubatch & ubatch) {
+    auto * st = static_cast<llama_fixation_state *>(state);
+    llama_fixation_input * fi = st->active;
+    st->active = nullptr;
+    if (!fi || !fi->sel_out || !fi->sel_out->buffer) {
+        return;
+    }
+    GGML_UNUSED(ubatch);
+    ggml_backend_t be = ggml_backend_sched_get_tensor_backend(sched, fi->sel_out);
+    if (be) {
+        ggml_backend_synchronize(be);
+    }
+    std::vector<int32_t> sel(ggml_nelements(fi->sel_out));
+    ggml_backend_tensor_get(fi->sel_out, sel.data(), 0, sel.size()*sizeof(int32_t));
+    for (size_t r = 0; r < fi->row_seq.size(); ++r) {
+        const int32_t seq = fi->row_seq[r];
+        const std::vector<int32_t> & im = fi->row_img[r];
+        std::vector<int32_t> cells, ords;
+        for (int64_t j = 0; j < fi->k_max; ++j) {
+            const int32_t c = sel[r*fi->k_max + j];
+            if (c < 0) {
+                break;
+            }
+            cells.push_back(c);
+            ords.push_back((int32_t) (std::lower_bound(im.begin(), im.end(), c) - im.begin()));
+        }
+        st->sum_k += (double) cells.size();
+        st->sum_img += (double) im.size();
+        st->n_rows += 1;
+        st->cells[seq] = std::move(cells);
+        st->ordinal[seq] = std::move(ords);
+        st->images[seq] = im;
+    }
+}
+
+// --- C API (declared in include/llama.h by patches/0004) -----------------------------------
+
+static llama_fixation_state * get_state(llama_context * ctx, bool create) {
+    if (!ctx->fixation_owner && create) {
+        ctx->fixation_owner = std::make_shared<llama_fixation_state>();
+        ctx->set_fixation(ctx->fixation_owner.get());
+    }
+    return static_cast<llama_fixation_state *>(ctx->fixation_owner.get());
+}
+
+extern "C" int32_t llama_fixation_set(struct llama_context * ctx, float ratio, int32_t k_min,
+                                      const int32_t * focal, int32_t n_focal, int32_t max_tokens) {
+    if (!ctx) {
+        return -1;
+    }
+    const int32_t n_layer = llama_model_n_layer(llama_get_model(ctx));
+    if (!(ratio >= 0.0f && ratio <= 1.0f)) {
+        LLAMA_LOG_ERROR("%s: ratio must be in [0, 1], got %g\n", __func__, ratio);
+        return -2;
+    }
+    if (ratio > 0.0f && k_min < 1) {
+        LLAMA_LOG_ERROR("%s: k_min must be >= 1, got %d\n", __func__, k_min);
+        return -3;
+    }
+    if (n_focal < 0 || n_focal > n_layer || (n_focal > 0 && !focal)) {
+        LLAMA_LOG_ERROR("%s: bad focal layer list (n_focal = %d, model has %d layers)\n", __func__, n_focal, n_layer);
+        return -4;
+    }
+    for (int32_t i = 0; i < n_focal; ++i) {
+        if (focal[i] < 0 || focal[i] >= n_layer) {
+            LLAMA_LOG_ERROR("%s: focal layer %d out of range [0, %d)\n", __func__, focal[i], n_layer);
+            return -4;
+        }
+    }
+    if (max_tokens < 1) {
+        LLAMA_LOG_ERROR("%s: max_tokens must be >= 1, got %d\n", __func__, max_tokens);
+        return -5;
+    }
+    llama_fixation_state * st = get_state(ctx, ratio > 0.0f);
+    if (!st) {
+        return 0;  // off and never on: nothing to do
+    }
+    st->cfg.enabled = ratio > 0.0f;
+    st->cfg.ratio = ratio;
+    st->cfg.k_min = k_min;
+    st->cfg.focal.assign(focal, focal + n_focal);
+    st->cfg.max_tokens = max_tokens;
+    st->epoch++;
+    st->cells.clear();
+    st->ordinal.clear();
+    st->images.clear();
+    return 0;
+}
+
+extern "C" int32_t llama_fixation_get_last(struct llama_context * ctx, llama_seq_id seq_id, int32_t * out, int32_t n_out) {
+    llama_fixation_state * st = ctx ? get_state(ctx, false) : nullptr;
+    if (!st) {
+        return 0;
+    }
+    auto it = st->ordinal.find(seq_id);
+    if (it == st->ordinal.end()) {
+        return 0;
+    }
+    const int32_t n = (int32_t) it->second.size();
+    if (out) {
+        std::copy(it->second.begin(), it->second.begin() + std::min(n, std::max(0, n_out)), out);
+    }
+    return n;
+}
+
+extern "C" int32_t llama_fixation_get_stats(struct llama_context * ctx, double * mean_selected,
+                                            double * mean_image, int64_t * n_rows,
+                                            int32_t * focal_out, int32_t n_focal_out) {
+    llama_fixation_state * st = ctx ? get_state(ctx, false) : nullptr;
+    if (!st) {
+        if (mean_selected) *mean_selected = 0;
+        if (mean_image) *mean_image = 0;
+        if (n_rows) *n_rows = 0;
+        return 0;
+    }
+    if (mean_selected) *mean_selected = st->n_rows ? st->sum_k / st->n_rows : 0.0;
+    if (mean_image) *mean_image = st->n_rows ? st->sum_img / st->n_rows : 0.0;
+    if (n_rows) *n_rows = st->n_rows;
+    const int32_t n = (int32_t) st->focal_used.size();
+    for (int32_t i = 0; i < n && i < n_focal_out && focal_out; ++i) {
+        focal_out[i] = st->focal_used[i];
+    }
+    return n;
+}
+
+extern "C" void llama_fixation_reset_stats(struct llama_context * ctx) {
+    llama_fixation_state * st = ctx ? get_state(ctx, false) : nullptr;
+    if (st) {
+        st->sum_k = st->sum_img = 0.0;
+        st->n_rows = 0;
+    }
+}

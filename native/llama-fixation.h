@@ -1,0 +1,65 @@
+// foveate fixation inside libllama: decode-time top-k selection of image KV cells.
+// Hooked into llama.cpp by patches/0004 (graph input, build_attn, context, C API).
+// The algorithm and its invariants: ../shared/design/fixation.md and docs/architecture.md.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+struct ggml_context;
+struct ggml_tensor;
+struct ggml_cgraph;
+struct ggml_backend_sched;
+struct llama_ubatch;
+struct llama_hparams;
+struct llama_cparams;
+struct llm_graph_params;
+class llama_kv_cache_context;
+
+struct llama_fixation_config {
+    bool    enabled    = false;
+    float   ratio      = 0.05f;  // share of a sequence's image cells attended per step
+    int32_t k_min      = 16;     // ... but at least this many
+    std::vector<int32_t> focal;  // focal layers; empty = one layer at a third of the depth
+    int32_t max_tokens = 8;      // ubatches with more tokens per sequence (prefill) run dense
+};
+
+struct llama_fixation_input;
+
+// one per llama_context (owned through llama_context::fixation_owner)
+struct llama_fixation_state {
+    llama_fixation_config cfg;
+    uint64_t epoch = 1;                               // bumped by every llama_fixation_set
+    std::map<int32_t, std::vector<int32_t>> cells;    // seq -> cells selected at its last step
+    std::map<int32_t, std::vector<int32_t>> ordinal;  // seq -> same, as image-token ordinals
+    std::map<int32_t, std::vector<int32_t>> images;   // seq -> its image cells at that step
+    std::vector<int32_t> focal_used;                  // focal layers of the last graph
+    double   sum_k  = 0.0;                            // stats: image cells attended (sparse layers)
+    double   sum_img = 0.0;                           //        image cells of the sequences
+    int64_t  n_rows = 0;
+    llama_fixation_input * active = nullptr;          // input of the graph being computed
+};
+
+// nullptr when fixation does not apply to this ubatch (off, prefill, no image cells, or
+// every budget covers all image cells: the stock graph is then built unchanged)
+std::shared_ptr<llama_fixation_input> llama_fixation_make_input(
+        ggml_context * ctx0, const llama_ubatch & ubatch, const llama_hparams & hparams,
+        const llama_cparams & cparams, const llama_kv_cache_context * mctx, ggml_tensor * kq_mask);
+
+void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_context * mctx,
+                              const llama_ubatch * ubatch);
+
+// false when the graph must be rebuilt (config changed, or the selection shapes moved)
+bool llama_fixation_can_reuse(const llama_fixation_input * fi, const llm_graph_params & params);
+
+// attention of layer il: the sparse result [Dv*H, n_tokens], or nullptr to run the stock
+// attention (focal layers, which also score and select here, and unsupported layers)
+ggml_tensor * llama_fixation_build_attn(
+        ggml_context * ctx0, struct ggml_cgraph * gf, llama_fixation_input & fi, ggml_tensor * q, ggml_tensor * k,
+        ggml_tensor * v, ggml_tensor * kq_mask, ggml_tensor * kq_b, ggml_tensor * sinks,
+        float kq_scale, int il);
+
+// after a decode ubatch ran: read the selection back (per sequence) for the next step
+void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, const llama_ubatch & ubatch);
