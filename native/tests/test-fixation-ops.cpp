@@ -2,6 +2,7 @@
 // backend this build has (CPU always; CUDA when built with it and a GPU is present).
 // Also checks fix_attn listing every cell against ggml_flash_attn_ext on the same backend.
 //   foveate-test-ops [-b CPU|CUDA0|...]   exit code 0 = all passed, 77 = backend missing
+//   foveate-test-ops -b CPU --perf [threads]   attention timing table (a benchmark, not a test)
 #include "ggml.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
@@ -300,10 +301,79 @@ std::string run_case(ggml_backend_t be, const Case & c, const char * op, int & f
     return msg;
 }
 
+// --perf: time one decode row's attention at OCR shapes (head dim 128, GQA 16/2 like
+// Qwen2.5-VL-3B): stock flash attention over all cells vs fix_attn over 64 text cells + a
+// 5% image selection, and fix_select (the focal layer's extra work).
+double time_graph(ggml_backend_t be, ggml_cgraph * gf, int reps) {
+    std::vector<double> t;
+    for (int i = 0; i < reps + 2; ++i) {
+        const int64_t t0 = ggml_time_us();
+        ggml_backend_graph_compute(be, gf);
+        ggml_backend_synchronize(be);
+        if (i >= 2) t.push_back((ggml_time_us() - t0) / 1000.0);
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+int perf(ggml_backend_t be, const char * name, int threads) {
+    printf("backend %s, threads %d: ms per layer-step (median), D=128, H=16, Hkv=2, 64 text cells\n", name, threads);
+    printf("| image cells | streams | stock FA | fix_attn 5%% | speed-up | fix_select | FA bytes K+V | fix bytes K+V |\n|---|---|---|---|---|---|---|---|\n");
+    for (int64_t S : {1, 8})
+        for (int64_t n_img : {1024, 4096, 16384}) {
+            const int64_t D = 128, H = 16, Hkv = 2, T = 1, n_txt = 64, N = n_img + n_txt;
+            const int64_t k = (n_img * 5 + 99) / 100;
+            Graph g;
+            ggml_init_params ip = {64 * ggml_tensor_overhead() + 3 * ggml_graph_overhead(), nullptr, true};
+            g.ctx = ggml_init(ip);
+            ggml_tensor * q = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, D, T, H, S);
+            ggml_tensor * kk = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F16, D, N, Hkv, S);
+            ggml_tensor * v = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F16, D, N, Hkv, S);
+            ggml_tensor * m = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F16, N, T, 1, S);
+            ggml_tensor * a = ggml_new_tensor_3d(g.ctx, GGML_TYPE_I32, N, T, S);
+            ggml_tensor * b = ggml_new_tensor_3d(g.ctx, GGML_TYPE_I32, k, T, S);
+            ggml_tensor * img = ggml_new_tensor_3d(g.ctx, GGML_TYPE_I32, n_img, T, S);
+            ggml_tensor * bud = ggml_new_tensor_2d(g.ctx, GGML_TYPE_I32, T, S);
+            const float scale = 1.0f / std::sqrt((float) D);
+            ggml_tensor * fa = ggml_flash_attn_ext(g.ctx, q, kk, v, m, scale, 0.0f, 0.0f);
+            ggml_prec_set_acc(fa, GGML_PREC_F32);
+            ggml_tensor * fx = ggml_fix_attn(g.ctx, q, kk, v, m, a, b, scale);
+            ggml_tensor * sel = ggml_fix_select(g.ctx, q, kk, m, img, bud, k, scale);
+            if (!ggml_backend_supports_op(be, fx) || !ggml_backend_supports_op(be, fa)) return 77;
+            ggml_cgraph * g1 = ggml_new_graph(g.ctx); ggml_build_forward_expand(g1, fa);
+            ggml_cgraph * g2 = ggml_new_graph(g.ctx); ggml_build_forward_expand(g2, fx);
+            ggml_cgraph * g3 = ggml_new_graph(g.ctx); ggml_build_forward_expand(g3, sel);
+            g.buf = ggml_backend_alloc_ctx_tensors(g.ctx, be);
+            std::vector<float> x(ggml_nelements(kk));
+            for (auto & e : x) e = urand(-1, 1);
+            set_tensor(kk, x); set_tensor(v, x);
+            std::vector<float> qv(ggml_nelements(q));
+            for (auto & e : qv) e = urand(-1, 1);
+            set_tensor(q, qv);
+            set_tensor(m, std::vector<float>(ggml_nelements(m), 0.0f));
+            std::vector<int32_t> ai(N * S, -1), bi(k * S), ii(n_img * S), bb(S, (int32_t) k);
+            for (int64_t s2 = 0; s2 < S; ++s2) {
+                for (int64_t i = 0; i < n_txt; ++i) ai[s2 * N + i] = (int32_t) (n_img + i);
+                for (int64_t i = 0; i < k; ++i) bi[s2 * k + i] = (int32_t) (i * (n_img / k));
+                for (int64_t i = 0; i < n_img; ++i) ii[s2 * n_img + i] = (int32_t) i;
+            }
+            ggml_backend_tensor_set(a, ai.data(), 0, ai.size() * 4);
+            ggml_backend_tensor_set(b, bi.data(), 0, bi.size() * 4);
+            ggml_backend_tensor_set(img, ii.data(), 0, ii.size() * 4);
+            ggml_backend_tensor_set(bud, bb.data(), 0, bb.size() * 4);
+            const double t_fa = time_graph(be, g1, 20), t_fx = time_graph(be, g2, 20), t_sel = time_graph(be, g3, 10);
+            const double mb_fa = 2.0 * N * Hkv * D * 2 * S / 1e6, mb_fx = 2.0 * (n_txt + k) * Hkv * D * 2 * S / 1e6;
+            printf("| %lld | %lld | %.3f | %.3f | %.1fx | %.3f | %.1f MB | %.2f MB |\n", (long long) n_img, (long long) S,
+                   t_fa, t_fx, t_fa / t_fx, t_sel, mb_fa, mb_fx);
+        }
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char ** argv) {
     std::string want = argc > 2 && !strcmp(argv[1], "-b") ? argv[2] : "";
+    const bool do_perf = argc > 3 && !strcmp(argv[3], "--perf");
     ggml_backend_load_all();
     std::vector<Case> cases;
     for (ggml_type kt : {GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q8_0})
@@ -324,6 +394,17 @@ int main(int argc, char ** argv) {
         if (!want.empty() && want != ggml_backend_dev_name(dev)) continue;
         if (ggml_backend_dev_type(dev) != GGML_BACKEND_DEVICE_TYPE_CPU && ggml_backend_dev_type(dev) != GGML_BACKEND_DEVICE_TYPE_GPU) continue;
         ggml_backend_t be = ggml_backend_dev_init(dev, nullptr);
+        if (do_perf) {
+            const int threads = argc > 4 ? atoi(argv[4]) : 2;
+            if (ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU) {
+                auto * reg = ggml_backend_dev_backend_reg(dev);
+                auto * fn = (void (*)(ggml_backend_t, int)) ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_n_threads");
+                if (fn) fn(be, threads);
+            }
+            const int rc = perf(be, ggml_backend_dev_name(dev), threads);
+            ggml_backend_free(be);
+            return rc;
+        }
         printf("backend %s\n", ggml_backend_dev_name(dev));
         for (const Case & c : cases)
             for (const char * op : {"select", "attn", "attn_vs_fa"}) {
