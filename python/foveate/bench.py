@@ -87,6 +87,14 @@ def _prefill_synthetic(eng: Engine, n_tokens: int, seed: int = 0) -> int:
 
 
 def run_once(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32) -> BenchRow:
+    n_past, row = _prefill(eng, image, image_tokens, n_decode)
+    dt = _decode_fixed(eng, n_past, n_decode)
+    row.decode_ms, row.decode_tok_s = dt * 1e3, (n_decode / dt if dt else 0.0)
+    return row
+
+
+def _prefill(eng: Engine, image, image_tokens: int, n_decode: int) -> tuple[int, BenchRow]:
+    """Clear the cache and prefill a page (or synthetic image tokens); (n_past, timings)."""
     llama.llama_memory_clear(llama.llama_get_memory(eng._ctx), True)
     if image is not None:
         # the real path: tokenize, encode, prefill; then n_decode fixed tokens
@@ -100,9 +108,34 @@ def run_once(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32)
         t0 = time.perf_counter()
         n_past = _prefill_synthetic(eng, image_tokens)
         enc, pre, n_img, n_pre = 0.0, (time.perf_counter() - t0) * 1e3, image_tokens, image_tokens
-    dt = _decode_fixed(eng, n_past, n_decode)
-    return BenchRow("foveate (dense)", n_img, enc, pre, n_pre / (pre / 1e3) if pre else 0.0,
-                    dt * 1e3, n_decode / dt if dt else 0.0)
+    return n_past, BenchRow("foveate (dense)", n_img, enc, pre,
+                            n_pre / (pre / 1e3) if pre else 0.0, 0.0, 0.0)
+
+
+def run_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32,
+                fixations: tuple[float, ...] = (0.0,), repetitions: int = 3,
+                fixation_k_min: int = 16, focal_layers=None) -> list[BenchRow]:
+    """Prefill once, then time the same fixed-length decode under each fixation ratio
+    (0 = dense), interleaved, `repetitions` times; the decoded tokens are removed from the
+    cache between runs, so every row decodes from the identical context. Median per row."""
+    n_past, first = _prefill(eng, image, image_tokens, n_decode)
+    mem = llama.llama_get_memory(eng._ctx)
+    per = {r: [] for r in fixations}
+    _decode_fixed(eng, n_past, min(4, n_decode))  # warm-up
+    for _ in range(repetitions):
+        for r in fixations:
+            llama.llama_memory_seq_rm(mem, 0, n_past, -1)
+            eng.set_fixation(r, fixation_k_min, focal_layers)
+            # greedy from whatever logits are current: timing does not depend on the tokens
+            per[r].append(_decode_fixed(eng, n_past, n_decode))
+    eng.set_fixation(0.0)
+    rows = []
+    for r in fixations:
+        dt = statistics.median(per[r])
+        name = "foveate, fixation off" if r == 0 else f"foveate, fixation {r:g}"
+        rows.append(BenchRow(name, first.image_tokens, first.encode_ms, first.prefill_ms,
+                             first.prefill_tok_s, dt * 1e3, n_decode / dt if dt else 0.0))
+    return rows
 
 
 def median_row(rows: list[BenchRow]) -> BenchRow:

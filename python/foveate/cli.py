@@ -44,7 +44,7 @@ def _engine_kwargs(a) -> dict:
     fa = {"on": True, "off": False, "auto": None}[a.flash_attn]
     kw = dict(n_gpu_layers=a.n_gpu_layers, n_ctx=a.ctx_size, n_batch=a.batch_size,
               threads=a.threads, flash_attn=fa)
-    if getattr(a, "fixation", 0):
+    if isinstance(getattr(a, "fixation", None), float) and a.fixation:
         kw.update(fixation=a.fixation, fixation_k_min=a.fixation_k_min,
                   focal_layers=_focal(a.focal_layers))
     return kw
@@ -81,20 +81,29 @@ def cmd_read(a) -> int:
 
 
 def cmd_bench(a) -> int:
-    from .bench import format_table, median_row, run_once
+    from .bench import format_table, median_row, run_configs, run_once
     from .engine import Engine
 
     if (a.image is None) == (a.image_tokens is None):
         raise SystemExit("foveate bench: give exactly one of --image or --image-tokens")
     if a.image is not None and not a.mmproj:
         raise SystemExit("foveate bench: --image needs --mmproj")
-    eng = Engine(a.model, a.mmproj, **_engine_kwargs(a))  # mmproj None: synthetic tokens
-    run_once(eng, a.image, a.image_tokens or 0, n_decode=min(4, a.n_decode))  # warm-up
-    rows = [run_once(eng, a.image, a.image_tokens or 0, n_decode=a.n_decode)
-            for _ in range(a.repetitions)]
+    fix = [float(x) for x in a.fixation.split(",")] if a.fixation else []
+    kw = _engine_kwargs(a)
+    if fix and kw.get("flash_attn") is None:
+        kw["flash_attn"] = True  # the same FA setting for every row
+    eng = Engine(a.model, a.mmproj, **kw)  # mmproj None: synthetic tokens
+    if fix:  # one prefill, then dense and each ratio decode from the same cache
+        rows = run_configs(eng, a.image, a.image_tokens or 0, a.n_decode, (0.0, *fix),
+                           a.repetitions, a.fixation_k_min, _focal(a.focal_layers))
+    else:
+        run_once(eng, a.image, a.image_tokens or 0, n_decode=min(4, a.n_decode))  # warm-up
+        rows = [median_row([run_once(eng, a.image, a.image_tokens or 0, n_decode=a.n_decode)
+                            for _ in range(a.repetitions)])]
     print(f"model: {a.model}\nthreads: {eng.threads}  n_ctx: {eng.n_ctx}  "
-          f"decode tokens: {a.n_decode}  repetitions: {a.repetitions} (median)\n")
-    print(format_table([median_row(rows)]))
+          f"flash attn: {kw.get('flash_attn')}  decode tokens: {a.n_decode}  "
+          f"repetitions: {a.repetitions} (median)\n")
+    print(format_table(rows))
     return 0
 
 
@@ -173,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="inject N random image embeddings instead of an image")
     b.add_argument("-n", "--n-decode", type=int, default=32, help="tokens to decode (EOS ignored)")
     b.add_argument("-r", "--repetitions", type=int, default=3)
+    b.add_argument("--fixation", default="", metavar="R1,R2",
+                   help="add a row per fixation ratio (decoded from the same prefilled cache)")
+    b.add_argument("--fixation-k-min", type=int, default=16)
+    b.add_argument("--focal-layers", default="auto")
     b.set_defaults(fn=cmd_bench)
 
     mk = sub.add_parser("make-model", help="write random-weight GGUFs with real OCR models' "
