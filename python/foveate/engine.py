@@ -69,7 +69,7 @@ class Engine:
                  threads: int | None = None, flash_attn: bool | None = None,
                  image_max_pixels: int = MAX_PIXELS, fixation: float | None = None,
                  fixation_k_min: int = 16, focal_layers: list[int] | None = None,
-                 fixation_max_tokens: int = 8):
+                 fixation_max_tokens: int = 8, n_seq: int = 1, kv_unified: bool = False):
         self.model_path = str(model)
         self.mmproj_path = str(mmproj) if mmproj is not None else None
         self.image_max_pixels = image_max_pixels
@@ -102,6 +102,8 @@ class Engine:
         cp.n_ubatch = min(n_batch, 512)
         cp.n_threads = cp.n_threads_batch = self.threads
         cp.no_perf = True
+        cp.n_seq_max = max(1, n_seq)   # >1: several pages decode in one batch (seq ids)
+        cp.kv_unified = kv_unified
         if flash_attn is None and fixation:
             flash_attn = True  # fixation's sparse kernel reads K/V rows: the FA cache layout
         if flash_attn is not None:
@@ -245,7 +247,8 @@ class Engine:
                              stats)
         return Result(text=out, stats=stats, image=page.name)
 
-    def prefill_page(self, page: Page, prompt: str | None = None) -> tuple[int, Stats]:
+    def prefill_page(self, page: Page, prompt: str | None = None, seq_id: int = 0,
+                     clear: bool = True) -> tuple[int, Stats]:
         """Clear the context, then tokenize, encode and prefill prompt + page.
 
         Returns the next position (n_past) and the stats so far."""
@@ -277,14 +280,18 @@ class Engine:
                     f"image {page.name} needs {stats.image_tokens} image tokens and the prompt "
                     f"{max(n_pos, stats.prompt_tokens)} positions in all, more than "
                     f"n_ctx={self.n_ctx}: raise n_ctx (-c)")
-            llama.llama_memory_clear(llama.llama_get_memory(self._ctx), True)
-            n_past = self._prefill(chunks, n_chunks, page, stats)
+            mem = llama.llama_get_memory(self._ctx)
+            if clear:
+                llama.llama_memory_clear(mem, True)
+            else:
+                llama.llama_memory_seq_rm(mem, seq_id, -1, -1)
+            n_past = self._prefill(chunks, n_chunks, page, stats, seq_id)
         finally:
             mtmd.mtmd_input_chunks_free(chunks)
             mtmd.mtmd_bitmap_free(bitmap)
         return n_past, stats
 
-    def _prefill(self, chunks, n_chunks: int, page: Page, stats: Stats) -> int:
+    def _prefill(self, chunks, n_chunks: int, page: Page, stats: Stats, seq_id: int = 0) -> int:
         n_past = 0
         new_n_past = llama.llama_pos(0)
         for i in range(n_chunks):
@@ -299,7 +306,7 @@ class Engine:
                 embd = mtmd.mtmd_get_output_embd(self._mtmd)
                 t1 = time.perf_counter()
                 rc = mtmd.mtmd_helper_decode_image_chunk(
-                    self._mtmd, self._ctx, ch, embd, n_past, 0, self.n_batch,
+                    self._mtmd, self._ctx, ch, embd, n_past, seq_id, self.n_batch,
                     ctypes.byref(new_n_past), mtmd.mtmd_helper_post_decode_callback(), None)
                 t2 = time.perf_counter()
                 stats.encode_ms += (t1 - t0) * 1e3
@@ -307,7 +314,7 @@ class Engine:
             else:
                 t1 = time.perf_counter()
                 rc = mtmd.mtmd_helper_eval_chunk_single(
-                    self._mtmd, self._ctx, ch, n_past, 0, self.n_batch, last,
+                    self._mtmd, self._ctx, ch, n_past, seq_id, self.n_batch, last,
                     ctypes.byref(new_n_past))
                 stats.prefill_ms += (time.perf_counter() - t1) * 1e3
             if rc != 0:
