@@ -150,11 +150,18 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
                               const llama_ubatch * ubatch) {
     llama_fixation_state * st = fi.st;
     const int64_t n_rows = fi.n_tps * fi.n_stream;
-    int32_t * img = (int32_t *) fi.img_idx->data;
-    int32_t * bud = (int32_t *) fi.budget->data;
-    int32_t * txt = (int32_t *) fi.txt_idx->data;
-    int32_t * pre = (int32_t *) fi.pre_idx->data;
-    GGML_ASSERT(ggml_backend_buffer_is_host(fi.img_idx->buffer) && ggml_backend_buffer_is_host(fi.txt_idx->buffer));
+    // an input no layer reads (e.g. the warm start when layer 0 is focal) is not allocated
+    auto host = [](ggml_tensor * t) -> int32_t * {
+        if (!t->buffer) {
+            return nullptr;
+        }
+        GGML_ASSERT(ggml_backend_buffer_is_host(t->buffer));
+        return (int32_t *) t->data;
+    };
+    int32_t * img = host(fi.img_idx);
+    int32_t * bud = host(fi.budget);
+    int32_t * txt = host(fi.txt_idx);
+    int32_t * pre = host(fi.pre_idx);
     fi.row_seq.assign(n_rows, -1);
     fi.row_img.assign(n_rows, {});
     std::vector<int32_t> text;
@@ -165,11 +172,20 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
         scan_cells(mctx, seq, fi.n_kv, im, &text);
         GGML_ASSERT((int64_t) im.size() <= fi.n_img_max);  // can_reuse rebuilds otherwise
         fi.row_seq[r] = seq;
-        std::fill(img + r*fi.n_img_max, img + (r + 1)*fi.n_img_max, -1);
-        std::copy(im.begin(), im.end(), img + r*fi.n_img_max);
-        bud[r] = (int32_t) budget_for(st->cfg, (int64_t) im.size());
-        std::fill(txt + r*fi.n_kv, txt + (r + 1)*fi.n_kv, -1);
-        std::copy(text.begin(), text.end(), txt + r*fi.n_kv);
+        if (img) {
+            std::fill(img + r*fi.n_img_max, img + (r + 1)*fi.n_img_max, -1);
+            std::copy(im.begin(), im.end(), img + r*fi.n_img_max);
+        }
+        if (bud) {
+            bud[r] = (int32_t) budget_for(st->cfg, (int64_t) im.size());
+        }
+        if (txt) {
+            std::fill(txt + r*fi.n_kv, txt + (r + 1)*fi.n_kv, -1);
+            std::copy(text.begin(), text.end(), txt + r*fi.n_kv);
+        }
+        if (!pre) {
+            continue;
+        }
         // warm start: the sequence's last selection, if it was made over these same image cells
         std::fill(pre + r*fi.n_img_max, pre + (r + 1)*fi.n_img_max, -1);
         auto prev = st->cells.find(seq);

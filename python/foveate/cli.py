@@ -147,6 +147,22 @@ def cmd_eval(a) -> int:
     return 0
 
 
+def cmd_calibrate(a) -> int:
+    from .calibrate import calibrate
+    from .evaluate import page_pairs
+
+    pages = [p for p, _ in page_pairs(a.pages)] if all(Path(p).is_dir() for p in a.pages) \
+        else a.pages
+    scores, out = calibrate(a.model, a.mmproj, pages, ratio=a.ratio, k_min=a.fixation_k_min,
+                            steps=a.steps, threads=a.threads, n_ctx=a.ctx_size)
+    best = max(scores, key=lambda s: (s.agreement, -s.layer))
+    print(f"| layer | top-1 agreement with dense at ratio {a.ratio:g} |\n|---|---|")
+    for s in scores:
+        print(f"| {s.layer}{' (chosen)' if s is best else ''} | {s.agreement:.4f} |")
+    print(f"\nsaved: {out}  (used by --focal-layers auto for this model file)")
+    return 0
+
+
 def cmd_info(a) -> int:
     from . import _bindings as B
 
@@ -213,6 +229,17 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("-n", "--n-predict", type=int, default=1024, help="max tokens per page")
     _fixation_args(ev)
     ev.set_defaults(fn=cmd_eval)
+
+    ca = sub.add_parser("calibrate", help="choose fixation's focal layer for a model")
+    ca.add_argument("pages", nargs="+", help="page images (or folders of .png)")
+    ca.add_argument("-m", "--model", required=True)
+    ca.add_argument("--mmproj", required=True)
+    ca.add_argument("--ratio", type=float, default=0.05)
+    ca.add_argument("--fixation-k-min", type=int, default=16)
+    ca.add_argument("--steps", type=int, default=64, help="decode steps per page")
+    ca.add_argument("-t", "--threads", type=int, default=None)
+    ca.add_argument("-c", "--ctx-size", type=int, default=4096)
+    ca.set_defaults(fn=cmd_calibrate)
 
     i = sub.add_parser("info", help="show the loaded libraries and patch series")
     i.set_defaults(fn=cmd_info)

@@ -126,16 +126,20 @@ class Engine:
         if mmproj is not None:
             self._init_projector(n_gpu_layers)
 
-    def set_fixation(self, ratio: float, k_min: int = 16, focal_layers: list[int] | None = None,
+    def set_fixation(self, ratio: float, k_min: int = 16, focal_layers=None,
                      max_tokens: int = 8) -> None:
         """Decode-time visual KV selection: attend to `ratio` of the image tokens per step
-        (0 = off). `focal_layers` None = one layer at a third of the depth."""
+        (0 = off). `focal_layers` None / "auto": the layer `foveate calibrate` chose for this
+        model file, else one layer at a third of the depth."""
         ratio = float(ratio)
         n_layer = llama.llama_model_n_layer(self._model)
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"fixation ratio must be in [0, 1], got {ratio}")
         if ratio > 0 and k_min < 1:
             raise ValueError(f"fixation k_min must be >= 1, got {k_min}")
+        if focal_layers in (None, "auto"):  # calibrated for this model file, else the default
+            from .calibrate import saved_focal_layers
+            focal_layers = saved_focal_layers(self.model_path) if ratio > 0 else None
         focal = list(focal_layers or [])
         bad = [f for f in focal if not 0 <= int(f) < n_layer]
         if bad:
