@@ -26,6 +26,7 @@ struct llama_fixation_input {
     uint64_t epoch = 0;
     int64_t n_kv = 0, n_tps = 0, n_stream = 0, n_img_max = 0, k_max = 0;
     std::vector<int32_t> focal;
+    int64_t n_layer = 0;
 
     ggml_tensor * img_idx = nullptr;  // I32 [n_img_max, n_tps, n_stream]
     ggml_tensor * budget  = nullptr;  // I32 [n_tps, n_stream]
@@ -36,6 +37,7 @@ struct llama_fixation_input {
 
     std::vector<int32_t> row_seq;                 // set_input: sequence of each row
     std::vector<std::vector<int32_t>> row_img;    // set_input: image cells of each row
+    std::vector<int64_t> row_warm;                // set_input: warm-start size of each row
 };
 
 namespace {
@@ -130,6 +132,7 @@ std::shared_ptr<llama_fixation_input> llama_fixation_make_input(
         fi->focal.push_back((int32_t) (hparams.n_layer() / 3));
     }
     std::sort(fi->focal.begin(), fi->focal.end());
+    fi->n_layer = hparams.n_layer();
     fi->st->focal_used = fi->focal;
 
     auto input = [&](int64_t ne0, int64_t ne1, int64_t ne2, const char * name) {
@@ -164,6 +167,7 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
     int32_t * pre = host(fi.pre_idx);
     fi.row_seq.assign(n_rows, -1);
     fi.row_img.assign(n_rows, {});
+    fi.row_warm.assign(n_rows, 0);
     std::vector<int32_t> text;
     for (int64_t r = 0; r < n_rows; ++r) {
         const llama_seq_id seq = ubatch->seq_id[r][0];
@@ -191,9 +195,22 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
         auto prev = st->cells.find(seq);
         auto prev_img = st->images.find(seq);
         if (prev != st->cells.end() && prev_img != st->images.end() && prev_img->second == im) {
-            std::copy(prev->second.begin(), prev->second.end(), pre + r*fi.n_img_max);
+            // the reader's eye moves on: add the cells that follow each selected one
+            std::vector<int32_t> warm = prev->second;
+            for (int32_t c : prev->second) {
+                const auto o = std::lower_bound(im.begin(), im.end(), c) - im.begin();
+                for (int32_t d = 1; d <= st->cfg.dilation && o + d < (int64_t) im.size(); ++d) {
+                    warm.push_back(im[o + d]);
+                }
+            }
+            std::sort(warm.begin(), warm.end());
+            warm.erase(std::unique(warm.begin(), warm.end()), warm.end());
+            warm.resize(std::min<size_t>(warm.size(), fi.n_img_max));
+            std::copy(warm.begin(), warm.end(), pre + r*fi.n_img_max);
+            fi.row_warm[r] = (int64_t) warm.size();
         } else {
             std::copy(im.begin(), im.end(), pre + r*fi.n_img_max);
+            fi.row_warm[r] = (int64_t) im.size();
         }
     }
     st->active = &fi;
@@ -276,6 +293,12 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
             cells.push_back(c);
             ords.push_back((int32_t) (std::lower_bound(im.begin(), im.end(), c) - im.begin()));
         }
+        // image cells attended per layer: warm start below the first focal layer, all of them
+        // on focal layers, the fresh selection above (layers are counted once each)
+        const int64_t n_below = fi->focal.front(), n_focal = (int64_t) fi->focal.size();
+        const int64_t n_above = fi->n_layer - n_below - n_focal;
+        st->sum_attended += (double) (n_below*fi->row_warm[r] + n_focal*(int64_t) im.size() +
+                                      n_above*(int64_t) cells.size()) / (double) fi->n_layer;
         st->sum_k += (double) cells.size();
         st->sum_img += (double) im.size();
         st->n_rows += 1;
@@ -339,6 +362,20 @@ extern "C" int32_t llama_fixation_set(struct llama_context * ctx, float ratio, i
     return 0;
 }
 
+extern "C" int32_t llama_fixation_set_dilation(struct llama_context * ctx, int32_t dilation) {
+    llama_fixation_state * st = ctx ? get_state(ctx, true) : nullptr;
+    if (!st || dilation < 0) {
+        return -1;
+    }
+    st->cfg.dilation = dilation;
+    return 0;
+}
+
+extern "C" double llama_fixation_get_attended(struct llama_context * ctx) {
+    llama_fixation_state * st = ctx ? get_state(ctx, false) : nullptr;
+    return st && st->n_rows ? st->sum_attended / st->n_rows : 0.0;
+}
+
 extern "C" int32_t llama_fixation_get_last(struct llama_context * ctx, llama_seq_id seq_id, int32_t * out, int32_t n_out) {
     llama_fixation_state * st = ctx ? get_state(ctx, false) : nullptr;
     if (!st) {
@@ -378,7 +415,7 @@ extern "C" int32_t llama_fixation_get_stats(struct llama_context * ctx, double *
 extern "C" void llama_fixation_reset_stats(struct llama_context * ctx) {
     llama_fixation_state * st = ctx ? get_state(ctx, false) : nullptr;
     if (st) {
-        st->sum_k = st->sum_img = 0.0;
+        st->sum_k = st->sum_img = st->sum_attended = 0.0;
         st->n_rows = 0;
     }
 }

@@ -24,7 +24,13 @@ struct llama_fixation_config {
     int32_t k_min      = 16;     // ... but at least this many
     std::vector<int32_t> focal;  // focal layers; empty = one layer at a third of the depth
     int32_t max_tokens = 8;      // ubatches with more tokens per sequence (prefill) run dense
+    int32_t dilation   = 0;      // warm start: also the next `dilation` image cells (reading
+                                 // order) after each cell of the previous selection
 };
+
+// foveate extension without a llama.h declaration (so llama.h-dependent code does not
+// rebuild): extern "C" int32_t llama_fixation_set_dilation(llama_context *, int32_t)
+//           extern "C" double  llama_fixation_get_attended(llama_context *)  (mean over layers)
 
 struct llama_fixation_input;
 
@@ -36,7 +42,8 @@ struct llama_fixation_state {
     std::map<int32_t, std::vector<int32_t>> ordinal;  // seq -> same, as image-token ordinals
     std::map<int32_t, std::vector<int32_t>> images;   // seq -> its image cells at that step
     std::vector<int32_t> focal_used;                  // focal layers of the last graph
-    double   sum_k  = 0.0;                            // stats: image cells attended (sparse layers)
+    double   sum_k  = 0.0;                            // stats: image cells selected (layers above focal)
+    double   sum_attended = 0.0;                      //        image cells attended, mean over all layers
     double   sum_img = 0.0;                           //        image cells of the sequences
     int64_t  n_rows = 0;
     llama_fixation_input * active = nullptr;          // input of the graph being computed

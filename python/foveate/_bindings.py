@@ -131,6 +131,10 @@ def _bind_fixation():
                                              ctypes.POINTER(ctypes.c_double),
                                              ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(i32), i32]
     lib.llama_fixation_get_stats.restype = i32
+    lib.llama_fixation_set_dilation.argtypes = [p, i32]   # native/llama-fixation.h
+    lib.llama_fixation_set_dilation.restype = i32
+    lib.llama_fixation_get_attended.argtypes = [p]
+    lib.llama_fixation_get_attended.restype = ctypes.c_double
     lib.llama_fixation_reset_stats.argtypes = [p]
     lib.llama_fixation_reset_stats.restype = None
     return lib

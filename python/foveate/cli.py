@@ -27,7 +27,9 @@ def _fixation_args(p: argparse.ArgumentParser) -> None:
                    help="attend to this share of the image tokens per decode step (0 = off)")
     p.add_argument("--fixation-k-min", type=int, default=16, help="at least this many image tokens")
     p.add_argument("--focal-layers", default="auto",
-                   help="auto (a third of the depth) or comma-separated layer indices")
+                   help="auto (calibrated, else a third of the depth) or layer indices: 7,12")
+    p.add_argument("--fixation-dilation", type=int, default=0,
+                   help="warm start also attends the N image tokens after each selected one")
 
 
 def _focal(text: str) -> list[int] | None:
@@ -46,7 +48,7 @@ def _engine_kwargs(a) -> dict:
               threads=a.threads, flash_attn=fa)
     if isinstance(getattr(a, "fixation", None), float) and a.fixation:
         kw.update(fixation=a.fixation, fixation_k_min=a.fixation_k_min,
-                  focal_layers=_focal(a.focal_layers))
+                  focal_layers=_focal(a.focal_layers), fixation_dilation=a.fixation_dilation)
     return kw
 
 

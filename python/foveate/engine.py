@@ -45,7 +45,8 @@ class Stats:
     tokens_per_s: float = 0.0
     stop_reason: str = ""           # "eos", "max_tokens" or "n_ctx"
     fixation_ratio: float = 0.0     # 0 = fixation off
-    visual_tokens_attended: float = 0.0  # mean image cells per decode step (sparse layers)
+    visual_tokens_attended: float = 0.0  # image tokens attended per decode step, mean over layers
+    visual_tokens_selected: float = 0.0  # the focal layer's top-k (layers above it attend these)
     focal_layers: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -69,7 +70,8 @@ class Engine:
                  threads: int | None = None, flash_attn: bool | None = None,
                  image_max_pixels: int = MAX_PIXELS, fixation: float | None = None,
                  fixation_k_min: int = 16, focal_layers: list[int] | None = None,
-                 fixation_max_tokens: int = 8, n_seq: int = 1, kv_unified: bool = False):
+                 fixation_max_tokens: int = 8, fixation_dilation: int = 0, n_seq: int = 1,
+                 kv_unified: bool = False):
         self.model_path = str(model)
         self.mmproj_path = str(mmproj) if mmproj is not None else None
         self.image_max_pixels = image_max_pixels
@@ -118,7 +120,8 @@ class Engine:
         self.n_batch = llama.llama_n_batch(self._ctx)
 
         self.fixation = 0.0
-        self.set_fixation(fixation or 0.0, fixation_k_min, focal_layers, fixation_max_tokens)
+        self.set_fixation(fixation or 0.0, fixation_k_min, focal_layers, fixation_max_tokens,
+                          fixation_dilation)
 
         self._batch = llama.llama_batch_init(1, 0, 1)
         self._template = llama.llama_model_chat_template(self._model, None)
@@ -127,7 +130,7 @@ class Engine:
             self._init_projector(n_gpu_layers)
 
     def set_fixation(self, ratio: float, k_min: int = 16, focal_layers=None,
-                     max_tokens: int = 8) -> None:
+                     max_tokens: int = 8, dilation: int = 0) -> None:
         """Decode-time visual KV selection: attend to `ratio` of the image tokens per step
         (0 = off). `focal_layers` None / "auto": the layer `foveate calibrate` chose for this
         model file, else one layer at a third of the depth."""
@@ -146,12 +149,16 @@ class Engine:
             raise ValueError(f"focal layers {bad} out of range: the model has {n_layer} layers")
         if max_tokens < 1:
             raise ValueError(f"fixation max_tokens must be >= 1, got {max_tokens}")
+        if dilation < 0:
+            raise ValueError(f"fixation dilation must be >= 0, got {dilation}")
         arr = (ctypes.c_int32 * max(1, len(focal)))(*[int(f) for f in focal])
         rc = B.fixation.llama_fixation_set(self._ctx, ratio, int(k_min), arr, len(focal),
                                            int(max_tokens))
         if rc != 0:
             raise ValueError(f"llama_fixation_set rejected ratio={ratio} k_min={k_min} "
                              f"focal={focal} (code {rc})")
+        if ratio > 0:
+            B.fixation.llama_fixation_set_dilation(self._ctx, int(dilation))
         self.fixation = ratio
 
     def fixation_selection(self, seq_id: int = 0) -> list[int]:
@@ -167,7 +174,10 @@ class Engine:
         n = B.fixation.llama_fixation_get_stats(self._ctx, ctypes.byref(sel), ctypes.byref(img),
                                                 ctypes.byref(rows), focal, 64)
         stats.fixation_ratio = self.fixation
-        stats.visual_tokens_attended = sel.value if rows.value else float(stats.image_tokens)
+        dense = float(stats.image_tokens)
+        stats.visual_tokens_selected = sel.value if rows.value else dense
+        stats.visual_tokens_attended = (B.fixation.llama_fixation_get_attended(self._ctx)
+                                        if rows.value else dense)
         stats.focal_layers = list(focal[:n]) if self.fixation else []
 
     def _init_projector(self, n_gpu_layers: int) -> None:
