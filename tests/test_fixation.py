@@ -1,0 +1,158 @@
+"""Fixation (decode-time top-k visual KV selection) through the real llama.cpp path, on the
+bundled reading model: stock equivalence at ratio 1, the selection's budget and range, FA
+on/off agreement, graph reuse, argument checks. Fidelity numbers: docs/benchmarks.md."""
+from __future__ import annotations
+
+import ctypes
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from foveate import _bindings as B
+from foveate.engine import Engine
+
+llama = B.llama
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "reader" / "foveate-reader-q8_0.gguf"
+MMPROJ = ROOT / "models" / "reader" / "foveate-reader-mmproj-f16.gguf"
+PAGE = ROOT / "tests" / "data" / "pages" / "heldout-00000.png"
+IMAGE_TOKENS = 384  # 24 x 16 cells
+
+
+def _logits_run(steps: int = 12, **kw) -> tuple[np.ndarray, Engine]:
+    """Prefill the page, then teacher-force the greedy tokens of the run; logits per step."""
+    eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, **kw)
+    n_past, _ = eng.prefill_page(eng_page(eng))
+    n_vocab = llama.llama_vocab_n_tokens(eng._vocab)
+    out = []
+    for _ in range(steps):
+        lg = np.ctypeslib.as_array(llama.llama_get_logits_ith(eng._ctx, -1), shape=(n_vocab,)).copy()
+        out.append(lg)
+        eng._decode_one(int(lg.argmax()), n_past)
+        n_past += 1
+    return np.stack(out), eng
+
+
+def eng_page(eng):
+    from foveate.images import load_page
+    return load_page(PAGE)
+
+
+@pytest.mark.parametrize("flash_attn", [True, False])
+def test_ratio_one_is_bit_identical_to_off(flash_attn):
+    off, e0 = _logits_run(flash_attn=flash_attn)
+    one, e1 = _logits_run(flash_attn=flash_attn, fixation=1.0)
+    assert np.array_equal(off, one)
+    e0.close(), e1.close()
+
+
+def test_sparse_path_runs_and_selects_the_budget():
+    off, e0 = _logits_run(flash_attn=True)
+    sparse, eng = _logits_run(flash_attn=True, fixation=0.05, fixation_k_min=4)
+    assert not np.array_equal(off, sparse)           # the sparse path really ran
+    assert (off.argmax(1) == sparse.argmax(1)).mean() >= 0.5
+    sel = eng.fixation_selection(0)
+    assert len(sel) == math.ceil(0.05 * IMAGE_TOKENS)
+    assert sel == sorted(set(sel)) and 0 <= sel[0] and sel[-1] < IMAGE_TOKENS
+    e0.close(), eng.close()
+
+
+def test_fa_on_and_off_select_alike():
+    a, ea = _logits_run(flash_attn=True, fixation=0.1, fixation_k_min=4)
+    b, eb = _logits_run(flash_attn=False, fixation=0.1, fixation_k_min=4)
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.9
+    assert np.abs(a - b).max() < 0.1 * np.abs(a).max()
+    ea.close(), eb.close()
+
+
+def test_decode_graph_is_reused_with_fixation():
+    _, eng = _logits_run(steps=20, flash_attn=True, fixation=0.05)
+    perf = llama.llama_perf_context(eng._ctx)
+    assert perf.n_reused >= 15, f"graph rebuilt too often: reused {perf.n_reused} of 20 steps"
+    eng.close()
+
+
+def test_stats_report_attended_tokens_and_focal_layers():
+    from foveate.api import Reader
+
+    r = Reader(str(MODEL), str(MMPROJ), n_ctx=2048, fixation=0.05, fixation_k_min=4,
+               focal_layers=[2]).read(PAGE, max_tokens=30)
+    assert r.stats.focal_layers == [2]
+    k = math.ceil(0.05 * IMAGE_TOKENS)
+    assert r.stats.visual_tokens_selected == pytest.approx(k)
+    # 4 layers: 0-1 warm start (k cells; all at the first step), 2 dense, 3 the selection
+    assert (2 * k + IMAGE_TOKENS + k) / 4 <= r.stats.visual_tokens_attended < IMAGE_TOKENS
+    off = Reader(str(MODEL), str(MMPROJ), n_ctx=2048).read(PAGE, max_tokens=30)
+    assert off.stats.focal_layers == [] and off.stats.visual_tokens_attended == IMAGE_TOKENS
+
+
+@pytest.mark.parametrize("kw,msg", [(dict(fixation=1.5), "ratio"), (dict(fixation=-0.1), "ratio"),
+                                    (dict(fixation=0.05, focal_layers=[99]), "out of range"),
+                                    (dict(fixation=0.05, fixation_k_min=0), "k_min")])
+def test_bad_fixation_arguments_raise(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        Engine(str(MODEL), str(MMPROJ), n_ctx=512, **kw)
+
+
+@pytest.mark.parametrize("unified", [False, True], ids=["streams", "unified-kv"])
+def test_two_sequences_in_one_batch_keep_their_own_selection(unified):
+    """Pages A and B decode together (one ubatch, one row each): each row's logits match the
+    same page decoded alone, so neither sequence attends to the other's cells."""
+    from foveate.images import load_page
+
+    pages = [load_page(ROOT / "tests" / "data" / "pages" / f"heldout-0000{i}.png") for i in (0, 1)]
+    kw = dict(n_ctx=4096, threads=2, flash_attn=True, fixation=0.05, fixation_k_min=4)
+    both = Engine(str(MODEL), str(MMPROJ), n_seq=2, kv_unified=unified, **kw)
+    n_vocab = llama.llama_vocab_n_tokens(both._vocab)
+    n_past = [both.prefill_page(p, seq_id=i, clear=i == 0)[0] for i, p in enumerate(pages)]
+    batch = llama.llama_batch_init(2, 0, 1)
+    toks, joint = [[], []], [[], []]
+    try:
+        for step in range(6):
+            if step:  # logits of each row of the previous 2-token ubatch
+                for i in range(2):
+                    joint[i].append(np.ctypeslib.as_array(llama.llama_get_logits_ith(both._ctx, i),
+                                                          shape=(n_vocab,)).copy())
+            batch.n_tokens = 2
+            for i in range(2):
+                tok = int(joint[i][-1].argmax()) if step else 10 + i
+                toks[i].append(tok)
+                batch.token[i], batch.pos[i] = tok, n_past[i] + step
+                batch.n_seq_id[i], batch.seq_id[i][0], batch.logits[i] = 1, i, True
+            assert llama.llama_decode(both._ctx, batch) == 0
+        sel = [both.fixation_selection(i) for i in (0, 1)]
+    finally:
+        llama.llama_batch_free(batch)
+        both.close()
+    assert all(len(s) == math.ceil(0.05 * IMAGE_TOKENS) for s in sel)
+    for i, page in enumerate(pages):
+        alone = Engine(str(MODEL), str(MMPROJ), **kw)
+        n, _ = alone.prefill_page(page)
+        ref = []
+        for step, tok in enumerate(toks[i][:-1]):
+            alone._decode_one(tok, n + step)
+            ref.append(np.ctypeslib.as_array(llama.llama_get_logits_ith(alone._ctx, -1),
+                                             shape=(n_vocab,)).copy())
+        alone.close()
+        got = np.stack(joint[i][:len(ref)])
+        ref = np.stack(ref)
+        assert (got.argmax(1) == ref.argmax(1)).all()
+        assert np.abs(got - ref).max() < 1e-2 * np.abs(ref).max(), f"sequence {i} leaked"
+
+
+def test_calibrate_saves_a_layer_that_auto_uses(tmp_path, monkeypatch):
+    from foveate.api import Reader
+    from foveate.calibrate import calibrate, saved_focal_layers
+
+    monkeypatch.setenv("FOVEATE_CACHE_DIR", str(tmp_path))
+    scores, out = calibrate(str(MODEL), str(MMPROJ), [PAGE], ratio=0.05, k_min=4, steps=12,
+                            layers=[0, 3], n_ctx=2048, threads=2)
+    assert [s.layer for s in scores] == [0, 3] and out.is_file()
+    assert all(0.0 <= s.agreement <= 1.0 for s in scores)
+    best = max(scores, key=lambda s: (s.agreement, -s.layer)).layer
+    assert saved_focal_layers(str(MODEL)) == [best]
+    r = Reader(str(MODEL), str(MMPROJ), n_ctx=2048, fixation=0.05, fixation_k_min=4).read(
+        PAGE, max_tokens=8)
+    assert r.stats.focal_layers == [best]
