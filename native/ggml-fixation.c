@@ -13,6 +13,24 @@
 #include "ggml.h"
 #include "ggml-impl.h"
 
+// the q / k / mask contract both ops share (flash_attn_ext's layouts)
+static void fix_check_qk_mask(const struct ggml_tensor * q, const struct ggml_tensor * k,
+                              const struct ggml_tensor * mask) {
+    GGML_ASSERT(q->type == GGML_TYPE_F32);
+    GGML_ASSERT(mask->type == GGML_TYPE_F16 || mask->type == GGML_TYPE_F32);
+    GGML_ASSERT(q->ne[0] == k->ne[0]);
+    GGML_ASSERT(q->ne[2] % k->ne[2] == 0);
+    GGML_ASSERT(q->ne[3] == k->ne[3]);
+    GGML_ASSERT(mask->ne[0] == k->ne[1] && mask->ne[1] >= q->ne[1]);
+    GGML_ASSERT(k->ne[3] % mask->ne[3] == 0);
+}
+
+// an I32 per-row list [n, T, S] of the rows of q
+static void fix_check_row_list(const struct ggml_tensor * list, const struct ggml_tensor * q) {
+    GGML_ASSERT(list->type == GGML_TYPE_I32 && ggml_is_contiguous(list));
+    GGML_ASSERT(list->ne[1] == q->ne[1] && list->ne[2] == q->ne[3]);
+}
+
 struct ggml_tensor * ggml_fix_select(
         struct ggml_context * ctx,
         struct ggml_tensor  * q,
@@ -22,17 +40,10 @@ struct ggml_tensor * ggml_fix_select(
         struct ggml_tensor  * budget,
         int64_t               k_max,
         float                 scale) {
-    GGML_ASSERT(q->type == GGML_TYPE_F32);
-    GGML_ASSERT(mask->type == GGML_TYPE_F16 || mask->type == GGML_TYPE_F32);
-    GGML_ASSERT(img_idx->type == GGML_TYPE_I32 && budget->type == GGML_TYPE_I32);
-    GGML_ASSERT(q->ne[0] == k->ne[0]);
-    GGML_ASSERT(q->ne[2] % k->ne[2] == 0);
-    GGML_ASSERT(q->ne[3] == k->ne[3]);
-    GGML_ASSERT(mask->ne[0] == k->ne[1] && mask->ne[1] >= q->ne[1]);
-    GGML_ASSERT(k->ne[3] % mask->ne[3] == 0);
-    GGML_ASSERT(img_idx->ne[1] == q->ne[1] && img_idx->ne[2] == q->ne[3]);
+    fix_check_qk_mask(q, k, mask);
+    fix_check_row_list(img_idx, q);
+    GGML_ASSERT(budget->type == GGML_TYPE_I32 && ggml_is_contiguous(budget));
     GGML_ASSERT(budget->ne[0] == q->ne[1] && budget->ne[1] == q->ne[3]);
-    GGML_ASSERT(ggml_is_contiguous(img_idx) && ggml_is_contiguous(budget));
     GGML_ASSERT(k_max >= 1);
 
     struct ggml_tensor * result = ggml_new_tensor_3d(ctx, GGML_TYPE_I32, k_max, q->ne[1], q->ne[3]);
@@ -55,19 +66,11 @@ struct ggml_tensor * ggml_fix_attn(
         struct ggml_tensor  * idx_a,
         struct ggml_tensor  * idx_b,
         float                 scale) {
-    GGML_ASSERT(q->type == GGML_TYPE_F32);
-    GGML_ASSERT(mask->type == GGML_TYPE_F16 || mask->type == GGML_TYPE_F32);
-    GGML_ASSERT(q->ne[0] == k->ne[0]);
+    fix_check_qk_mask(q, k, mask);
     GGML_ASSERT(k->ne[1] == v->ne[1] && k->ne[2] == v->ne[2] && k->ne[3] == v->ne[3]);
-    GGML_ASSERT(q->ne[2] % k->ne[2] == 0);
-    GGML_ASSERT(q->ne[3] == k->ne[3]);
-    GGML_ASSERT(mask->ne[0] == k->ne[1] && mask->ne[1] >= q->ne[1]);
-    GGML_ASSERT(k->ne[3] % mask->ne[3] == 0);
-    GGML_ASSERT(idx_a->type == GGML_TYPE_I32 && ggml_is_contiguous(idx_a));
-    GGML_ASSERT(idx_a->ne[1] == q->ne[1] && idx_a->ne[2] == q->ne[3]);
+    fix_check_row_list(idx_a, q);
     if (idx_b) {
-        GGML_ASSERT(idx_b->type == GGML_TYPE_I32 && ggml_is_contiguous(idx_b));
-        GGML_ASSERT(idx_b->ne[1] == q->ne[1] && idx_b->ne[2] == q->ne[3]);
+        fix_check_row_list(idx_b, q);
     }
 
     struct ggml_tensor * result = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, v->ne[0], q->ne[2], q->ne[1], q->ne[3]);

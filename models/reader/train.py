@@ -163,33 +163,33 @@ def train(args):
                     shape=vars(model.s), elapsed=elapsed0 + time.time() - t0), out / "ckpt.pt")
 
 
+def _block_tensors(sd, src: str, dst: str, n: int, names: dict) -> dict:
+    """Per-block weights and biases `{src}.{i}.{a}.*` renamed to `{dst}.{i}.{names[a]}.*`."""
+    out = {}
+    for i in range(n):
+        for a, b in names.items():
+            for kind in ("weight", "bias"):
+                if f"{src}.{i}.{a}.{kind}" in sd:
+                    out[f"{dst}.{i}.{b}.{kind}"] = sd[f"{src}.{i}.{a}.{kind}"]
+    return out
+
+
 def gguf_weights(model: Reader):
     """Map the PyTorch state to llama.cpp's GGUF tensor names."""
     sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     text = {"token_embd.weight": sd["embed.weight"], "output_norm.weight": sd["norm.weight"],
             "output.weight": sd["out.weight"]}
-    names = {"ln1": "attn_norm", "q": "attn_q", "k": "attn_k", "v": "attn_v",
-             "o": "attn_output", "ln2": "ffn_norm", "gate": "ffn_gate", "up": "ffn_up",
-             "down": "ffn_down"}
-    for i in range(model.s.n_layer):
-        for a, b in names.items():
-            for kind in ("weight", "bias"):
-                k = f"blocks.{i}.{a}.{kind}"
-                if k in sd:
-                    text[f"blk.{i}.{b}.{kind}"] = sd[k]
+    text.update(_block_tensors(sd, "blocks", "blk", model.s.n_layer, {
+        "ln1": "attn_norm", "q": "attn_q", "k": "attn_k", "v": "attn_v", "o": "attn_output",
+        "ln2": "ffn_norm", "gate": "ffn_gate", "up": "ffn_up", "down": "ffn_down"}))
     half = sd["vision.patch.weight"] / 2   # llama.cpp sums two temporal slices of one frame
     proj = {"v.patch_embd.weight": half, "v.patch_embd.weight.1": half,
             "v.post_ln.weight": sd["vision.post_ln.weight"],
             "mm.0.weight": sd["vision.mm0.weight"], "mm.0.bias": sd["vision.mm0.bias"],
             "mm.2.weight": sd["vision.mm2.weight"], "mm.2.bias": sd["vision.mm2.bias"]}
-    vnames = {"ln1": "ln1", "ln2": "ln2", "q": "attn_q", "k": "attn_k", "v": "attn_v",
-              "o": "attn_out", "gate": "ffn_gate", "up": "ffn_up", "down": "ffn_down"}
-    for i in range(model.s.v_layer):
-        for a, b in vnames.items():
-            for kind in ("weight", "bias"):
-                k = f"vision.blocks.{i}.{a}.{kind}"
-                if k in sd:
-                    proj[f"v.blk.{i}.{b}.{kind}"] = sd[k]
+    proj.update(_block_tensors(sd, "vision.blocks", "v.blk", model.s.v_layer, {
+        "ln1": "ln1", "ln2": "ln2", "q": "attn_q", "k": "attn_k", "v": "attn_v",
+        "o": "attn_out", "gate": "ffn_gate", "up": "ffn_up", "down": "ffn_down"}))
     return text, proj
 
 
