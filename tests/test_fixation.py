@@ -3,7 +3,6 @@ bundled reading model: stock equivalence at ratio 1, the selection's budget and 
 on/off agreement, graph reuse, argument checks. Fidelity numbers: docs/benchmarks.md."""
 from __future__ import annotations
 
-import ctypes
 import math
 from pathlib import Path
 
@@ -25,10 +24,9 @@ def _logits_run(steps: int = 12, **kw) -> tuple[np.ndarray, Engine]:
     """Prefill the page, then teacher-force the greedy tokens of the run; logits per step."""
     eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, **kw)
     n_past, _ = eng.prefill_page(eng_page(eng))
-    n_vocab = llama.llama_vocab_n_tokens(eng._vocab)
     out = []
     for _ in range(steps):
-        lg = np.ctypeslib.as_array(llama.llama_get_logits_ith(eng._ctx, -1), shape=(n_vocab,)).copy()
+        lg = eng.logits().copy()
         out.append(lg)
         eng._decode_one(int(lg.argmax()), n_past)
         n_past += 1
@@ -105,7 +103,6 @@ def test_two_sequences_in_one_batch_keep_their_own_selection(unified):
     pages = [load_page(ROOT / "tests" / "data" / "pages" / f"heldout-0000{i}.png") for i in (0, 1)]
     kw = dict(n_ctx=4096, threads=2, flash_attn=True, fixation=0.05, fixation_k_min=4)
     both = Engine(str(MODEL), str(MMPROJ), n_seq=2, kv_unified=unified, **kw)
-    n_vocab = llama.llama_vocab_n_tokens(both._vocab)
     n_past = [both.prefill_page(p, seq_id=i, clear=i == 0)[0] for i, p in enumerate(pages)]
     batch = llama.llama_batch_init(2, 0, 1)
     toks, joint = [[], []], [[], []]
@@ -113,8 +110,7 @@ def test_two_sequences_in_one_batch_keep_their_own_selection(unified):
         for step in range(6):
             if step:  # logits of each row of the previous 2-token ubatch
                 for i in range(2):
-                    joint[i].append(np.ctypeslib.as_array(llama.llama_get_logits_ith(both._ctx, i),
-                                                          shape=(n_vocab,)).copy())
+                    joint[i].append(both.logits(i).copy())
             batch.n_tokens = 2
             for i in range(2):
                 tok = int(joint[i][-1].argmax()) if step else 10 + i
@@ -133,8 +129,7 @@ def test_two_sequences_in_one_batch_keep_their_own_selection(unified):
         ref = []
         for step, tok in enumerate(toks[i][:-1]):
             alone._decode_one(tok, n + step)
-            ref.append(np.ctypeslib.as_array(llama.llama_get_logits_ith(alone._ctx, -1),
-                                             shape=(n_vocab,)).copy())
+            ref.append(alone.logits().copy())
         alone.close()
         got = np.stack(joint[i][:len(ref)])
         ref = np.stack(ref)

@@ -7,7 +7,6 @@ logits at every answer position. Run before training on a new architecture.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import sys
 import tempfile
 from pathlib import Path
@@ -21,13 +20,10 @@ import train as T  # noqa: E402
 
 
 def llama_logits(model_path, mmproj_path, img, answer_ids):
-    from foveate import _bindings as B
     from foveate.engine import Engine
     from foveate.images import load_page
 
-    llama = B.llama
     eng = Engine(str(model_path), str(mmproj_path), n_ctx=2048, threads=2)
-    n_vocab = llama.llama_vocab_n_tokens(eng._vocab)
     page = load_page(img)
     n_past, _ = eng.prefill_page(page)
     out = []
@@ -35,8 +31,7 @@ def llama_logits(model_path, mmproj_path, img, answer_ids):
         if tok is not None:
             eng._decode_one(tok, n_past)
             n_past += 1
-        ptr = llama.llama_get_logits_ith(eng._ctx, -1)
-        out.append(np.ctypeslib.as_array(ptr, shape=(n_vocab,)).copy())
+        out.append(eng.logits().copy())
     eng.close()
     return np.stack(out)
 

@@ -36,11 +36,9 @@ class BenchRow:
 
 def _decode_fixed(eng: Engine, n_past: int, n: int) -> float:
     """Greedy-decode exactly n tokens from n_past; return seconds."""
-    n_vocab = llama.llama_vocab_n_tokens(eng._vocab)
     t0 = time.perf_counter()
     for _ in range(n):
-        logits = llama.llama_get_logits_ith(eng._ctx, -1)
-        tok = int(np.argmax(np.ctypeslib.as_array(logits, shape=(n_vocab,))))
+        tok = int(np.argmax(eng.logits()))
         eng._decode_one(tok, n_past)
         n_past += 1
     return time.perf_counter() - t0

@@ -15,8 +15,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from . import _bindings as B
 
 llama = B.llama
@@ -54,11 +52,6 @@ class LayerScore:
     agreement: float      # top-1 agreement with dense decoding over all steps and pages
 
 
-def _logits(eng):
-    n_vocab = llama.llama_vocab_n_tokens(eng._vocab)
-    return np.ctypeslib.as_array(llama.llama_get_logits_ith(eng._ctx, -1), shape=(n_vocab,))
-
-
 def calibrate(model, mmproj, pages, ratio: float = 0.05, k_min: int = 16, steps: int = 64,
               layers: list[int] | None = None, threads: int | None = None,
               n_ctx: int = 4096) -> tuple[list[LayerScore], Path]:
@@ -75,7 +68,7 @@ def calibrate(model, mmproj, pages, ratio: float = 0.05, k_min: int = 16, steps:
             n_past, _ = eng.prefill_page(page)
             toks = []
             for i in range(steps):
-                t = int(_logits(eng).argmax())
+                t = int(eng.logits().argmax())
                 toks.append(t)
                 if llama.llama_vocab_is_eog(eng._vocab, t):
                     break
@@ -88,7 +81,7 @@ def calibrate(model, mmproj, pages, ratio: float = 0.05, k_min: int = 16, steps:
             for page, toks in runs:
                 n_past, _ = eng.prefill_page(page)
                 for i, t in enumerate(toks):
-                    hit += int(_logits(eng).argmax()) == t
+                    hit += int(eng.logits().argmax()) == t
                     total += 1
                     if i + 1 < len(toks):
                         eng._decode_one(t, n_past + i)

@@ -97,6 +97,7 @@ class Engine:
             raise ModelError(f"llama.cpp could not load model {model}: "
                              f"{B.log.cause_since(mark)}")
         self._vocab = llama.llama_model_get_vocab(self._model)
+        self.n_vocab = llama.llama_vocab_n_tokens(self._vocab)
 
         cp = llama.llama_context_default_params()
         cp.n_ctx = n_ctx
@@ -161,6 +162,14 @@ class Engine:
             B.fixation.llama_fixation_set_dilation(self._ctx, int(dilation))
         self.fixation = ratio
 
+    def logits(self, i: int = -1):
+        """Logits of row i of the last decoded batch, as a numpy view of llama.cpp's buffer
+        (valid until the next decode: copy it to keep it)."""
+        import numpy as np
+
+        return np.ctypeslib.as_array(llama.llama_get_logits_ith(self._ctx, i),
+                                     shape=(self.n_vocab,))
+
     def fixation_selection(self, seq_id: int = 0) -> list[int]:
         """Image-token indices (row-major on the page grid) attended at the last step."""
         n = B.fixation.llama_fixation_get_last(self._ctx, seq_id, None, 0)
@@ -218,7 +227,7 @@ class Engine:
         chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
         add = lambda smp: llama.llama_sampler_chain_add(chain, smp)
         if s.repeat_penalty != 1.0:
-            n_vocab = llama.llama_vocab_n_tokens(self._vocab)
+            n_vocab = self.n_vocab
             add(llama.llama_sampler_init_penalties(n_vocab, s.repeat_last_n, s.repeat_penalty,
                                                    0.0, 0.0))
         if s.temperature <= 0:
