@@ -133,3 +133,40 @@ def test_pair_reads_a_page(ds_pair, page):
         # bench's synthetic path: 1-D positions, as mtmd gives DeepSeek-OCR
         row = run_once(r.engine, image_tokens=64, n_decode=2)
         assert row.image_tokens == 64 and row.decode_tok_s > 0
+
+
+def test_pair_reads_with_merging(ds_pair, page):
+    """Token merging end to end on the DeepSeek-OCR layout: newline / view-separator rows are
+    found, never merged, collapsed by the reference rule; 1-D positions stay consecutive."""
+    from foveate.engine import Engine
+    from foveate.images import load_page
+
+    model, mmproj = ds_pair
+    eng = Engine(model, mmproj, n_ctx=2048, threads=1, merge=0.5)
+    seen = []
+    eng.image_batch_hook = lambda b: seen.append(
+        (b.n_pos, np.ctypeslib.as_array(b.pos, shape=(b.n_pos * b.n_tokens,)).copy()))
+    n_past, st = eng.prefill_page(load_page(page), prompt="Free OCR.")
+    kept = eng.merge_kept()
+    w, h = 16, 16
+    newline = {r * (w + 1) + w for r in range(h)}
+    content_kept = [i for i in kept if i not in newline and i != 272]
+    assert len(content_kept) == int(256 * 0.5)
+    assert kept[-1] == 272                                      # the separator stays
+    # a row's newline stays unless the row lost all its content (after the first kept newline)
+    want_nl, prev_nl = [], False
+    for i in sorted(set(content_kept) | newline):
+        if i in newline:
+            if not prev_nl:
+                want_nl.append(i)
+            prev_nl = True
+        else:
+            prev_nl = False
+    assert [i for i in kept if i in newline] == want_nl
+    assert st.image_tokens == 273 and st.image_tokens_merged == len(kept)
+    # 1-D RoPE: the kept rows get consecutive positions
+    pos = np.concatenate([p for n, p in seen])
+    assert all(n == 1 for n, _ in seen)
+    assert pos.tolist() == list(range(int(pos[0]), int(pos[0]) + len(kept)))
+    assert eng.logits() is not None
+    eng.close()

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "reader" / "foveate-reader-q8_0.gguf"
 MMPROJ = ROOT / "models" / "reader" / "foveate-reader-mmproj-f16.gguf"
 PAGE = ROOT / "tests" / "data" / "pages" / "heldout-00000.png"
-IMAGE_TOKENS = 384  # 24 x 16 cells
+IMAGE_TOKENS = 408  # 24 x 17 cells (16 lines + the bottom margin row)
 
 
 def _logits_run(steps: int = 12, **kw) -> tuple[np.ndarray, Engine]:

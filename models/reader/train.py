@@ -60,9 +60,9 @@ def pixels(img) -> torch.Tensor:
     return torch.from_numpy((a - MEAN) / STD).permute(2, 0, 1)
 
 
-def make_batch(tok, split, indices, rows):
+def make_batch(tok, split, indices, rows, margin=1):
     prefix, prompt = tok.chat()
-    spec = P.PageSpec(cols=COLS, rows=rows)
+    spec = P.PageSpec(cols=COLS, rows=rows, margin=margin)
     imgs, answers = [], []
     for i in indices:
         rng = P._rng(split, int(i))
@@ -91,16 +91,29 @@ def curriculum_rows(progress):
     return 1 + int(round(ramp * 15))
 
 
-def evaluate(model, tok, n=8, rows=16):
+def evaluate(model, tok, n=8, rows=16, margin=1):
+    """Held-out loss, token accuracy and end-of-answer accuracy (does it stop after the last line)."""
     model.eval()
     with torch.no_grad():
-        x, pre, suf, tgt = make_batch(tok, "heldout", range(100000, 100000 + n), rows)
+        x, pre, suf, tgt = make_batch(tok, "heldout", range(100000, 100000 + n), rows, margin)
         logits = model(x, pre, suf)
         m = tgt != -100
-        acc = (logits.argmax(-1)[m] == tgt[m]).float().mean().item()
+        pred = logits.argmax(-1)
+        acc = (pred[m] == tgt[m]).float().mean().item()
         loss = F.cross_entropy(logits.transpose(1, 2), tgt).item()
+        end = tgt == tok.special("<|im_end|>")
+        end_acc = (pred[end] == tgt[end]).float().mean().item()
     model.train()
-    return loss, acc
+    return loss, acc, end_acc
+
+
+def loss_fn(logits, tgt, tok, eos_weight):
+    """Cross-entropy on the answer; the end token can weigh more (one per page, and stopping
+    after the last line is what whole-page CER punishes hardest)."""
+    per = F.cross_entropy(logits.transpose(1, 2), tgt, reduction="none")
+    w = (tgt != -100).float()
+    w = torch.where(tgt == tok.special("<|im_end|>"), w * eos_weight, w)
+    return (per * w).sum() / w.sum()
 
 
 def train(args):
@@ -118,6 +131,8 @@ def train(args):
     seen = 0
     step = 0
     start = 0
+    if args.init:
+        model.load_state_dict(torch.load(args.init)["model"])   # fine-tune: weights only
     if args.resume and (out / "ckpt.pt").exists():
         ck = torch.load(out / "ckpt.pt")
         model.load_state_dict(ck["model"])
@@ -135,12 +150,17 @@ def train(args):
         lr = args.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
         for g in opt.param_groups:
             g["lr"] = lr
-        rows = curriculum_rows(progress)
-        rows = int(np.random.default_rng([args.seed, step]).integers(max(1, rows - 4), rows + 1))
-        x, pre, suf, tgt = make_batch(tok, "train", range(seen, seen + args.batch), rows)
+        rng = np.random.default_rng([args.seed, step])
+        if args.rows:
+            lo, hi = map(int, args.rows.split(":"))
+            rows = int(rng.integers(lo, hi + 1))
+        else:
+            rows = curriculum_rows(progress)
+            rows = int(rng.integers(max(1, rows - 4), rows + 1))
+        x, pre, suf, tgt = make_batch(tok, "train", range(seen, seen + args.batch), rows, args.margin)
         seen += args.batch
         logits = model(x, pre, suf)
-        loss = F.cross_entropy(logits.transpose(1, 2), tgt)
+        loss = loss_fn(logits, tgt, tok, args.eos_weight)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -152,7 +172,8 @@ def train(args):
             rec = dict(step=step, rows=rows, progress=round(progress, 3), loss=round(loss.item(), 4), acc=round(acc, 4),
                        lr=lr, min=round((time.time() - t0) / 60, 2))
             if step % 250 == 0 or step == args.steps:
-                rec["heldout_loss"], rec["heldout_acc"] = evaluate(model, tok)
+                rec["heldout_loss"], rec["heldout_acc"], rec["heldout_end_acc"] = evaluate(
+                    model, tok, margin=args.margin)
                 torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=step,
                                 seen=seen, shape=vars(model.s),
                                 elapsed=elapsed0 + time.time() - t0), out / "ckpt.pt")
@@ -230,6 +251,10 @@ def main():
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--resume", action="store_true")
+    t.add_argument("--init", help="start from this checkpoint's weights (fine-tune; fresh optimizer)")
+    t.add_argument("--rows", help="lines per page drawn uniformly from LO:HI (no curriculum)")
+    t.add_argument("--margin", type=int, default=1, help="blank cell rows below the text")
+    t.add_argument("--eos-weight", type=float, default=1.0, help="loss weight of the end token")
     e = sub.add_parser("export")
     e.add_argument("--ckpt", default=str(HERE / "work" / "ckpt.pt"))
     e.add_argument("--out", default=str(HERE))

@@ -1,4 +1,4 @@
-// Tests of foveate's fixation ops against float64 references on random inputs, on every
+// Tests of foveate's fixation ops (and, via test-merge-ops.cpp, its merge ops) against float64 references on random inputs, on every
 // backend this build has (CPU always; CUDA when built with it and a GPU is present).
 // Also checks fix_attn listing every cell against ggml_flash_attn_ext on the same backend.
 //   foveate-test-ops [-b CPU|CUDA0|...]   exit code 0 = all passed, 77 = backend missing
@@ -14,6 +14,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+int run_merge_op_tests(ggml_backend_t be, int & failures);  // test-merge-ops.cpp
 
 namespace {
 
@@ -413,6 +415,7 @@ int main(int argc, char ** argv) {
                 ran++;
                 printf("  %-10s %s: %s\n", op, describe(c).c_str(), r.c_str());
             }
+        ran += run_merge_op_tests(be, failures);
         ggml_backend_free(be);
     }
     printf("%d cases, %d failed\n", ran, failures);

@@ -141,3 +141,30 @@ def _bind_fixation():
 
 
 fixation = _bind_fixation()
+
+
+# --- token merging C API (patches/0006, native/mtmd-merge.cpp) ---------------------------------
+MERGE_OFF, MERGE_FIXED, MERGE_DYNAMIC = 0, 1, 2
+
+
+def _bind_merge():
+    lib = mtmd._libmtmd
+    i32, p, dbl = ctypes.c_int32, ctypes.c_void_p, ctypes.c_double
+    P = ctypes.POINTER
+    try:
+        lib.mtmd_merge_set.argtypes = [p, i32, dbl]
+    except AttributeError:
+        raise BuildError(f"{LIB_DIR}/libmtmd.so has no token-merge API: reinstall foveate") from None
+    lib.mtmd_merge_set.restype = i32
+    lib.mtmd_merge_get_last.argtypes = [p, P(i32), P(i32), P(dbl), P(dbl), P(dbl), P(dbl)]
+    lib.mtmd_merge_get_last.restype = i32
+    lib.mtmd_merge_get_kept.argtypes = [p, P(i32), i32]
+    lib.mtmd_merge_get_kept.restype = i32
+    lib.mtmd_merge_rows.argtypes = [P(ctypes.c_float), i32, i32, P(ctypes.c_uint8),
+                                    P(ctypes.c_float), i32, i32, i32, i32, dbl, i32,
+                                    P(ctypes.c_float), P(i32), P(dbl)]
+    lib.mtmd_merge_rows.restype = i32
+    return lib
+
+
+merge = _bind_merge()

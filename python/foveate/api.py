@@ -17,13 +17,18 @@ class Reader:
                  n_gpu_layers: int = 0, n_ctx: int = 4096, threads: int | None = None,
                  n_batch: int = 2048, flash_attn: bool | None = None,
                  fixation: float | None = None, fixation_k_min: int = 16,
-                 focal_layers: list[int] | None = None, fixation_dilation: int = 0):
+                 focal_layers: list[int] | None = None, fixation_dilation: int = 0,
+                 merge=None):
         """fixation: share of image tokens attended per decode step (e.g. 0.05; None/0 =
-        off, the stock computation). Flash attention defaults to on when fixation is on."""
+        off, the stock computation). Flash attention defaults to on when fixation is on.
+        merge: prefill token merging (RTPrune): a keep ratio in (0, 1] such as 0.84, "auto"
+        (a ratio per page), or None/"off" (the stock computation). Fixation then selects
+        among the merged tokens."""
         self.engine = Engine(model, mmproj, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx,
                              threads=threads, n_batch=n_batch, flash_attn=flash_attn,
                              fixation=fixation, fixation_k_min=fixation_k_min,
-                             focal_layers=focal_layers, fixation_dilation=fixation_dilation)
+                             focal_layers=focal_layers, fixation_dilation=fixation_dilation,
+                             merge=merge)
 
     def read(self, image, prompt: str | None = None, max_tokens: int = 1024, *,
              temperature: float = 0.0, top_k: int = 40, top_p: float = 0.95,

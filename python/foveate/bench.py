@@ -32,6 +32,8 @@ class BenchRow:
     prefill_tok_s: float
     decode_ms: float
     decode_tok_s: float
+    merge_ms: float = 0.0          # token merging (inside encode for real images)
+    image_tokens_merged: int = 0   # what the LLM prefilled (0 = no merging)
 
 
 def _decode_fixed(eng: Engine, n_past: int, n: int) -> float:
@@ -44,15 +46,31 @@ def _decode_fixed(eng: Engine, n_past: int, n: int) -> float:
     return time.perf_counter() - t0
 
 
-def _prefill_synthetic(eng: Engine, n_tokens: int, seed: int = 0) -> int:
-    """Decode n_tokens random embeddings as one image laid out on a square grid."""
+def _synthetic_image(eng: Engine, n_tokens: int, merge=None, seed: int = 0):
+    """n_tokens random embeddings, merged when `merge` is set (the C merge mtmd runs; no
+    pixels here, so "auto" uses the redundancy term only). (rows, kept ids, merge ms)."""
+    n_embd = llama.llama_model_n_embd(eng._model)
+    rng = np.random.default_rng(seed)
+    embd = rng.standard_normal((n_tokens, n_embd)).astype(np.float32)
+    if merge in (None, "off", 0):
+        return embd, np.arange(n_tokens), 0.0
+    from .merging import merge_rows
+
+    t0 = time.perf_counter()
+    rows, ids, _ = merge_rows(embd, merge=merge, threads=eng.threads)
+    return rows, ids, (time.perf_counter() - t0) * 1e3
+
+
+def _prefill_synthetic(eng: Engine, n_tokens: int, seed: int = 0, image=None) -> int:
+    """Decode n_tokens random embeddings (or `image` = (rows, ids) from _synthetic_image) as
+    one image laid out on a square grid; merged rows keep their grid positions (M-RoPE)."""
     n_embd = llama.llama_model_n_embd(eng._model)
     n_pos = 4 if llama.llama_model_rope_type(eng._model) in (llama.LLAMA_ROPE_TYPE_MROPE,
                                                               llama.LLAMA_ROPE_TYPE_IMROPE) else 1
-    rng = np.random.default_rng(seed)
-    embd = rng.standard_normal((n_tokens, n_embd)).astype(np.float32)
+    embd, grid_ids = image if image is not None else _synthetic_image(eng, n_tokens, seed=seed)[:2]
     side = max(1, int(np.ceil(np.sqrt(n_tokens))))
-    idx = np.arange(n_tokens)
+    n_tokens = len(embd)
+    idx = np.asarray(grid_ids) if n_pos == 4 else np.arange(n_tokens)
     n_b = eng.n_batch
     batch = llama.llama_batch_init(n_b, n_embd, 1)
     # llama_batch_free frees batch.pos: keep its address (a field access would alias the
@@ -99,6 +117,9 @@ def _prefill(eng: Engine, image, image_tokens: int, n_decode: int) -> tuple[int,
         page = load_page(image, eng.image_max_pixels)
         n_past, st = eng.prefill_page(page)
         enc, pre, n_img, n_pre = st.encode_ms, st.prefill_ms, st.image_tokens, st.prompt_tokens
+        return n_past, BenchRow("foveate (dense)", n_img, enc, pre,
+                                n_pre / (pre / 1e3) if pre else 0.0, 0.0, 0.0,
+                                st.merge_ms, st.image_tokens_merged)
     else:
         if image_tokens + n_decode >= eng.n_ctx:
             raise ContextError(f"{image_tokens} image tokens + {n_decode} decode tokens exceed "
@@ -108,6 +129,42 @@ def _prefill(eng: Engine, image, image_tokens: int, n_decode: int) -> tuple[int,
         enc, pre, n_img, n_pre = 0.0, (time.perf_counter() - t0) * 1e3, image_tokens, image_tokens
     return n_past, BenchRow("foveate (dense)", n_img, enc, pre,
                             n_pre / (pre / 1e3) if pre else 0.0, 0.0, 0.0)
+
+
+def run_merge_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32,
+                      merges=("off",), repetitions: int = 3) -> list[BenchRow]:
+    """One row per merge setting ("off", a keep ratio, "auto"): full prefill + fixed decode,
+    settings interleaved `repetitions` times, median per row."""
+    per = {m: [] for m in merges}
+    for m in merges:  # warm-up, one each
+        _run_merged(eng, image, image_tokens, min(4, n_decode), m)
+    for _ in range(repetitions):
+        for m in merges:
+            per[m].append(_run_merged(eng, image, image_tokens, n_decode, m))
+    eng.set_merge(None)
+    rows = []
+    for m in merges:
+        r = median_row(per[m])
+        r.config = "foveate, merge off" if m in ("off", None) else f"foveate, merge {m}"
+        rows.append(r)
+    return rows
+
+
+def _run_merged(eng: Engine, image, image_tokens: int, n_decode: int, merge) -> BenchRow:
+    if image is not None:
+        eng.set_merge(None if merge == "off" else merge)
+        n_past, row = _prefill(eng, image, 0, n_decode)
+    else:
+        rows, ids, merge_ms = _synthetic_image(eng, image_tokens, None if merge == "off" else merge)
+        llama.llama_memory_clear(llama.llama_get_memory(eng._ctx), True)
+        t0 = time.perf_counter()
+        n_past = _prefill_synthetic(eng, image_tokens, image=(rows, ids))
+        pre = (time.perf_counter() - t0) * 1e3
+        row = BenchRow("", image_tokens, 0.0, pre, len(rows) / (pre / 1e3), 0.0, 0.0,
+                       merge_ms, len(rows))
+    dt = _decode_fixed(eng, n_past, n_decode)
+    row.decode_ms, row.decode_tok_s = dt * 1e3, (n_decode / dt if dt else 0.0)
+    return row
 
 
 def run_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32,
@@ -139,14 +196,21 @@ def run_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 
 def median_row(rows: list[BenchRow]) -> BenchRow:
     med = lambda f: statistics.median(getattr(r, f) for r in rows)
     return BenchRow(rows[0].config, rows[0].image_tokens, med("encode_ms"), med("prefill_ms"),
-                    med("prefill_tok_s"), med("decode_ms"), med("decode_tok_s"))
+                    med("prefill_tok_s"), med("decode_ms"), med("decode_tok_s"), med("merge_ms"),
+                    rows[0].image_tokens_merged)
 
 
 def format_table(rows: list[BenchRow]) -> str:
+    merging = any(r.image_tokens_merged and r.image_tokens_merged != r.image_tokens for r in rows)
     head = ["config", "image tok", "encode ms", "prefill ms", "prefill tok/s", "decode ms",
-            "decode tok/s"]
-    body = [[r.config, str(r.image_tokens), f"{r.encode_ms:.1f}", f"{r.prefill_ms:.1f}",
-             f"{r.prefill_tok_s:.1f}", f"{r.decode_ms:.1f}", f"{r.decode_tok_s:.2f}"] for r in rows]
+            "decode tok/s"] + (["merge ms", "prefill speed-up"] if merging else [])
+    base = rows[0].prefill_ms
+    body = [[r.config,
+             str(r.image_tokens) + (f" -> {r.image_tokens_merged}" if merging else ""),
+             f"{r.encode_ms:.1f}", f"{r.prefill_ms:.1f}",
+             f"{r.prefill_tok_s:.1f}", f"{r.decode_ms:.1f}", f"{r.decode_tok_s:.2f}"]
+            + ([f"{r.merge_ms:.1f}", f"{base / r.prefill_ms:.2f}x" if r.prefill_ms else "-"]
+               if merging else []) for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"

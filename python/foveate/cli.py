@@ -32,6 +32,12 @@ def _fixation_args(p: argparse.ArgumentParser) -> None:
                    help="warm start also attends the N image tokens after each selected one")
 
 
+def _merge_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--merge", default="off", metavar="auto|RATIO|off",
+                   help="prefill token merging (RTPrune): keep this share of the image tokens, "
+                        "'auto' = a ratio per page from token redundancy and text density")
+
+
 def _focal(text: str) -> list[int] | None:
     if text in ("", "auto"):
         return None
@@ -49,6 +55,8 @@ def _engine_kwargs(a) -> dict:
     if isinstance(getattr(a, "fixation", None), float) and a.fixation:
         kw.update(fixation=a.fixation, fixation_k_min=a.fixation_k_min,
                   focal_layers=_focal(a.focal_layers), fixation_dilation=a.fixation_dilation)
+    if getattr(a, "merge", "off") not in ("off", None):
+        kw.update(merge=a.merge)
     return kw
 
 
@@ -91,11 +99,22 @@ def cmd_bench(a) -> int:
     if a.image is not None and not a.mmproj:
         raise SystemExit("foveate bench: --image needs --mmproj")
     fix = [float(x) for x in a.fixation.split(",")] if a.fixation else []
+    merges = ["off"] + [m.strip() for m in a.merge.split(",")] if a.merge else []
+    if fix and merges:
+        raise SystemExit("foveate bench: give --fixation or --merge, not both")
     kw = _engine_kwargs(a)
+    kw.pop("merge", None)
     if fix and kw.get("flash_attn") is None:
         kw["flash_attn"] = True  # the same FA setting for every row
     eng = Engine(a.model, a.mmproj, **kw)  # mmproj None: synthetic tokens
-    if fix:  # one prefill, then dense and each ratio decode from the same cache
+    if merges:
+        from .bench import run_merge_configs
+        from .merging import parse_merge
+        for m in merges:
+            parse_merge(m)
+        rows = run_merge_configs(eng, a.image, a.image_tokens or 0, a.n_decode, merges,
+                                 a.repetitions)
+    elif fix:  # one prefill, then dense and each ratio decode from the same cache
         rows = run_configs(eng, a.image, a.image_tokens or 0, a.n_decode, (0.0, *fix),
                            a.repetitions, a.fixation_k_min, _focal(a.focal_layers))
     else:
@@ -146,6 +165,11 @@ def cmd_eval(a) -> int:
         print(f"{c:8.4f}  {page}")
     print(f"pages: {len(pairs)}  chars: {res.chars}  CER: {res.cer:.4f}  "
           f"accuracy: {res.accuracy:.4f}")
+    if res.image_tokens_merged != res.image_tokens:
+        ratios = res.merge_ratios
+        print(f"merging: image tokens {res.image_tokens} -> {res.image_tokens_merged} "
+              f"({res.image_tokens_merged / res.image_tokens:.4f}); keep ratio mean "
+              f"{sum(ratios) / len(ratios):.4f}, min {min(ratios):.4f}, max {max(ratios):.4f}")
     return 0
 
 
@@ -191,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("-s", "--seed", type=int, default=0xF0FEA7E)
     r.add_argument("--json", action="store_true", help="JSON output with stats")
     _fixation_args(r)
+    _merge_args(r)
     r.set_defaults(fn=cmd_read)
 
     b = sub.add_parser("bench", help="time encode, prefill and decode")
@@ -204,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="add a row per fixation ratio (decoded from the same prefilled cache)")
     b.add_argument("--fixation-k-min", type=int, default=16)
     b.add_argument("--focal-layers", default="auto")
+    b.add_argument("--merge", default="", metavar="M1,M2",
+                   help="add a row per merge setting (keep ratio or auto) beside merging off")
     b.set_defaults(fn=cmd_bench)
 
     mk = sub.add_parser("make-model", help="write random-weight GGUFs with real OCR models' "
@@ -230,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     _model_args(ev)
     ev.add_argument("-n", "--n-predict", type=int, default=1024, help="max tokens per page")
     _fixation_args(ev)
+    _merge_args(ev)
     ev.set_defaults(fn=cmd_eval)
 
     ca = sub.add_parser("calibrate", help="choose fixation's focal layer for a model")

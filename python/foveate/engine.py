@@ -48,6 +48,9 @@ class Stats:
     visual_tokens_attended: float = 0.0  # image tokens attended per decode step, mean over layers
     visual_tokens_selected: float = 0.0  # the focal layer's top-k (layers above it attend these)
     focal_layers: list = field(default_factory=list)
+    merge_ratio: float = 1.0        # keep ratio of the content tokens (1 = merging off)
+    image_tokens_merged: int = 0    # image tokens the LLM prefilled after merging
+    merge_ms: float = 0.0           # the merge itself (part of encode_ms)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -71,7 +74,7 @@ class Engine:
                  image_max_pixels: int = MAX_PIXELS, fixation: float | None = None,
                  fixation_k_min: int = 16, focal_layers: list[int] | None = None,
                  fixation_max_tokens: int = 8, fixation_dilation: int = 0, n_seq: int = 1,
-                 kv_unified: bool = False):
+                 kv_unified: bool = False, merge=None):
         self.model_path = str(model)
         self.mmproj_path = str(mmproj) if mmproj is not None else None
         self.image_max_pixels = image_max_pixels
@@ -87,6 +90,9 @@ class Engine:
                                      f"'{pinfo.arch}'): {mmproj}")
         if n_ctx <= 0:
             raise ContextError(f"n_ctx must be positive, got {n_ctx}")
+        from .merging import parse_merge
+        parse_merge(merge)   # a bad setting fails before anything loads
+        self.image_batch_hook = None   # tests: called with each decoded image sub-batch
         self.threads = _threads(threads)
 
         mark = B.log.mark()
@@ -127,8 +133,43 @@ class Engine:
         self._batch = llama.llama_batch_init(1, 0, 1)
         self._template = llama.llama_model_chat_template(self._model, None)
         self.marker = mtmd.mtmd_default_marker().decode()
+        self.merge = "off"
         if mmproj is not None:
             self._init_projector(n_gpu_layers)
+            self.set_merge(merge)
+        elif merge not in (None, "off", 0):
+            raise ValueError("token merging needs a projector (mmproj)")
+
+    def set_merge(self, merge) -> None:
+        """Prefill token merging (RTPrune): None/"off", "auto" (ratio per page) or a keep
+        ratio in (0, 1]."""
+        from .merging import parse_merge
+
+        mode, ratio = parse_merge(merge)
+        if B.merge.mtmd_merge_set(self._mtmd, mode, ratio) != 0:
+            raise ValueError(f"mtmd_merge_set rejected merge={merge!r}")
+        self.merge = {B.MERGE_OFF: "off", B.MERGE_DYNAMIC: "auto"}.get(mode, ratio)
+
+    def merge_kept(self) -> list[int]:
+        """Original image-token ids kept by the last merge (ascending); [] if none merged."""
+        n = B.merge.mtmd_merge_get_kept(self._mtmd, None, 0)
+        if n < 0:
+            return []
+        out = (ctypes.c_int32 * max(1, n))()
+        B.merge.mtmd_merge_get_kept(self._mtmd, out, n)
+        return list(out[:n])
+
+    def _merge_stats(self, stats: "Stats", n_before: int) -> None:
+        nb, na = ctypes.c_int32(), ctypes.c_int32()
+        r, rs, ri, ms = ctypes.c_double(), ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
+        if B.merge.mtmd_merge_get_last(self._mtmd, ctypes.byref(nb), ctypes.byref(na), ctypes.byref(r),
+                                       ctypes.byref(rs), ctypes.byref(ri), ctypes.byref(ms)) != 0:
+            stats.image_tokens_merged += n_before
+            return
+        stats.image_tokens_merged += na.value
+        stats.prompt_tokens -= nb.value - na.value   # cells the merged-away rows no longer take
+        stats.merge_ratio = r.value
+        stats.merge_ms += ms.value
 
     def set_fixation(self, ratio: float, k_min: int = 16, focal_layers=None,
                      max_tokens: int = 8, dilation: int = 0) -> None:
@@ -327,10 +368,14 @@ class Engine:
                     raise DecodeError(f"image encoder failed on {page.name}: "
                                       f"{B.log.cause_since(mark)}")
                 embd = mtmd.mtmd_get_output_embd(self._mtmd)
+                self._merge_stats(stats, mtmd.mtmd_input_chunk_get_n_tokens(ch))
                 t1 = time.perf_counter()
+                hook = (mtmd.mtmd_helper_post_decode_callback(
+                            lambda b, _u: self.image_batch_hook(b.contents) or 0)
+                        if self.image_batch_hook else mtmd.mtmd_helper_post_decode_callback())
                 rc = mtmd.mtmd_helper_decode_image_chunk(
                     self._mtmd, self._ctx, ch, embd, n_past, seq_id, self.n_batch,
-                    ctypes.byref(new_n_past), mtmd.mtmd_helper_post_decode_callback(), None)
+                    ctypes.byref(new_n_past), hook, None)
                 t2 = time.perf_counter()
                 stats.encode_ms += (t1 - t0) * 1e3
                 stats.prefill_ms += (t2 - t1) * 1e3

@@ -24,6 +24,8 @@ class EvalResult:
     chars: int = 0
     edits: int = 0
     image_tokens: int = 0
+    image_tokens_merged: int = 0     # after token merging (== image_tokens when off)
+    merge_ratios: list[float] = field(default_factory=list)
 
     @property
     def cer(self) -> float:
@@ -60,4 +62,6 @@ def evaluate(reader, pairs, max_tokens: int = 1024, **read_kwargs) -> EvalResult
         res.edits += Levenshtein.distance(pred, truth.strip())
         res.chars += len(truth.strip())
         res.image_tokens += r.stats.image_tokens
+        res.image_tokens_merged += r.stats.image_tokens_merged or r.stats.image_tokens
+        res.merge_ratios.append(r.stats.merge_ratio)
     return res

@@ -39,7 +39,9 @@ measure sample source signal region series memory vision layer cache batch score
 @dataclass(frozen=True)
 class PageSpec:
     cols: int = 24              # cells per line (page width = cols * 28 px)
-    rows: int = 16              # lines (page height = rows * 28 px)
+    rows: int = 16              # lines
+    margin: int = 1             # blank cell rows below the text (page height = (rows + margin) * 28 px):
+                                # the visible end of the text is what tells a reader to stop
     font_px: int = 30
     min_fill: float = 0.6       # each line fills at least this fraction of the width
 
@@ -110,7 +112,7 @@ def render(lines: list[str], spec: PageSpec):
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.truetype(str(font_path()), spec.font_px)
-    img = Image.new("RGB", (spec.cols * CELL, spec.rows * CELL), "white")
+    img = Image.new("RGB", (spec.cols * CELL, (spec.rows + spec.margin) * CELL), "white")
     draw = ImageDraw.Draw(img)
     for r, line in enumerate(lines):
         for c, ch in enumerate(line):

@@ -1,0 +1,57 @@
+// foveate token merging (RTPrune) for mtmd: the algorithm on one image's projector output.
+// Compiled into libmtmd; hooked into mtmd.cpp / mtmd-helper.cpp / clip.cpp by patches/0006.
+#pragma once
+
+#include "ggml-backend.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+enum foveate_merge_mode { FOVEATE_MERGE_OFF = 0, FOVEATE_MERGE_FIXED = 1, FOVEATE_MERGE_DYNAMIC = 2 };
+
+// what a row of the image chunk is: content is scored and merged; markers never are
+enum foveate_row_kind : uint8_t { FOVEATE_ROW_CONTENT = 0, FOVEATE_ROW_NEWLINE = 1, FOVEATE_ROW_MARKER = 2 };
+
+struct foveate_merge_config {
+    int    mode       = FOVEATE_MERGE_OFF;
+    double keep_ratio = 1.0;     // FIXED: fraction of content rows kept
+    float  alpha      = 0.1f;    // residual weight of the transported rows
+    float  dustbin    = 0.2f;    // Sinkhorn dustbin score
+    int    n_iter     = 100;     // Sinkhorn iterations
+    float  sobel_threshold = 0.2f;
+};
+
+// the page's pixels for the text-density term: RGB interleaved, values in [-1, 1]
+struct foveate_merge_pixels {
+    const float * rgb = nullptr;
+    int w = 0, h = 0;
+    int patch = 0;               // pixels per token side (one Sobel patch per token)
+};
+
+struct foveate_merge_result {
+    int64_t n_before = 0, n_content = 0, n_content_kept = 0;
+    double  keep_ratio = 1.0, r_sim = 0.0, r_info = 0.0, ms = 0.0;
+    std::vector<int32_t> keep;   // original row ids kept (content + markers), ascending
+    std::vector<float>   rows;   // keep.size() rows of d floats: the merged rows
+};
+
+// The algorithm (rtprune.md): L2-norm top-k of the content rows, dustbin Sinkhorn from the
+// dropped rows to the kept ones, kept += alpha * T x_dropped, newline collapse, markers kept.
+// Runs on `backends` (first = preferred, e.g. the projector's GPU; last = CPU).
+bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_threads,
+                           const float * embd, int64_t n, int64_t d, const uint8_t * kind,
+                           const foveate_merge_pixels & px, const foveate_merge_config & cfg,
+                           foveate_merge_result & res, std::string & err);
+
+// text density: mean over token patches of the fraction of Sobel magnitudes > threshold
+double foveate_merge_r_info(const foveate_merge_pixels & px, float threshold);
+
+// per mtmd context: the configuration and the last image's result
+struct foveate_merge_state {
+    foveate_merge_config config;
+    bool                 has_last = false;
+    const void *         last_key = nullptr;   // the image tokens object merged last
+    const float *        last_rows = nullptr;  // where its merged rows were written
+    foveate_merge_result last;
+};

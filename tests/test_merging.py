@@ -1,0 +1,173 @@
+"""Token merging (RTPrune): the C merge against the float64 numpy port of the reference
+(tests/rtprune_reference.py) on random inputs, and through mtmd on the bundled reading
+model (stock equivalence, positions, stats) and on a DeepSeek-OCR-shaped model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rtprune_reference as ref
+from foveate.engine import Engine
+from foveate.images import load_page
+from foveate.merging import merge_rows, parse_merge
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "reader" / "foveate-reader-q8_0.gguf"
+MMPROJ = ROOT / "models" / "reader" / "foveate-reader-mmproj-f16.gguf"
+PAGE = ROOT / "tests" / "data" / "pages" / "heldout-00000.png"
+
+
+def _embd(n, d, seed):
+    rng = np.random.default_rng(seed)
+    # a shared direction plus per-row noise and varied norms: cosines spread over [-1, 1]
+    base = rng.normal(size=d)
+    x = rng.normal(size=(n, d)) + 0.7 * base
+    return (x * rng.uniform(0.5, 2.0, size=(n, 1))).astype(np.float32)
+
+
+def _deepseek_kinds(h, w):
+    """One global view: h rows of w content tokens + a newline each, then the view separator."""
+    kind = np.zeros(h * (w + 1) + 1, np.uint8)
+    kind[w::w + 1] = ref.NEWLINE
+    kind[-1] = ref.MARKER
+    return kind
+
+
+@pytest.mark.parametrize("ratio", [0.84, 0.5, 0.1])
+def test_fixed_ratio_matches_reference(ratio):
+    x = _embd(300, 96, 1)
+    rows, kept, terms = merge_rows(x, merge=ratio, threads=2)
+    want_rows, want_kept, _ = ref.merge(x, ratio=ratio)
+    assert kept.tolist() == want_kept.tolist()
+    assert len(kept) == int(300 * ratio)
+    np.testing.assert_allclose(rows, want_rows, rtol=2e-5, atol=2e-5)
+    assert terms[0] == pytest.approx(ratio)
+    # the merge really moved the kept rows (alpha * T x_dropped is not zero)
+    assert np.abs(rows - x[kept]).max() > 1e-3
+
+
+def test_dynamic_ratio_matches_reference_on_pixels():
+    h, w = 8, 8
+    x = _embd(h * (w + 1) + 1, 64, 2)
+    kind = _deepseek_kinds(h, w)
+    rng = np.random.default_rng(3)
+    pix = np.ones((h * 16, w * 16, 3), np.float32)              # white page in [-1, 1]
+    ink = rng.random((h * 16, w * 16)) < 0.08                    # sparse dark strokes
+    pix[ink] = -1.0
+    rows, kept, terms = merge_rows(x, kind, pix, patch=16, merge="auto", threads=2)
+    want_rows, want_kept, want_terms = ref.merge(x, kind, ratio=None, pixels=pix, patch=16)
+    assert terms[1] == pytest.approx(want_terms[1], abs=1e-5)    # r_sim
+    assert terms[2] == pytest.approx(want_terms[2], abs=1e-6)    # r_info
+    assert terms[0] == pytest.approx(want_terms[0], abs=1e-5)
+    assert 0.0 < terms[0] < 1.0
+    assert kept.tolist() == want_kept.tolist()
+    np.testing.assert_allclose(rows, want_rows, rtol=2e-5, atol=2e-5)
+    # markers are never merged: their rows come back bit for bit
+    for j, i in enumerate(kept):
+        if kind[i] != ref.CONTENT:
+            assert np.array_equal(rows[j], x[i])
+    assert kept[-1] == len(x) - 1                                 # the separator stays
+
+
+def test_blank_patch_edge_count_matches_the_reference_pitfall():
+    # rtprune.md: a white 64 x 64 patch with per-patch zero padding scores 252/4096
+    x = _embd(5, 8, 4)
+    _, _, terms = merge_rows(x, pixels=np.ones((64, 64, 3), np.float32), patch=64, merge="auto")
+    assert terms[2] == pytest.approx(252 / 4096, abs=1e-7)
+
+
+def test_newline_of_a_fully_merged_row_is_dropped():
+    h, w = 4, 6
+    kind = _deepseek_kinds(h, w)
+    x = _embd(len(kind), 32, 5)
+    x[(w + 1):(w + 1) + w] *= 1e-3             # row 1 has the smallest norms: merged away first
+    rows, kept, _ = merge_rows(x, kind, merge=(3 * w) / (4 * w))
+    want_rows, want_kept, _ = ref.merge(x, kind, ratio=0.75)
+    assert kept.tolist() == want_kept.tolist()
+    assert (2 * w + 1) not in kept.tolist()    # row 1's newline followed row 0's newline
+    assert w in kept.tolist()                   # row 0's newline stays
+
+
+def test_keep_ratio_one_changes_no_row():
+    x = _embd(50, 16, 6)
+    rows, kept, _ = merge_rows(x, merge=1.0)
+    assert kept.tolist() == list(range(50))
+    assert np.array_equal(rows, x)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "half", float("nan")])
+def test_bad_merge_settings_raise(bad):
+    with pytest.raises(ValueError, match="merge"):
+        parse_merge(bad)
+
+
+def test_parse_merge():
+    assert parse_merge(None)[0] == parse_merge("off")[0] == parse_merge(0)[0] == 0
+    assert parse_merge("auto")[0] == 2
+    assert parse_merge(0.84) == (1, 0.84) and parse_merge("0.5") == (1, 0.5)
+
+
+# --- through mtmd on the bundled reading model (Qwen2.5-VL graph, M-RoPE) ----------------------
+
+def _prefill(merge, hook=None):
+    eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, merge=merge)
+    eng.image_batch_hook = hook
+    n_past, stats = eng.prefill_page(load_page(PAGE))
+    return eng, n_past, stats, eng.logits().copy()
+
+
+def test_keep_ratio_one_is_bit_identical_to_off():
+    e0, p0, s0, off = _prefill(None)
+    e1, p1, s1, one = _prefill(1.0)
+    assert p0 == p1 and np.array_equal(off, one)
+    assert s1.image_tokens_merged == s1.image_tokens == s0.image_tokens
+    e0.close(), e1.close()
+
+
+def test_merged_image_keeps_its_mrope_positions():
+    batches = []
+
+    def hook(b):
+        n, npos = b.n_tokens, b.n_pos
+        batches.append(np.ctypeslib.as_array(b.pos, shape=(npos * n,)).reshape(npos, n).copy())
+
+    e0, p0, s0, _ = _prefill(None)
+    eng, p1, s1, _ = _prefill(0.84, hook)
+    kept = eng.merge_kept()
+    n_img = s0.image_tokens
+    assert s1.image_tokens == n_img and s1.image_tokens_merged == len(kept) == int(n_img * 0.84)
+    assert s1.merge_ratio == pytest.approx(0.84)
+    assert p1 == p0                                   # text after the image: same positions
+    pos = np.concatenate(batches, axis=1)             # [t, y, x, z] x kept tokens
+    nx = 24                                           # page width in tokens
+    t0 = pos[0, 0]
+    assert (pos[0] == t0).all()
+    assert pos[1].tolist() == [t0 + i // nx for i in kept]
+    assert pos[2].tolist() == [t0 + i % nx for i in kept]
+    e0.close(), eng.close()
+
+
+def test_dynamic_ratio_reads_the_page():
+    eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, merge="auto")
+    res = eng.read(load_page(PAGE), max_tokens=40)
+    st = res.stats
+    assert 0.0 < st.merge_ratio < 1.0
+    assert st.image_tokens_merged == int(st.image_tokens * st.merge_ratio)
+    assert st.merge_ms > 0 and res.text
+    eng.close()
+
+
+def test_fixation_selects_among_merged_tokens():
+    import math
+
+    eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, merge=0.5,
+                 fixation=0.05, fixation_k_min=4)
+    res = eng.read(load_page(PAGE), max_tokens=6)
+    n_kept = res.stats.image_tokens_merged
+    assert n_kept == int(res.stats.image_tokens * 0.5)
+    sel = eng.fixation_selection(0)
+    assert len(sel) == math.ceil(0.05 * n_kept)      # the budget counts merged tokens
+    assert max(sel) < n_kept
+    eng.close()
