@@ -16,6 +16,7 @@
 #include <vector>
 
 int run_merge_op_tests(ggml_backend_t be, int & failures);  // test-merge-ops.cpp
+int run_merge_op_perf(ggml_backend_t be);
 
 namespace {
 
@@ -403,7 +404,8 @@ int main(int argc, char ** argv) {
                 auto * fn = (void (*)(ggml_backend_t, int)) ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_n_threads");
                 if (fn) fn(be, threads);
             }
-            const int rc = perf(be, ggml_backend_dev_name(dev), threads);
+            int rc = perf(be, ggml_backend_dev_name(dev), threads);
+            if (rc == 0) rc = run_merge_op_perf(be);
             ggml_backend_free(be);
             return rc;
         }

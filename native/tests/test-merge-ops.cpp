@@ -142,3 +142,45 @@ int run_merge_op_tests(ggml_backend_t be, int & failures) {
     report("scatter", scatter_case(be, 256, 10, 0 + 1, failures));
     return ran;
 }
+
+// Timing of the merge ops at OCR shapes (a benchmark: `foveate-test-ops -b CPU --perf`).
+int run_merge_op_perf(ggml_backend_t be) {
+    printf("\nmerge ops, ms (median of 5): ot_sinkhorn (100 iterations, dustbin) and scatter_add_rows\n");
+    printf("| image | kept K | dropped P | sinkhorn ms | exp per ms (M) | scatter_add d x K ms |\n|---|---|---|---|---|---|\n");
+    struct Shape { const char * name; int64_t K, P, d; };
+    for (const Shape & s : {Shape{"DeepSeek-OCR Large 0.84", 336, 64, 1280}, Shape{"Gundam 9 tiles 0.84", 971, 185, 1280},
+                            Shape{"Qwen2.5-VL 1024 tok 0.84", 860, 164, 2048}, Shape{"Qwen2.5-VL 4096 tok 0.84", 3440, 656, 2048}}) {
+        OneGraph g;
+        ggml_tensor * sc = ggml_new_tensor_2d(g.ctx, GGML_TYPE_F32, s.P, s.K);
+        ggml_tensor * t  = ggml_ot_sinkhorn(g.ctx, sc, 0.2f, 100);
+        ggml_tensor * a  = ggml_new_tensor_2d(g.ctx, GGML_TYPE_F32, s.d, s.K + s.P);
+        ggml_tensor * ix = ggml_new_tensor_1d(g.ctx, GGML_TYPE_I32, s.K);
+        ggml_tensor * b  = ggml_new_tensor_2d(g.ctx, GGML_TYPE_F32, s.d, s.K);
+        ggml_tensor * sa = ggml_scatter_add_rows(g.ctx, a, ix, b);
+        if (!ggml_backend_supports_op(be, t) || !ggml_backend_supports_op(be, sa)) return 77;
+        ggml_cgraph * g1 = ggml_new_graph(g.ctx); ggml_build_forward_expand(g1, t);
+        ggml_cgraph * g2 = ggml_new_graph(g.ctx); ggml_build_forward_expand(g2, sa);
+        g.buf = ggml_backend_alloc_ctx_tensors(g.ctx, be);
+        std::vector<float> x(s.K * s.P);
+        for (auto & e : x) e = (float) urand_d(-0.2, 0.9);
+        ggml_backend_tensor_set(sc, x.data(), 0, ggml_nbytes(sc));
+        std::vector<int32_t> ids(s.K);
+        for (int64_t i = 0; i < s.K; i++) ids[i] = (int32_t) i;
+        ggml_backend_tensor_set(ix, ids.data(), 0, ggml_nbytes(ix));
+        auto med = [&](ggml_cgraph * gf) {
+            std::vector<double> v;
+            for (int i = 0; i < 6; i++) {
+                const int64_t t0 = ggml_time_us();
+                ggml_backend_graph_compute(be, gf);
+                ggml_backend_synchronize(be);
+                if (i) v.push_back((ggml_time_us() - t0) / 1000.0);
+            }
+            std::sort(v.begin(), v.end());
+            return v[v.size() / 2];
+        };
+        const double ts = med(g1), tsa = med(g2);
+        printf("| %s | %lld | %lld | %.2f | %.0f | %.3f |\n", s.name, (long long) s.K, (long long) s.P, ts,
+               2.0 * 100 * (s.K + 1) * (s.P + 1) / ts / 1e6, tsa);
+    }
+    return 0;
+}

@@ -167,6 +167,17 @@ def _run_merged(eng: Engine, image, image_tokens: int, n_decode: int, merge) -> 
     return row
 
 
+def stock_row(model: str, n_prompt: int, n_decode: int, threads: int, repetitions: int,
+              flash_attn: bool | None) -> BenchRow:
+    """Unpatched llama.cpp's llama-bench on the same model file: prefill of n_prompt tokens,
+    decode of n_decode tokens at depth n_prompt (see foveate.stock)."""
+    from . import stock
+
+    pre_ts, dec_ts = stock.run(model, n_prompt, n_decode, threads, repetitions, flash_attn)
+    return BenchRow("stock llama.cpp (llama-bench)", n_prompt, 0.0, n_prompt / pre_ts * 1e3,
+                    pre_ts, n_decode / dec_ts * 1e3, dec_ts, 0.0, n_prompt)
+
+
 def run_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32,
                 fixations: tuple[float, ...] = (0.0,), repetitions: int = 3,
                 fixation_k_min: int = 16, focal_layers=None) -> list[BenchRow]:
@@ -204,7 +215,7 @@ def format_table(rows: list[BenchRow]) -> str:
     merging = any(r.image_tokens_merged and r.image_tokens_merged != r.image_tokens for r in rows)
     head = ["config", "image tok", "encode ms", "prefill ms", "prefill tok/s", "decode ms",
             "decode tok/s"] + (["merge ms", "prefill speed-up"] if merging else [])
-    base = rows[0].prefill_ms
+    base = next((r.prefill_ms for r in rows if r.config.endswith("merge off")), rows[0].prefill_ms)
     body = [[r.config,
              str(r.image_tokens) + (f" -> {r.image_tokens_merged}" if merging else ""),
              f"{r.encode_ms:.1f}", f"{r.prefill_ms:.1f}",

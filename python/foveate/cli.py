@@ -121,6 +121,12 @@ def cmd_bench(a) -> int:
         run_once(eng, a.image, a.image_tokens or 0, n_decode=min(4, a.n_decode))  # warm-up
         rows = [median_row([run_once(eng, a.image, a.image_tokens or 0, n_decode=a.n_decode)
                             for _ in range(a.repetitions)])]
+    if a.stock:
+        from .bench import stock_row
+        n_prompt = rows[0].image_tokens if a.image is None else int(rows[0].prefill_tok_s *
+                                                                      rows[0].prefill_ms / 1e3)
+        rows.insert(0, stock_row(a.model, n_prompt, a.n_decode, eng.threads, a.repetitions,
+                                 kw.get("flash_attn")))
     print(f"model: {a.model}\nthreads: {eng.threads}  n_ctx: {eng.n_ctx}  "
           f"flash attn: {kw.get('flash_attn')}  decode tokens: {a.n_decode}  "
           f"repetitions: {a.repetitions} (median)\n")
@@ -231,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--focal-layers", default="auto")
     b.add_argument("--merge", default="", metavar="M1,M2",
                    help="add a row per merge setting (keep ratio or auto) beside merging off")
+    b.add_argument("--stock", action="store_true",
+                   help="add a row for unpatched llama.cpp's llama-bench on the same model "
+                        "(built into the cache on first use, ~5 min)")
     b.set_defaults(fn=cmd_bench)
 
     mk = sub.add_parser("make-model", help="write random-weight GGUFs with real OCR models' "
