@@ -15,6 +15,7 @@
 #include "ggml.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -248,6 +249,32 @@ bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_t
     }
     res.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     return true;
+}
+
+std::shared_ptr<foveate_image_group> foveate_image_group_new() {
+    static std::atomic<uint64_t> next{1};
+    auto g = std::make_shared<foveate_image_group>();
+    g->serial = next++;
+    return g;
+}
+
+std::vector<foveate_merge_result> foveate_merge_split(const foveate_merge_result & all,
+                                                      const std::vector<int64_t> & offs, int64_t d) {
+    std::vector<foveate_merge_result> out(offs.size() - 1);
+    size_t j = 0;
+    for (size_t p = 0; p + 1 < offs.size(); p++) {
+        foveate_merge_result & r = out[p];
+        r.n_before   = offs[p + 1] - offs[p];
+        r.keep_ratio = all.keep_ratio;
+        r.r_sim      = all.r_sim;
+        r.r_info     = all.r_info;
+        r.ms         = 0.0;   // the caller charges the pool to the chunk that ran it
+        for (; j < all.keep.size() && all.keep[j] < offs[p + 1]; j++) {
+            r.keep.push_back((int32_t) (all.keep[j] - offs[p]));
+            r.rows.insert(r.rows.end(), all.rows.begin() + j * d, all.rows.begin() + (j + 1) * d);
+        }
+    }
+    return out;
 }
 
 // Standalone entry (tests; callers holding their own embeddings): CPU backend, n rows of d.

@@ -5,6 +5,8 @@
 #include "ggml-backend.h"
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -47,11 +49,29 @@ bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_t
 // text density: mean over token patches of the fraction of Sobel magnitudes > threshold
 double foveate_merge_r_info(const foveate_merge_pixels & px, float threshold);
 
-// per mtmd context: the configuration and the last image's result
+// the chunks one tiled image was split into (DeepSeek-OCR Gundam: tile rows + global view),
+// in layout order; tagged at tokenize time so the merge ranks them as one pool
+struct foveate_image_group {
+    uint64_t serial = 0;                 // unique per tokenized image
+    std::vector<const void *> parts;     // const mtmd_image_tokens *
+};
+std::shared_ptr<foveate_image_group> foveate_image_group_new();
+
+// per mtmd context: the configuration, the last chunk's result, and the merged rows of the
+// other chunks of a tiled image, waiting for their own encode call
 struct foveate_merge_state {
     foveate_merge_config config;
     bool                 has_last = false;
     const void *         last_key = nullptr;   // the image tokens object merged last
     const float *        last_rows = nullptr;  // where its merged rows were written
     foveate_merge_result last;
+    struct pending_chunk {
+        uint64_t             serial;
+        foveate_merge_result res;              // res.rows: the chunk's merged rows
+    };
+    std::map<const void *, pending_chunk> pending;
 };
+
+// split a pooled result over the image's chunks (row ranges offs[p], offs[p+1])
+std::vector<foveate_merge_result> foveate_merge_split(const foveate_merge_result & all,
+                                                      const std::vector<int64_t> & offs, int64_t d);

@@ -170,3 +170,35 @@ def test_pair_reads_with_merging(ds_pair, page):
     assert pos.tolist() == list(range(int(pos[0]), int(pos[0]) + len(kept)))
     assert eng.logits() is not None
     eng.close()
+
+
+def test_tiled_image_is_merged_as_one_pool(ds_pair, tmp_path):
+    """Gundam: a 1280 x 640 page is one row of two 640 tiles (20 x 10 tokens + a newline per
+    token row) and the 1024 global view (16 x 17 + separator), in two mtmd chunks; the merge
+    ranks all 456 content tokens together: floor(456 r), not floor(200 r) + floor(256 r)."""
+    import gguf
+    from PIL import Image
+
+    from foveate.engine import Engine
+    from foveate.images import load_page
+
+    model, mmproj = ds_pair
+    t = {x.name: np.asarray(x.data, np.float32).ravel() for x in gguf.GGUFReader(mmproj).tensors
+         if x.name in ("v.image_newline", "v.view_seperator")}
+    page = tmp_path / "wide.png"
+    img = Image.new("RGB", (1280, 640), "white")
+    img.paste((0, 0, 0), (100, 200, 900, 260))
+    img.save(page)
+    ratio = 0.123                                  # floor(456 r) = 56, per chunk 24 + 31 = 55
+    eng = Engine(model, mmproj, n_ctx=4096, threads=2, merge=ratio)
+    rows = []
+    eng.image_batch_hook = lambda b: rows.append(
+        np.ctypeslib.as_array(b.embd, shape=(b.n_tokens * b.n_embd,)).reshape(b.n_tokens, b.n_embd).copy())
+    _, st = eng.prefill_page(load_page(page), prompt="Free OCR.")
+    assert st.image_tokens == 483
+    e = np.concatenate(rows)
+    marker = (e == t["v.image_newline"]).all(1) | (e == t["v.view_seperator"]).all(1)
+    assert (e == t["v.view_seperator"]).all(1).sum() == 1
+    assert int((~marker).sum()) == int(456 * ratio) == 56
+    assert st.image_tokens_merged == len(e)
+    eng.close()
