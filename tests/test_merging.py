@@ -171,3 +171,41 @@ def test_fixation_selects_among_merged_tokens():
     assert len(sel) == math.ceil(0.05 * n_kept)      # the budget counts merged tokens
     assert max(sel) < n_kept
     eng.close()
+
+
+def test_two_images_in_one_prompt_are_merged_each():
+    """Two pages in one prompt: each image chunk is merged on its own, and (M-RoPE) the text
+    after them sits where it would without merging."""
+    import ctypes
+
+    from foveate import _bindings as B
+    from foveate.engine import Stats
+
+    mtmd = B.mtmd
+    page = load_page(PAGE)
+    out = {}
+    for merge in (None, 0.5):
+        eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, merge=merge)
+        text = f"{eng.marker}\n{eng.marker}\nRead both.".encode()
+        pixels = (ctypes.c_uint8 * len(page.rgb)).from_buffer_copy(page.rgb)
+        bms = [mtmd.mtmd_bitmap_init(page.width, page.height, pixels) for _ in range(2)]
+        chunks = mtmd.mtmd_input_chunks_init()
+        inp = mtmd.mtmd_input_text(text=text, text_len=len(text), add_special=True, parse_special=True)
+        arr = (mtmd.mtmd_bitmap_p_ctypes * 2)(*bms)
+        assert mtmd.mtmd_tokenize(eng._mtmd, chunks, ctypes.byref(inp), arr, 2) == 0
+        st = Stats()
+        n = mtmd.mtmd_input_chunks_size(chunks)
+        st.image_tokens = sum(mtmd.mtmd_input_chunk_get_n_tokens(mtmd.mtmd_input_chunks_get(chunks, i))
+                              for i in range(n) if mtmd.mtmd_input_chunk_get_type(
+                                  mtmd.mtmd_input_chunks_get(chunks, i)) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE)
+        n_past = eng._prefill(chunks, n, page, st)
+        out[merge] = (n_past, st.image_tokens, st.image_tokens_merged, eng.logits().copy())
+        mtmd.mtmd_input_chunks_free(chunks)
+        for b in bms:
+            mtmd.mtmd_bitmap_free(b)
+        eng.close()
+    (p0, n0, m0, l0), (p1, n1, m1, l1) = out[None], out[0.5]
+    assert n0 == n1 == 2 * 408 and m0 == n0
+    assert m1 == 2 * int(408 * 0.5)
+    assert p1 == p0
+    assert np.isfinite(l1).all() and not np.array_equal(l0, l1)
