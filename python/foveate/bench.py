@@ -131,6 +131,61 @@ def _prefill(eng: Engine, image, image_tokens: int, n_decode: int) -> tuple[int,
                             n_pre / (pre / 1e3) if pre else 0.0, 0.0, 0.0)
 
 
+def _decode_fixed_parallel(eng: Engine, n_past: int, n: int, n_seq: int) -> float:
+    """n steps of one token for each of n_seq sequences in one batch; seconds."""
+    batch = llama.llama_batch_init(n_seq, 0, 1)
+    try:
+        t0 = time.perf_counter()
+        for step in range(n):
+            batch.n_tokens = n_seq
+            for s in range(n_seq):
+                batch.token[s] = int(np.argmax(eng.logits(s))) if step else 0
+                batch.pos[s] = n_past + step
+                batch.n_seq_id[s] = 1
+                batch.seq_id[s][0] = s
+                batch.logits[s] = True
+            if llama.llama_decode(eng._ctx, batch) != 0:
+                raise DecodeError(f"parallel decode failed at step {step}")
+        return time.perf_counter() - t0
+    finally:
+        llama.llama_batch_free(batch)
+
+
+def run_parallel_configs(eng: Engine, image_tokens: int, n_decode: int, n_seq: int,
+                         fixations: tuple[float, ...] = (0.0,), repetitions: int = 3,
+                         fixation_k_min: int = 16, focal_layers=None) -> list[BenchRow]:
+    """n_seq pages decoding together: one synthetic image prefilled for sequence 0 and shared
+    by sequences 1..n_seq-1 (llama_memory_seq_cp on a unified cache: every sequence owns
+    the same image cells, so each row attends to a full page), then n_seq tokens per step.
+    Rows as in run_configs; tok/s counts all sequences' tokens."""
+    if image_tokens + n_decode * n_seq >= eng.n_ctx:
+        raise ContextError(f"{image_tokens} image tokens + {n_seq} x {n_decode} decode tokens "
+                           f"exceed n_ctx={eng.n_ctx}")
+    llama.llama_memory_clear(llama.llama_get_memory(eng._ctx), True)
+    t0 = time.perf_counter()
+    n_past = _prefill_synthetic(eng, image_tokens)
+    pre = (time.perf_counter() - t0) * 1e3
+    mem = llama.llama_get_memory(eng._ctx)
+    for s in range(1, n_seq):
+        llama.llama_memory_seq_cp(mem, 0, s, -1, -1)
+    per = {r: [] for r in fixations}
+    _decode_fixed_parallel(eng, n_past, min(2, n_decode), n_seq)  # warm-up
+    for _ in range(repetitions):
+        for r in fixations:
+            for s in range(n_seq):
+                llama.llama_memory_seq_rm(mem, s, n_past, -1)
+            eng.set_fixation(r, fixation_k_min, focal_layers)
+            per[r].append(_decode_fixed_parallel(eng, n_past, n_decode, n_seq))
+    eng.set_fixation(0.0)
+    rows = []
+    for r in fixations:
+        dt = statistics.median(per[r])
+        name = (f"foveate x{n_seq}, fixation off" if r == 0 else f"foveate x{n_seq}, fixation {r:g}")
+        rows.append(BenchRow(name, image_tokens, 0.0, pre, image_tokens / (pre / 1e3), dt * 1e3,
+                             n_decode * n_seq / dt if dt else 0.0))
+    return rows
+
+
 def run_merge_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32,
                       merges=("off",), repetitions: int = 3) -> list[BenchRow]:
     """One row per merge setting ("off", a keep ratio, "auto"): full prefill + fixed decode,

@@ -106,8 +106,17 @@ def cmd_bench(a) -> int:
     kw.pop("merge", None)
     if fix and kw.get("flash_attn") is None:
         kw["flash_attn"] = True  # the same FA setting for every row
+    if a.parallel > 1:
+        if a.image is not None or merges or a.stock:
+            raise SystemExit("foveate bench: --parallel works with --image-tokens and --fixation "
+                             "(not --image, --merge or --stock)")
+        kw.update(n_seq=a.parallel, kv_unified=True)
     eng = Engine(a.model, a.mmproj, **kw)  # mmproj None: synthetic tokens
-    if merges:
+    if a.parallel > 1:
+        from .bench import run_parallel_configs
+        rows = run_parallel_configs(eng, a.image_tokens, a.n_decode, a.parallel, (0.0, *fix),
+                                    a.repetitions, a.fixation_k_min, _focal(a.focal_layers))
+    elif merges:
         from .bench import run_merge_configs
         from .merging import parse_merge
         for m in merges:
@@ -237,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--focal-layers", default="auto")
     b.add_argument("--merge", default="", metavar="M1,M2",
                    help="add a row per merge setting (keep ratio or auto) beside merging off")
+    b.add_argument("--parallel", type=int, default=1, metavar="N",
+                   help="decode N sequences together (each attends to the same synthetic page)")
     b.add_argument("--stock", action="store_true",
                    help="add a row for unpatched llama.cpp's llama-bench on the same model "
                         "(built into the cache on first use, ~5 min)")
