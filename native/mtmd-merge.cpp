@@ -48,9 +48,19 @@ void set_threads(const std::vector<ggml_backend_t> & backends, int n_threads) {
     }
 }
 
-bool run(ggml_backend_sched_t sched, ggml_cgraph * gf) {
-    ggml_backend_sched_reset(sched);
-    return ggml_backend_sched_alloc_graph(sched, gf) && ggml_backend_sched_graph_compute(sched, gf) == GGML_STATUS_SUCCESS;
+// allocate gf on the scheduler, let `upload` fill its inputs, compute it
+template <class F>
+bool run(ggml_backend_sched_t sched, ggml_cgraph * gf, const char * what, std::string & err, F upload) {
+    if (!ggml_backend_sched_alloc_graph(sched, gf)) {
+        err = std::string("token merge: cannot allocate the ") + what + " graph";
+        return false;
+    }
+    upload();
+    if (ggml_backend_sched_graph_compute(sched, gf) != GGML_STATUS_SUCCESS) {
+        err = std::string("token merge: ") + what + " graph failed";
+        return false;
+    }
+    return true;
 }
 
 ggml_tensor * input_i32(ggml_context * ctx, int64_t n) {
@@ -110,7 +120,6 @@ bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_t
         }
     }
     const int64_t Np = (int64_t) content.size();
-    res.n_content = Np;
 
     std::vector<ggml_backend_t> bk(backends);
     std::vector<ggml_backend_buffer_type_t> bufts;
@@ -144,14 +153,10 @@ bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_t
             ggml_set_output(gsum);
             ggml_build_forward_expand(gf, gsum);
         }
-        if (!ggml_backend_sched_alloc_graph(sched.get(), gf)) {
-            err = "token merge: cannot allocate the score graph";
-            return false;
-        }
-        ggml_backend_tensor_set(E, embd, 0, ggml_nbytes(E));
-        ggml_backend_tensor_set(ci, content.data(), 0, ggml_nbytes(ci));
-        if (ggml_backend_sched_graph_compute(sched.get(), gf) != GGML_STATUS_SUCCESS) {
-            err = "token merge: score graph failed";
+        if (!run(sched.get(), gf, "score", err, [&] {
+                ggml_backend_tensor_set(E, embd, 0, ggml_nbytes(E));
+                ggml_backend_tensor_set(ci, content.data(), 0, ggml_nbytes(ci));
+            })) {
             return false;
         }
         ggml_backend_tensor_get(n2, norm2.data(), 0, ggml_nbytes(n2));
@@ -197,13 +202,11 @@ bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_t
             continue;
         }
         if (kind[i] == FOVEATE_ROW_NEWLINE && prev_newline) {
-            is_kept[i] = 0;
             continue;
         }
         prev_newline = kind[i] == FOVEATE_ROW_NEWLINE;
         res.keep.push_back((int32_t) i);
     }
-    res.n_content_kept = (int64_t) kept.size();
 
     res.rows.resize(res.keep.size() * d);
     if (dropped.empty()) {
@@ -232,16 +235,12 @@ bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_t
         ggml_set_output(O);
         ggml_cgraph * gf = ggml_new_graph_custom(ctx.get(), GRAPH_NODES, false);
         ggml_build_forward_expand(gf, O);
-        if (!ggml_backend_sched_alloc_graph(sched.get(), gf)) {
-            err = "token merge: cannot allocate the merge graph";
-            return false;
-        }
-        ggml_backend_tensor_set(E, embd, 0, ggml_nbytes(E));
-        ggml_backend_tensor_set(ki, kept.data(), 0, ggml_nbytes(ki));
-        ggml_backend_tensor_set(pi, dropped.data(), 0, ggml_nbytes(pi));
-        ggml_backend_tensor_set(oi, res.keep.data(), 0, ggml_nbytes(oi));
-        if (ggml_backend_sched_graph_compute(sched.get(), gf) != GGML_STATUS_SUCCESS) {
-            err = "token merge: merge graph failed";
+        if (!run(sched.get(), gf, "merge", err, [&] {
+                ggml_backend_tensor_set(E, embd, 0, ggml_nbytes(E));
+                ggml_backend_tensor_set(ki, kept.data(), 0, ggml_nbytes(ki));
+                ggml_backend_tensor_set(pi, dropped.data(), 0, ggml_nbytes(pi));
+                ggml_backend_tensor_set(oi, res.keep.data(), 0, ggml_nbytes(oi));
+            })) {
             return false;
         }
         ggml_backend_tensor_get(O, res.rows.data(), 0, ggml_nbytes(O));

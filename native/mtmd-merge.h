@@ -32,7 +32,7 @@ struct foveate_merge_pixels {
 };
 
 struct foveate_merge_result {
-    int64_t n_before = 0, n_content = 0, n_content_kept = 0;
+    int64_t n_before = 0;
     double  keep_ratio = 1.0, r_sim = 0.0, r_info = 0.0, ms = 0.0;
     std::vector<int32_t> keep;   // original row ids kept (content + markers), ascending
     std::vector<float>   rows;   // keep.size() rows of d floats: the merged rows
