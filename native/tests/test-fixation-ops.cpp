@@ -18,6 +18,19 @@
 int run_merge_op_tests(ggml_backend_t be, int & failures);  // test-merge-ops.cpp
 int run_merge_op_perf(ggml_backend_t be);
 
+// median ms of `reps` computes after 2 warm-up runs (shared with test-merge-ops.cpp)
+double time_graph(ggml_backend_t be, ggml_cgraph * gf, int reps) {
+    std::vector<double> t;
+    for (int i = 0; i < reps + 2; ++i) {
+        const int64_t t0 = ggml_time_us();
+        ggml_backend_graph_compute(be, gf);
+        ggml_backend_synchronize(be);
+        if (i >= 2) t.push_back((ggml_time_us() - t0) / 1000.0);
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
 namespace {
 
 struct Case {
@@ -307,18 +320,6 @@ std::string run_case(ggml_backend_t be, const Case & c, const char * op, int & f
 // --perf: time one decode row's attention at OCR shapes (head dim 128, GQA 16/2 like
 // Qwen2.5-VL-3B): stock flash attention over all cells vs fix_attn over 64 text cells + a
 // 5% image selection, and fix_select (the focal layer's extra work).
-double time_graph(ggml_backend_t be, ggml_cgraph * gf, int reps) {
-    std::vector<double> t;
-    for (int i = 0; i < reps + 2; ++i) {
-        const int64_t t0 = ggml_time_us();
-        ggml_backend_graph_compute(be, gf);
-        ggml_backend_synchronize(be);
-        if (i >= 2) t.push_back((ggml_time_us() - t0) / 1000.0);
-    }
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
-}
-
 int perf(ggml_backend_t be, const char * name, int threads) {
     printf("backend %s, threads %d: ms per layer-step (median), D=128, H=16, Hkv=2, 64 text cells\n", name, threads);
     printf("| image cells | streams | stock FA | fix_attn 5%% | speed-up | fix_select | FA bytes K+V | fix bytes K+V |\n|---|---|---|---|---|---|---|---|\n");

@@ -143,6 +143,8 @@ int run_merge_op_tests(ggml_backend_t be, int & failures) {
     return ran;
 }
 
+double time_graph(ggml_backend_t be, ggml_cgraph * gf, int reps);  // test-fixation-ops.cpp
+
 // Timing of the merge ops at OCR shapes (a benchmark: `foveate-test-ops -b CPU --perf`).
 int run_merge_op_perf(ggml_backend_t be) {
     printf("\nmerge ops, ms (median of 5): ot_sinkhorn (100 iterations, dustbin) and scatter_add_rows\n");
@@ -167,18 +169,7 @@ int run_merge_op_perf(ggml_backend_t be) {
         std::vector<int32_t> ids(s.K);
         for (int64_t i = 0; i < s.K; i++) ids[i] = (int32_t) i;
         ggml_backend_tensor_set(ix, ids.data(), 0, ggml_nbytes(ix));
-        auto med = [&](ggml_cgraph * gf) {
-            std::vector<double> v;
-            for (int i = 0; i < 6; i++) {
-                const int64_t t0 = ggml_time_us();
-                ggml_backend_graph_compute(be, gf);
-                ggml_backend_synchronize(be);
-                if (i) v.push_back((ggml_time_us() - t0) / 1000.0);
-            }
-            std::sort(v.begin(), v.end());
-            return v[v.size() / 2];
-        };
-        const double ts = med(g1), tsa = med(g2);
+        const double ts = time_graph(be, g1, 5), tsa = time_graph(be, g2, 5);
         printf("| %s | %lld | %lld | %.2f | %.2f | %.3f |\n", s.name, (long long) s.K, (long long) s.P, ts,
                2.0 * 100 * (s.K + 1) * (s.P + 1) / ts / 1e6, tsa);
     }
