@@ -34,6 +34,7 @@ class BenchRow:
     decode_tok_s: float
     merge_ms: float = 0.0          # token merging (inside encode for real images)
     image_tokens_merged: int = 0   # what the LLM prefilled (0 = no merging)
+    prompt_tokens: int = 0         # every prefilled token (text and image)
 
 
 def _decode_fixed(eng: Engine, n_past: int, n: int) -> float:
@@ -109,26 +110,29 @@ def run_once(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32)
     return row
 
 
-def _prefill(eng: Engine, image, image_tokens: int, n_decode: int) -> tuple[int, BenchRow]:
-    """Clear the cache and prefill a page (or synthetic image tokens); (n_past, timings)."""
+def _prefill(eng: Engine, image, image_tokens: int, n_decode: int,
+             merge=None) -> tuple[int, BenchRow]:
+    """Clear the cache and prefill a page (or synthetic image tokens, merged by `merge`;
+    a real page is merged by the engine's own setting); (n_past, timings)."""
     llama.llama_memory_clear(llama.llama_get_memory(eng._ctx), True)
     if image is not None:
         # the real path: tokenize, encode, prefill; then n_decode fixed tokens
         page = load_page(image, eng.image_max_pixels)
         n_past, st = eng.prefill_page(page)
         enc, pre, n_img, n_pre = st.encode_ms, st.prefill_ms, st.image_tokens, st.prompt_tokens
-        return n_past, BenchRow("foveate (dense)", n_img, enc, pre,
-                                n_pre / (pre / 1e3) if pre else 0.0, 0.0, 0.0,
-                                st.merge_ms, st.image_tokens_merged)
+        merge_ms, n_merged = st.merge_ms, st.image_tokens_merged
     else:
         if image_tokens + n_decode >= eng.n_ctx:
             raise ContextError(f"{image_tokens} image tokens + {n_decode} decode tokens exceed "
                                f"n_ctx={eng.n_ctx}")
+        rows, ids, merge_ms = _synthetic_image(eng, image_tokens, merge)
         t0 = time.perf_counter()
-        n_past = _prefill_synthetic(eng, image_tokens)
-        enc, pre, n_img, n_pre = 0.0, (time.perf_counter() - t0) * 1e3, image_tokens, image_tokens
+        n_past = _prefill_synthetic(eng, image_tokens, image=(rows, ids))
+        enc, pre, n_img, n_pre = 0.0, (time.perf_counter() - t0) * 1e3, image_tokens, len(rows)
+        n_merged = len(rows)
     return n_past, BenchRow("foveate (dense)", n_img, enc, pre,
-                            n_pre / (pre / 1e3) if pre else 0.0, 0.0, 0.0)
+                            n_pre / (pre / 1e3) if pre else 0.0, 0.0, 0.0,
+                            merge_ms, n_merged, n_pre)
 
 
 def _decode_fixed_parallel(eng: Engine, n_past: int, n: int, n_seq: int) -> float:
@@ -206,17 +210,10 @@ def run_merge_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: 
 
 
 def _run_merged(eng: Engine, image, image_tokens: int, n_decode: int, merge) -> BenchRow:
+    merge = None if merge == "off" else merge
     if image is not None:
-        eng.set_merge(None if merge == "off" else merge)
-        n_past, row = _prefill(eng, image, 0, n_decode)
-    else:
-        rows, ids, merge_ms = _synthetic_image(eng, image_tokens, None if merge == "off" else merge)
-        llama.llama_memory_clear(llama.llama_get_memory(eng._ctx), True)
-        t0 = time.perf_counter()
-        n_past = _prefill_synthetic(eng, image_tokens, image=(rows, ids))
-        pre = (time.perf_counter() - t0) * 1e3
-        row = BenchRow("", image_tokens, 0.0, pre, len(rows) / (pre / 1e3), 0.0, 0.0,
-                       merge_ms, len(rows))
+        eng.set_merge(merge)
+    n_past, row = _prefill(eng, image, image_tokens, n_decode, merge)
     dt = _decode_fixed(eng, n_past, n_decode)
     row.decode_ms, row.decode_tok_s = dt * 1e3, (n_decode / dt if dt else 0.0)
     return row
@@ -263,7 +260,7 @@ def median_row(rows: list[BenchRow]) -> BenchRow:
     med = lambda f: statistics.median(getattr(r, f) for r in rows)
     return BenchRow(rows[0].config, rows[0].image_tokens, med("encode_ms"), med("prefill_ms"),
                     med("prefill_tok_s"), med("decode_ms"), med("decode_tok_s"), med("merge_ms"),
-                    rows[0].image_tokens_merged)
+                    rows[0].image_tokens_merged, rows[0].prompt_tokens)
 
 
 def format_table(rows: list[BenchRow]) -> str:

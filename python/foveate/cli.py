@@ -132,8 +132,7 @@ def cmd_bench(a) -> int:
                             for _ in range(a.repetitions)])]
     if a.stock:
         from .bench import stock_row
-        n_prompt = rows[0].image_tokens if a.image is None else int(rows[0].prefill_tok_s *
-                                                                      rows[0].prefill_ms / 1e3)
+        n_prompt = rows[0].image_tokens if a.image is None else rows[0].prompt_tokens
         rows.insert(0, stock_row(a.model, n_prompt, a.n_decode, eng.threads, a.repetitions,
                                  kw.get("flash_attn")))
     print(f"model: {a.model}\nthreads: {eng.threads}  n_ctx: {eng.n_ctx}  "
