@@ -271,10 +271,20 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
     auto * st = static_cast<llama_fixation_state *>(state);
     llama_fixation_input * fi = st->active;
     st->active = nullptr;
-    if (!fi || !fi->sel_out || !fi->sel_out->buffer) {
+    if (!fi) {
+        // a ubatch that ran dense (a prefill, a new page) moved its sequences on: their last
+        // selection is stale, so the next fixation step starts them without a warm start
+        for (uint32_t i = 0; i < ubatch.n_tokens; ++i) {
+            for (int32_t j = 0; j < ubatch.n_seq_id[i]; ++j) {
+                st->cells.erase(ubatch.seq_id[i][j]);
+                st->images.erase(ubatch.seq_id[i][j]);
+            }
+        }
         return;
     }
-    GGML_UNUSED(ubatch);
+    if (!fi->sel_out || !fi->sel_out->buffer) {
+        return;
+    }
     ggml_backend_t be = ggml_backend_sched_get_tensor_backend(sched, fi->sel_out);
     if (be) {
         ggml_backend_synchronize(be);
@@ -350,12 +360,18 @@ extern "C" int32_t llama_fixation_set(struct llama_context * ctx, float ratio, i
     if (!st) {
         return 0;  // off and never on: nothing to do
     }
+    const std::vector<int32_t> focal_new(focal, focal + n_focal);
+    const bool same = st->cfg.enabled == (ratio > 0.0f) && st->cfg.ratio == ratio && st->cfg.k_min == k_min &&
+                      st->cfg.focal == focal_new && st->cfg.max_tokens == max_tokens;
     st->cfg.enabled = ratio > 0.0f;
     st->cfg.ratio = ratio;
     st->cfg.k_min = k_min;
-    st->cfg.focal.assign(focal, focal + n_focal);
+    st->cfg.focal = focal_new;
     st->cfg.max_tokens = max_tokens;
-    st->epoch++;
+    if (!same) {
+        st->epoch++;  // the graph must be rebuilt; an unchanged config keeps it
+    }
+    // every call starts each sequence afresh (no warm start from an earlier page)
     st->cells.clear();
     st->ordinal.clear();
     st->images.clear();

@@ -65,6 +65,32 @@ def test_fa_on_and_off_select_alike():
     ea.close(), eb.close()
 
 
+def _page_logits(eng, page, steps=12):
+    from foveate.images import load_page
+    n_past, _ = eng.prefill_page(load_page(page))
+    out = []
+    for _ in range(steps):
+        out.append(eng.logits().copy())
+        eng._decode_one(int(out[-1].argmax()), n_past)
+        n_past += 1
+    return np.stack(out)
+
+
+def test_a_page_reads_the_same_after_another_page():
+    """A new page's first step must not be warm-started from the previous page's selection
+    (both pages put their image in the same cells): results do not depend on history."""
+    kw = dict(n_ctx=2048, threads=2, flash_attn=True, fixation=0.05, fixation_k_min=4)
+    other = PAGE.with_name("heldout-00001.png")
+    eng = Engine(str(MODEL), str(MMPROJ), **kw)
+    _page_logits(eng, other, steps=20)
+    after = _page_logits(eng, PAGE)
+    eng.close()
+    eng = Engine(str(MODEL), str(MMPROJ), **kw)
+    fresh = _page_logits(eng, PAGE)
+    eng.close()
+    assert np.array_equal(after, fresh)
+
+
 def test_decode_graph_is_reused_with_fixation():
     _, eng = _logits_run(steps=20, flash_attn=True, fixation=0.05)
     perf = llama.llama_perf_context(eng._ctx)
