@@ -1,0 +1,246 @@
+"""Fixation on the reading model, simulated in its PyTorch twin: where does its attention go,
+and how well can ANY top-k selection do? Loads the committed F16 GGUFs (no checkpoint needed).
+
+    python models/reader/fixation_sim.py [--pages 12] [--ratio 0.05]
+
+Prints (1) per layer: share of attention on image tokens and effective number of image cells
+attended (exp of the entropy), per head; (2) recall: share of layer l's image attention mass
+inside the top-k of layer f's scores (same step / previous step); (3) greedy decoding CER on
+held-out pages for dense, foveate's method (one focal layer, warm start below it: what
+llama.cpp runs), an ORACLE (every layer attends to its own exact top-k: an upper bound for any
+top-k selection), each also with "compensation" (one extra pseudo-cell per KV head holding
+the mean K/V of the hidden image cells, logit + log(n_hidden); a candidate design, not in the
+ggml ops). Results: docs/benchmarks.md, "Fixation: why the reading model misses".
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import model as M  # noqa: E402
+import train as T  # noqa: E402
+from foveate import pages as P  # noqa: E402
+from foveate.evaluate import cer  # noqa: E402
+
+
+def load_committed(text=HERE / "foveate-reader-f16.gguf", proj=HERE / "foveate-reader-mmproj-f16.gguf"):
+    """The PyTorch twin with the weights of the committed GGUFs (inverse of train.gguf_weights)."""
+    import gguf
+
+    tok = T.CharTokenizer()
+    model = M.Reader(T.shape_for(tok))
+    tensors = {}
+    for path in (text, proj):
+        for t in gguf.GGUFReader(str(path)).tensors:
+            tensors[t.name] = torch.from_numpy(np.array(t.data, dtype=np.float32))
+    state = model.state_dict()
+    # gguf_weights maps each torch tensor to a GGUF name; run it on marker tensors to invert
+    with torch.no_grad():
+        for i, (k, v) in enumerate(state.items()):
+            v.fill_(float(i))
+    text_m, proj_m = T.gguf_weights(model)
+    index = {}
+    for g, arr in {**text_m, **proj_m}.items():
+        index.setdefault(int(round(float(arr.flat[0]) * (2 if g.startswith("v.patch_embd") else 1))), g)
+    new = {}
+    for i, (k, v) in enumerate(state.items()):
+        g = index[i]
+        w = tensors[g]
+        if g == "v.patch_embd.weight":
+            w = w + tensors["v.patch_embd.weight.1"]
+        new[k] = w.reshape(v.shape)
+    model.load_state_dict(new)
+    model.eval()
+    return tok, model
+
+
+class Sim:
+    def __init__(self, tok, model):
+        self.tok, self.m, self.s = tok, model, model.s
+        self.end = tok.special("<|im_end|>")
+
+    def _attend(self, q, K, V, bias):
+        rep = self.s.n_head // self.s.n_head_kv
+        K, V = K.repeat_interleave(rep, 0), V.repeat_interleave(rep, 0)
+        p = ((K @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(q.shape[-1]) + bias).softmax(-1)
+        return (p.unsqueeze(-1) * V).sum(1), p
+
+    def inputs(self, img_t, suffix):
+        """Embeddings and (t, y, x) positions of prefix + image + suffix, as llama.cpp lays them out."""
+        m = self.m
+        prefix, _ = self.tok.chat()
+        img, ph, pw = m.vision(img_t[None])
+        n_pre = len(prefix)
+        t = torch.arange(n_pre)
+        yy, xx = torch.meshgrid(torch.arange(ph), torch.arange(pw), indexing="ij")
+        im3 = torch.stack([torch.full((ph * pw,), n_pre), n_pre + yy.reshape(-1), n_pre + xx.reshape(-1)], 1)
+        t2 = n_pre + max(ph, pw) + torch.arange(len(suffix))
+        pos = torch.cat([torch.stack([t, t, t], 1), im3, torch.stack([t2, t2, t2], 1)], 0)
+        x = torch.cat([m.embed(torch.tensor([prefix])), img, m.embed(torch.tensor([suffix]))], 1)
+        return x, pos, (n_pre, n_pre + ph * pw)
+
+    def prefill(self, img_t):
+        m, s = self.m, self.s
+        x, pos, span = self.inputs(img_t, self.tok.chat()[1])
+        cos, sin = m.mrope(pos)
+        n = x.shape[1]
+        Ks, Vs = [], []
+        for blk in m.blocks:
+            h = blk.ln1(x)
+            Ks.append(M.rotate(blk.k(h).view(1, n, s.n_head_kv, -1).transpose(1, 2), cos, sin)[0])
+            Vs.append(blk.v(h).view(1, n, s.n_head_kv, -1).transpose(1, 2)[0])
+            x = blk(x, cos, sin)
+        return Ks, Vs, span, int(pos[-1, 0]), m.out(m.norm(x[:, -1]))[0]
+
+    @torch.no_grad()
+    def read(self, img_t, ratio=0.0, focal=(1,), oracle=False, comp=False, k_min=4, max_new=500):
+        m, s = self.m, self.s
+        Ks, Vs, (i0, i1), p, logits = self.prefill(img_t)
+        n_img = i1 - i0
+        k = min(n_img, max(k_min, math.ceil(ratio * n_img))) if ratio else n_img
+        out, nxt, prev = [], int(logits.argmax()), None
+        while nxt != self.end and len(out) < max_new:
+            out.append(nxt)
+            p += 1
+            cs, sn = m.mrope(torch.tensor([[p, p, p]]))
+            x = m.embed(torch.tensor([[nxt]]))
+            cur = prev  # layers below the first focal layer: the previous step's selection
+            for li, blk in enumerate(m.blocks):
+                h = blk.ln1(x)
+                q = M.rotate(blk.q(h).view(1, 1, s.n_head, -1).transpose(1, 2), cs, sn)[0, :, 0]
+                Ks[li] = torch.cat([Ks[li], M.rotate(blk.k(h).view(1, 1, s.n_head_kv, -1).transpose(1, 2), cs, sn)[0]], 1)
+                Vs[li] = torch.cat([Vs[li], blk.v(h).view(1, 1, s.n_head_kv, -1).transpose(1, 2)[0]], 1)
+                K, V = Ks[li], Vs[li]
+                sparse = k < n_img
+                if sparse and oracle:
+                    _, pr = self._attend(q, K, V, torch.zeros(s.n_head, K.shape[1]))
+                    cur = pr[:, i0:i1].sum(0).topk(k).indices.sort().values
+                if not sparse or cur is None or (li in focal and not oracle):
+                    a, pr = self._attend(q, K, V, torch.zeros(s.n_head, K.shape[1]))
+                    if sparse and li in focal:
+                        cur = pr[:, i0:i1].sum(0).topk(k).indices.sort().values
+                else:
+                    vis = torch.ones(K.shape[1], dtype=torch.bool)
+                    vis[i0:i1] = False
+                    vis[i0 + cur] = True
+                    Kv, Vv, bias = K[:, vis], V[:, vis], torch.zeros(s.n_head, int(vis.sum()))
+                    if comp:
+                        hid = torch.ones(n_img, dtype=torch.bool)
+                        hid[cur] = False
+                        Kv = torch.cat([Kv, K[:, i0:i1][:, hid].mean(1, keepdim=True)], 1)
+                        Vv = torch.cat([Vv, V[:, i0:i1][:, hid].mean(1, keepdim=True)], 1)
+                        bias = torch.cat([bias, torch.full((s.n_head, 1), math.log(int(hid.sum())))], 1)
+                    a, _ = self._attend(q, Kv, Vv, bias)
+                x = x + blk.o(a.reshape(1, 1, -1))
+                h2 = blk.ln2(x)
+                x = x + blk.down(F.silu(blk.gate(h2)) * blk.up(h2))
+            prev = cur
+            nxt = int(m.out(m.norm(x[:, -1]))[0].argmax())
+        return "".join(" " if self.tok.tokens[i] == "\u2581" else self.tok.tokens[i] for i in out)
+
+
+@torch.no_grad()
+def attention_table(tok, model, pages, ratio):
+    """Teacher-forced answer positions: image attention per layer/head and top-k recall."""
+    s = model.s
+    sim = Sim(tok, model)
+    prompt = tok.chat()[1]
+    stats = []
+    for img_t, truth in pages:
+        ids = tok.encode(truth) + [sim.end]
+        # teacher-forced pass, keeping each layer's probabilities of the answer rows
+        x, pos, (i0, i1) = sim.inputs(img_t, prompt + ids[:-1])
+        cos, sin = model.mrope(pos)
+        n = x.shape[1]
+        rows = slice(n - len(ids), n)
+        per_layer = []
+        for blk in model.blocks:
+            h = blk.ln1(x)
+            q = M.rotate(blk.q(h).view(1, n, s.n_head, -1).transpose(1, 2), cos, sin)
+            kk = M.rotate(blk.k(h).view(1, n, s.n_head_kv, -1).transpose(1, 2), cos, sin)
+            kk = kk.repeat_interleave(s.n_head // s.n_head_kv, 1)
+            a = (q @ kk.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+            a = a.masked_fill(torch.triu(torch.ones(n, n, dtype=torch.bool), 1), float("-inf")).softmax(-1)
+            per_layer.append(a[0, :, rows, i0:i1])
+            x = blk(x, cos, sin)
+        stats.append(per_layer)
+    n_img = stats[0][0].shape[-1]
+    k = max(4, math.ceil(ratio * n_img))
+    L = s.n_layer
+    print(f"image tokens {n_img}, k = {k} ({ratio:g})")
+    print("| layer | image share of attention, per head | effective image cells attended, per head |")
+    print("|---|---|---|")
+    for li in range(L):
+        pr = torch.cat([st[li] for st in stats], 1)             # H, rows, I
+        mass = pr.sum(-1)
+        pn = pr / mass.unsqueeze(-1)
+        eff = (-(pn.clamp_min(1e-12).log() * pn).sum(-1)).exp()
+        print(f"| {li} | {' / '.join(f'{v:.2f}' for v in mass.mean(1).tolist())} | "
+              f"{' / '.join(f'{v:.0f}' for v in eff.mean(1).tolist())} |")
+    print("\nrecall: share of layer l's image attention inside the top-k of layer f (same step / previous step)")
+    print("| f \\ l | " + " | ".join(str(li) for li in range(L)) + " |")
+    print("|---" * (L + 1) + "|")
+    for f in range(L):
+        cells = []
+        for li in range(L):
+            same, prev = [], []
+            for st in stats:
+                top = st[f].sum(0).topk(k, -1).indices           # rows, k
+                pl = st[li].sum(0)
+                tot = pl.sum(-1)
+                same.append(pl.gather(-1, top).sum(-1) / tot)
+                prev.append(pl[1:].gather(-1, top[:-1]).sum(-1) / tot[1:])
+            cells.append(f"{torch.cat(same).mean():.2f} / {torch.cat(prev).mean():.2f}")
+        print(f"| {f} | " + " | ".join(cells) + " |")
+
+
+def held_out_pages(n, start=100):
+    spec = P.PageSpec(cols=T.COLS, rows=16, margin=1)
+    out = []
+    for i in range(start, start + n):
+        lines = P.make_lines(P._rng("heldout", i), spec)
+        out.append((T.pixels(P.render(lines, spec)), "\n".join(lines)))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pages", type=int, default=12)
+    ap.add_argument("--ratio", type=float, default=0.05)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    tok, model = load_committed()
+    pages = held_out_pages(args.pages)
+    attention_table(tok, model, pages[:4], args.ratio)
+    sim = Sim(tok, model)
+    f = model.s.n_layer // 3
+    last = model.s.n_layer - 1
+    configs = [("dense", {})]
+    for f, why in ((model.s.n_layer // 3, "default n_layer/3"), (2, "calibrated"), (last, "last")):
+        configs += [(f"method, focal {f} ({why})", dict(focal=(f,))),
+                    (f"method, focal {f} ({why}), compensation", dict(focal=(f,), comp=True))]
+    configs += [("oracle (each layer its own top-k)", dict(oracle=True)),
+                ("oracle, compensation", dict(oracle=True, comp=True))]
+    print(f"\ngreedy decoding, {len(pages)} held-out pages (heldout 100..), ratio {args.ratio:g}, k_min 4")
+    print("| config | CER | accuracy |")
+    print("|---|---|---|")
+    for name, cfg in configs:
+        err = tot = 0.0
+        for img_t, truth in pages:
+            text = sim.read(img_t, ratio=args.ratio if cfg else 0.0, **cfg)
+            err += cer(text, truth) * len(truth)
+            tot += len(truth)
+        print(f"| {name} | {err / tot:.4f} | {1 - err / tot:.4f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
