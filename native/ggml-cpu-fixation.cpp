@@ -133,6 +133,22 @@ extern "C" void ggml_compute_forward_fix_select(const struct ggml_compute_params
 
     for (int64_t s = 0; s < S; ++s) {
         for (int64_t t = 0; t < T; ++t) {
+            const int32_t b_req = ((const int32_t *) budget->data)[s*T + t];
+            const int32_t * img_row = (const int32_t *) row_ptr(img, t, s, 0);
+            if (b_req < 0) {
+                // not refreshed: the row's list is its selection (every thread skips alike)
+                if (ith == 0) {
+                    int32_t * out = (int32_t *) ((char *) dst->data + t*dst->nb[1] + s*dst->nb[2]);
+                    int64_t n = 0;
+                    for (int64_t i = 0; i < n_img && n < K; ++i) {
+                        if (img_row[i] >= 0 && img_row[i] < N) {
+                            out[n++] = img_row[i];
+                        }
+                    }
+                    std::fill(out + n, out + K, -1);
+                }
+                continue;
+            }
             // phase 1: logits of this thread's cells, all heads
             convert_q(q, k, t, s, 0, H, qb);
             float * tmax = w.tmax + ith*H;
@@ -180,7 +196,6 @@ extern "C" void ggml_compute_forward_fix_select(const struct ggml_compute_params
                 }
                 lse[h] = M[h] == -INFINITY ? INFINITY : M[h] + (float) log(sum);
             }
-            const int32_t * img_row = (const int32_t *) row_ptr(img, t, s, 0);
             for (int64_t i = i0; i < i1; ++i) {
                 const int32_t c = img_row[i];
                 float sc = -INFINITY;
@@ -201,7 +216,6 @@ extern "C" void ggml_compute_forward_fix_select(const struct ggml_compute_params
                         w.order[n++] = (int32_t) i;
                     }
                 }
-                const int32_t b_req = ((const int32_t *) budget->data)[s*T + t];
                 const int64_t b = std::max<int64_t>(0, std::min<int64_t>({(int64_t) b_req, n, K}));
                 const float * sc = w.score;
                 auto better = [sc](int32_t a, int32_t b2) { return sc[a] > sc[b2] || (sc[a] == sc[b2] && a < b2); };

@@ -668,6 +668,23 @@ static __global__ void __launch_bounds__(FIX_SEL_NT) fix_select_topk(
     int32_t * out = (int32_t *) (dst + t*nbd1 + s*nbd2);
 
     int b = *(const int32_t *) (bud + t*nbb0 + s*nbb1);
+    if (b < 0) {
+        // not refreshed: the row's list is its selection (valid ids, first K), -1 after
+        if (tid == 0) {
+            const char * irow = idx + (int64_t) t*nbi1 + (int64_t) s*nbi2;
+            int n = 0;
+            for (int e = 0; e < n_img && n < K; ++e) {
+                const int32_t c = *(const int32_t *) (irow + (int64_t) e*nbi0);
+                if (c >= 0) {
+                    out[n++] = c;
+                }
+            }
+            for (; n < K; ++n) {
+                out[n] = -1;
+            }
+        }
+        return;
+    }
     b = max(0, min(b, K));
 
     if (tid == 0) {

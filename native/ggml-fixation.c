@@ -7,7 +7,8 @@
 //   index lists I32 [n, T, S] with cell ids in [0, N) or -1 (padding, ignored).
 // fix_select -> I32 [k_max, T, S]: per row, score(c) = sum over query heads of
 //   softmax_c(scale*q.k_c + mask) taken over all cells; the budget[t,s] best cells of the
-//   row's img_idx with a finite mask, ascending, then -1.
+//   row's img_idx with a finite mask, ascending, then -1. A row with budget < 0 is not
+//   refreshed: its output is its img_idx list itself (valid ids, first k_max), no scoring.
 // fix_attn -> F32 [Dv, H, T, S]: attention over the listed cells only (idx_a then idx_b),
 //   with the mask still applied; a row with no visible cell gives 0.
 #include "ggml.h"

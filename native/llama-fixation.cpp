@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 struct llama_fixation_input {
     llama_fixation_state * st = nullptr;
@@ -27,6 +28,7 @@ struct llama_fixation_input {
     int64_t n_kv = 0, n_tps = 0, n_stream = 0, n_img_max = 0, k_max = 0;
     std::vector<int32_t> focal;
     int64_t n_layer = 0;
+    bool refresh_mode = false;        // R > 1: focal layers attend through fix_attn to img_idx
 
     ggml_tensor * img_idx = nullptr;  // I32 [n_img_max, n_tps, n_stream]
     ggml_tensor * budget  = nullptr;  // I32 [n_tps, n_stream]
@@ -38,6 +40,7 @@ struct llama_fixation_input {
     std::vector<int32_t> row_seq;                 // set_input: sequence of each row
     std::vector<std::vector<int32_t>> row_img;    // set_input: image cells of each row
     std::vector<int64_t> row_warm;                // set_input: warm-start size of each row
+    std::vector<int64_t> row_focal;               // set_input: image cells its focal layers see
 };
 
 namespace {
@@ -133,6 +136,7 @@ std::shared_ptr<llama_fixation_input> llama_fixation_make_input(
     }
     std::sort(fi->focal.begin(), fi->focal.end());
     fi->n_layer = hparams.n_layer();
+    fi->refresh_mode = fi->st->cfg.refresh > 1;
     fi->st->focal_used = fi->focal;
 
     auto input = [&](int64_t ne0, int64_t ne1, int64_t ne2, const char * name) {
@@ -168,6 +172,7 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
     fi.row_seq.assign(n_rows, -1);
     fi.row_img.assign(n_rows, {});
     fi.row_warm.assign(n_rows, 0);
+    fi.row_focal.assign(n_rows, 0);
     std::vector<int32_t> text;
     for (int64_t r = 0; r < n_rows; ++r) {
         const llama_seq_id seq = ubatch->seq_id[r][0];
@@ -176,12 +181,21 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
         scan_cells(mctx, seq, fi.n_kv, im, &text);
         GGML_ASSERT((int64_t) im.size() <= fi.n_img_max);  // can_reuse rebuilds otherwise
         fi.row_seq[r] = seq;
+        // the sequence's last selection, if it was made over these same image cells
+        auto prev = st->cells.find(seq);
+        auto prev_img = st->images.find(seq);
+        const bool have_prev = prev != st->cells.end() && prev_img != st->images.end() && prev_img->second == im;
+        // refresh interval R: without a previous selection, or every R-th step, score afresh;
+        // otherwise the focal layers attend to the previous selection and pass it on
+        const bool refresh = !fi.refresh_mode || !have_prev || st->steps[seq] % st->cfg.refresh == 0;
+        const std::vector<int32_t> & focal_list = refresh ? im : prev->second;
+        fi.row_focal[r] = (int64_t) focal_list.size();
         if (img) {
             std::fill(img + r*fi.n_img_max, img + (r + 1)*fi.n_img_max, -1);
-            std::copy(im.begin(), im.end(), img + r*fi.n_img_max);
+            std::copy(focal_list.begin(), focal_list.end(), img + r*fi.n_img_max);
         }
         if (bud) {
-            bud[r] = (int32_t) budget_for(st->cfg, (int64_t) im.size());
+            bud[r] = refresh ? (int32_t) budget_for(st->cfg, (int64_t) im.size()) : -1;
         }
         if (txt) {
             std::fill(txt + r*fi.n_kv, txt + (r + 1)*fi.n_kv, -1);
@@ -190,11 +204,9 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
         if (!pre) {
             continue;
         }
-        // warm start: the sequence's last selection, if it was made over these same image cells
+        // warm start of the layers below the first focal layer
         std::fill(pre + r*fi.n_img_max, pre + (r + 1)*fi.n_img_max, -1);
-        auto prev = st->cells.find(seq);
-        auto prev_img = st->images.find(seq);
-        if (prev != st->cells.end() && prev_img != st->images.end() && prev_img->second == im) {
+        if (have_prev) {
             // the reader's eye moves on: add the cells that follow each selected one
             std::vector<int32_t> warm = prev->second;
             for (int32_t c : prev->second) {
@@ -247,6 +259,12 @@ ggml_tensor * llama_fixation_build_attn(
     qp = ggml_permute(ctx0, qp, 0, 2, 1, 3);
     ggml_tensor * kp = ggml_permute(ctx0, k, 0, 2, 1, 3);
 
+    const bool v_trans = v->nb[1] > v->nb[2];
+    ggml_tensor * vp = ggml_permute(ctx0, v, 0, 2, 1, 3);
+    if (v_trans) {
+        vp = ggml_transpose(ctx0, vp);
+    }
+    ggml_tensor * cur = nullptr;
     if (std::binary_search(fi.focal.begin(), fi.focal.end(), il)) {
         ggml_tensor * sel = ggml_fix_select(ctx0, qp, kp, kq_mask, fi.img_idx, fi.budget, fi.k_max, kq_scale);
         ggml_format_name(sel, "fix_select-%d", il);
@@ -254,15 +272,16 @@ ggml_tensor * llama_fixation_build_attn(
         ggml_build_forward_expand(gf, sel);
         fi.sel_cur = sel;
         fi.sel_out = sel;
-        return nullptr;  // the focal layer itself attends densely (stock path)
+        if (!fi.refresh_mode) {
+            return nullptr;  // R = 1: the focal layer itself attends densely (stock path)
+        }
+        // R > 1: text + img_idx, which holds every image cell on refresh steps and the
+        // previous selection on the others
+        cur = ggml_fix_attn(ctx0, qp, kp, vp, kq_mask, fi.txt_idx, fi.img_idx, kq_scale);
+    } else {
+        cur = ggml_fix_attn(ctx0, qp, kp, vp, kq_mask, fi.txt_idx,
+                            fi.sel_cur ? fi.sel_cur : fi.pre_idx, kq_scale);
     }
-    const bool v_trans = v->nb[1] > v->nb[2];
-    ggml_tensor * vp = ggml_permute(ctx0, v, 0, 2, 1, 3);
-    if (v_trans) {
-        vp = ggml_transpose(ctx0, vp);
-    }
-    ggml_tensor * cur = ggml_fix_attn(ctx0, qp, kp, vp, kq_mask, fi.txt_idx,
-                                      fi.sel_cur ? fi.sel_cur : fi.pre_idx, kq_scale);
     ggml_format_name(cur, "fix_attn-%d", il);
     return ggml_reshape_2d(ctx0, cur, cur->ne[0]*cur->ne[1], cur->ne[2]*cur->ne[3]);
 }
@@ -278,6 +297,7 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
             for (int32_t j = 0; j < ubatch.n_seq_id[i]; ++j) {
                 st->cells.erase(ubatch.seq_id[i][j]);
                 st->images.erase(ubatch.seq_id[i][j]);
+                st->steps.erase(ubatch.seq_id[i][j]);
             }
         }
         return;
@@ -290,6 +310,9 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
         ggml_backend_synchronize(be);
     }
     std::vector<int32_t> sel(ggml_nelements(fi->sel_out));
+    for (int32_t seq : std::set<int32_t>(fi->row_seq.begin(), fi->row_seq.end())) {
+        st->steps[seq] += 1;  // once per ubatch, whatever its rows per sequence
+    }
     ggml_backend_tensor_get(fi->sel_out, sel.data(), 0, sel.size()*sizeof(int32_t));
     for (size_t r = 0; r < fi->row_seq.size(); ++r) {
         const int32_t seq = fi->row_seq[r];
@@ -307,7 +330,7 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
         // on focal layers, the fresh selection above (layers are counted once each)
         const int64_t n_below = fi->focal.front(), n_focal = (int64_t) fi->focal.size();
         const int64_t n_above = fi->n_layer - n_below - n_focal;
-        st->sum_attended += (double) (n_below*fi->row_warm[r] + n_focal*(int64_t) im.size() +
+        st->sum_attended += (double) (n_below*fi->row_warm[r] + n_focal*fi->row_focal[r] +
                                       n_above*(int64_t) cells.size()) / (double) fi->n_layer;
         st->sum_k += (double) cells.size();
         st->sum_img += (double) im.size();
@@ -375,6 +398,19 @@ extern "C" int32_t llama_fixation_set(struct llama_context * ctx, float ratio, i
     st->cells.clear();
     st->ordinal.clear();
     st->images.clear();
+    st->steps.clear();
+    return 0;
+}
+
+extern "C" int32_t llama_fixation_set_refresh(struct llama_context * ctx, int32_t refresh) {
+    llama_fixation_state * st = ctx ? get_state(ctx, true) : nullptr;
+    if (!st || refresh < 1) {
+        return -1;
+    }
+    if (st->cfg.refresh != refresh) {
+        st->cfg.refresh = refresh;
+        st->epoch++;  // R = 1 and R > 1 build different focal layers
+    }
     return 0;
 }
 

@@ -26,11 +26,14 @@ struct llama_fixation_config {
     int32_t max_tokens = 8;      // ubatches with more tokens per sequence (prefill) run dense
     int32_t dilation   = 0;      // warm start: also the next `dilation` image cells (reading
                                  // order) after each cell of the previous selection
+    int32_t refresh    = 1;      // R: focal layers score every R-th step of a sequence; on the
+                                 // other steps they attend to the previous selection and keep it
 };
 
 // foveate extension without a llama.h declaration (so llama.h-dependent code does not
 // rebuild): extern "C" int32_t llama_fixation_set_dilation(llama_context *, int32_t)
 //           extern "C" double  llama_fixation_get_attended(llama_context *)  (mean over layers)
+//           extern "C" int32_t llama_fixation_set_refresh(llama_context *, int32_t)
 
 struct llama_fixation_input;
 
@@ -41,6 +44,7 @@ struct llama_fixation_state {
     std::map<int32_t, std::vector<int32_t>> cells;    // seq -> cells selected at its last step
     std::map<int32_t, std::vector<int32_t>> ordinal;  // seq -> same, as image-token ordinals
     std::map<int32_t, std::vector<int32_t>> images;   // seq -> its image cells at that step
+    std::map<int32_t, int64_t> steps;                 // seq -> fixation steps since its history began
     std::vector<int32_t> focal_used;                  // focal layers of the last graph
     double   sum_k  = 0.0;                            // stats: image cells selected (layers above focal)
     double   sum_attended = 0.0;                      //        image cells attended, mean over all layers

@@ -38,10 +38,10 @@ def eng_page(eng):
     return load_page(PAGE)
 
 
-@pytest.mark.parametrize("flash_attn", [True, False])
-def test_ratio_one_is_bit_identical_to_off(flash_attn):
+@pytest.mark.parametrize("flash_attn,refresh", [(True, 1), (False, 1), (True, 3)])
+def test_ratio_one_is_bit_identical_to_off(flash_attn, refresh):
     off, e0 = _logits_run(flash_attn=flash_attn)
-    one, e1 = _logits_run(flash_attn=flash_attn, fixation=1.0)
+    one, e1 = _logits_run(flash_attn=flash_attn, fixation=1.0, fixation_refresh=refresh)
     assert np.array_equal(off, one)
     e0.close(), e1.close()
 
@@ -55,6 +55,37 @@ def test_sparse_path_runs_and_selects_the_budget():
     assert len(sel) == math.ceil(0.05 * IMAGE_TOKENS)
     assert sel == sorted(set(sel)) and 0 <= sel[0] and sel[-1] < IMAGE_TOKENS
     e0.close(), eng.close()
+
+
+def _selections(steps, **kw):
+    eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, flash_attn=True, **kw)
+    n_past, _ = eng.prefill_page(eng_page(eng))
+    sels, logits = [], []
+    for _ in range(steps):
+        logits.append(eng.logits().copy())
+        eng._decode_one(int(logits[-1].argmax()), n_past)
+        n_past += 1
+        sels.append(eng.fixation_selection(0))
+    return sels, np.stack(logits), eng
+
+
+def test_refresh_interval_keeps_the_selection_between_refreshes():
+    """R = 3: the focal layer re-selects at steps 0, 3, 6, ...; in between it attends to the
+    previous selection and passes it on unchanged, without rebuilding the graph."""
+    k = math.ceil(0.05 * IMAGE_TOKENS)
+    sels, _, eng = _selections(12, fixation=0.05, fixation_k_min=4, fixation_refresh=3)
+    assert all(len(s) == k for s in sels)
+    for t in range(12):
+        if t % 3:
+            assert sels[t] == sels[t - 1], f"step {t} is not a refresh step but its selection moved"
+    assert len({tuple(sels[t]) for t in (0, 3, 6, 9)}) > 1, "refresh steps never moved the selection"
+    assert llama.llama_perf_context(eng._ctx).n_reused >= 9
+    eng.close()
+    # R = 1 (the default) re-selects every step: the reading head moves more often
+    every, _, eng = _selections(12, fixation=0.05, fixation_k_min=4)
+    assert sum(every[t] != every[t - 1] for t in range(1, 12)) > sum(
+        sels[t] != sels[t - 1] for t in range(1, 12))
+    eng.close()
 
 
 def test_fa_on_and_off_select_alike():
@@ -114,7 +145,8 @@ def test_stats_report_attended_tokens_and_focal_layers():
 
 @pytest.mark.parametrize("kw,msg", [(dict(fixation=1.5), "ratio"), (dict(fixation=-0.1), "ratio"),
                                     (dict(fixation=0.05, focal_layers=[99]), "out of range"),
-                                    (dict(fixation=0.05, fixation_k_min=0), "k_min")])
+                                    (dict(fixation=0.05, fixation_k_min=0), "k_min"),
+                                    (dict(fixation=0.05, fixation_refresh=0), "refresh")])
 def test_bad_fixation_arguments_raise(kw, msg):
     with pytest.raises(ValueError, match=msg):
         Engine(str(MODEL), str(MMPROJ), n_ctx=512, **kw)

@@ -99,8 +99,9 @@ Inputs make_inputs(const Case & c, int64_t n_img, bool all_lists) {
         int64_t n = r % 3 == 2 ? n_img - 3 : n_img;  // some rows shorter, -1 padded
         for (int64_t i = 0; i < n; ++i) in.img[r * n_img + i] = (int32_t) (img0 + i);
         std::shuffle(in.img.begin() + r * n_img, in.img.begin() + r * n_img + n, rng);
-        const int32_t budgets[] = {0, 1, (int32_t) (n_img / 20 + 1), (int32_t) n_img / 3, (int32_t) n_img + 5};
-        in.budget[r] = budgets[(r + n_img) % 5];
+        // -1: a row that is not refreshed (its list is copied, not scored)
+        const int32_t budgets[] = {0, 1, (int32_t) (n_img / 20 + 1), (int32_t) n_img / 3, (int32_t) n_img + 5, -1};
+        in.budget[r] = budgets[(r + n_img) % 6];
     }
     // attention lists: text cells (not image) in idx_a, a random image subset in idx_b
     in.na = c.N;
@@ -229,6 +230,17 @@ std::string run_case(ggml_backend_t be, const Case & c, const char * op, int & f
         for (int64_t s = 0; s < c.S; ++s)
             for (int64_t t = 0; t < c.T; ++t) {
                 const int64_t r = s * c.T + t;
+                if (in.budget[r] < 0) {
+                    std::vector<int32_t> want(K, -1);
+                    for (int64_t i = 0, n = 0; i < n_img && n < K; ++i)
+                        if (in.img[r * n_img + i] >= 0) want[n++] = in.img[r * n_img + i];
+                    if (!std::equal(want.begin(), want.end(), &got[r * K])) {
+                        failures++;
+                        snprintf(msg, sizeof msg, "row %lld (not refreshed): list not copied", (long long) r);
+                        return msg;
+                    }
+                    continue;
+                }
                 std::vector<double> sc = ref_scores(c, in, t, s, scale);
                 std::vector<int32_t> cand;
                 for (int64_t i = 0; i < n_img; ++i) {

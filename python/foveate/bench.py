@@ -37,6 +37,10 @@ class BenchRow:
     prompt_tokens: int = 0         # every prefilled token (text and image)
 
 
+def _refresh_tag(refresh: int) -> str:
+    return f", refresh {refresh}" if refresh > 1 else ""
+
+
 def _decode_fixed(eng: Engine, n_past: int, n: int) -> float:
     """Greedy-decode exactly n tokens from n_past; return seconds."""
     t0 = time.perf_counter()
@@ -157,7 +161,8 @@ def _decode_fixed_parallel(eng: Engine, n_past: int, n: int, n_seq: int) -> floa
 
 def run_parallel_configs(eng: Engine, image_tokens: int, n_decode: int, n_seq: int,
                          fixations: tuple[float, ...] = (0.0,), repetitions: int = 3,
-                         fixation_k_min: int = 16, focal_layers=None) -> list[BenchRow]:
+                         fixation_k_min: int = 16, focal_layers=None,
+                         refresh: int = 1) -> list[BenchRow]:
     """n_seq pages decoding together: one synthetic image prefilled for sequence 0 and shared
     by sequences 1..n_seq-1 (llama_memory_seq_cp on a unified cache: every sequence owns
     the same image cells, so each row attends to a full page), then n_seq tokens per step.
@@ -176,7 +181,7 @@ def run_parallel_configs(eng: Engine, image_tokens: int, n_decode: int, n_seq: i
     _decode_fixed_parallel(eng, n_past, min(2, n_decode), n_seq)  # warm-up
     for _ in range(repetitions):
         for r in fixations:
-            eng.set_fixation(r, fixation_k_min, focal_layers)
+            eng.set_fixation(r, fixation_k_min, focal_layers, refresh=refresh)
             for timed in (False, True):  # the untimed step builds this config's graph
                 for s in range(n_seq):
                     llama.llama_memory_seq_rm(mem, s, n_past, -1)
@@ -186,7 +191,8 @@ def run_parallel_configs(eng: Engine, image_tokens: int, n_decode: int, n_seq: i
     rows = []
     for r in fixations:
         dt = statistics.median(per[r])
-        name = (f"foveate x{n_seq}, fixation off" if r == 0 else f"foveate x{n_seq}, fixation {r:g}")
+        name = (f"foveate x{n_seq}, fixation off" if r == 0
+                else f"foveate x{n_seq}, fixation {r:g}{_refresh_tag(refresh)}")
         rows.append(BenchRow(name, image_tokens, 0.0, pre, image_tokens / (pre / 1e3), dt * 1e3,
                              n_decode * n_seq / dt if dt else 0.0))
     return rows
@@ -234,7 +240,7 @@ def stock_row(model: str, n_prompt: int, n_decode: int, threads: int, repetition
 
 def run_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32,
                 fixations: tuple[float, ...] = (0.0,), repetitions: int = 3,
-                fixation_k_min: int = 16, focal_layers=None) -> list[BenchRow]:
+                fixation_k_min: int = 16, focal_layers=None, refresh: int = 1) -> list[BenchRow]:
     """Prefill once, then time the same fixed-length decode under each fixation ratio
     (0 = dense), interleaved, `repetitions` times; the decoded tokens are removed from the
     cache between runs, so every row decodes from the identical context. Median per row."""
@@ -244,7 +250,7 @@ def run_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 
     _decode_fixed(eng, n_past, min(4, n_decode))  # warm-up
     for _ in range(repetitions):
         for r in fixations:
-            eng.set_fixation(r, fixation_k_min, focal_layers)
+            eng.set_fixation(r, fixation_k_min, focal_layers, refresh=refresh)
             # one untimed step builds this config's graph; the timed steps then reuse it
             llama.llama_memory_seq_rm(mem, 0, n_past, -1)
             _decode_fixed(eng, n_past, 1)
@@ -255,7 +261,7 @@ def run_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 
     rows = []
     for r in fixations:
         dt = statistics.median(per[r])
-        name = "foveate, fixation off" if r == 0 else f"foveate, fixation {r:g}"
+        name = "foveate, fixation off" if r == 0 else f"foveate, fixation {r:g}{_refresh_tag(refresh)}"
         rows.append(BenchRow(name, first.image_tokens, first.encode_ms, first.prefill_ms,
                              first.prefill_tok_s, dt * 1e3, n_decode / dt if dt else 0.0))
     return rows

@@ -30,6 +30,8 @@ def _fixation_args(p: argparse.ArgumentParser) -> None:
                    help="auto (calibrated, else a third of the depth) or layer indices: 7,12")
     p.add_argument("--fixation-dilation", type=int, default=0,
                    help="warm start also attends the N image tokens after each selected one")
+    p.add_argument("--fixation-refresh", type=int, default=1, metavar="R",
+                   help="focal layers re-select every R-th step (1 = every step)")
 
 
 def _merge_args(p: argparse.ArgumentParser) -> None:
@@ -54,7 +56,8 @@ def _engine_kwargs(a) -> dict:
               threads=a.threads, flash_attn=fa)
     if isinstance(getattr(a, "fixation", None), float) and a.fixation:
         kw.update(fixation=a.fixation, fixation_k_min=a.fixation_k_min,
-                  focal_layers=_focal(a.focal_layers), fixation_dilation=a.fixation_dilation)
+                  focal_layers=_focal(a.focal_layers), fixation_dilation=a.fixation_dilation,
+                  fixation_refresh=a.fixation_refresh)
     if getattr(a, "merge", "off") not in ("off", None):
         kw.update(merge=a.merge)
     return kw
@@ -115,7 +118,8 @@ def cmd_bench(a) -> int:
     if a.parallel > 1:
         from .bench import run_parallel_configs
         rows = run_parallel_configs(eng, a.image_tokens, a.n_decode, a.parallel, (0.0, *fix),
-                                    a.repetitions, a.fixation_k_min, _focal(a.focal_layers))
+                                    a.repetitions, a.fixation_k_min, _focal(a.focal_layers),
+                                    a.fixation_refresh)
     elif merges:
         from .bench import run_merge_configs
         from .merging import parse_merge
@@ -125,7 +129,8 @@ def cmd_bench(a) -> int:
                                  a.repetitions)
     elif fix:  # one prefill, then dense and each ratio decode from the same cache
         rows = run_configs(eng, a.image, a.image_tokens or 0, a.n_decode, (0.0, *fix),
-                           a.repetitions, a.fixation_k_min, _focal(a.focal_layers))
+                           a.repetitions, a.fixation_k_min, _focal(a.focal_layers),
+                           a.fixation_refresh)
     else:
         run_once(eng, a.image, a.image_tokens or 0, n_decode=min(4, a.n_decode))  # warm-up
         rows = [median_row([run_once(eng, a.image, a.image_tokens or 0, n_decode=a.n_decode)
@@ -243,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="add a row per fixation ratio (decoded from the same prefilled cache)")
     b.add_argument("--fixation-k-min", type=int, default=16)
     b.add_argument("--focal-layers", default="auto")
+    b.add_argument("--fixation-refresh", type=int, default=1, metavar="R",
+                   help="focal layers re-select every R-th step (fixation rows)")
     b.add_argument("--merge", default="", metavar="M1,M2",
                    help="add a row per merge setting (keep ratio or auto) beside merging off")
     b.add_argument("--parallel", type=int, default=1, metavar="N",

@@ -73,7 +73,8 @@ class Engine:
                  threads: int | None = None, flash_attn: bool | None = None,
                  image_max_pixels: int = MAX_PIXELS, fixation: float | None = None,
                  fixation_k_min: int = 16, focal_layers: list[int] | None = None,
-                 fixation_max_tokens: int = 8, fixation_dilation: int = 0, n_seq: int = 1,
+                 fixation_max_tokens: int = 8, fixation_dilation: int = 0,
+                 fixation_refresh: int = 1, n_seq: int = 1,
                  kv_unified: bool = False, merge=None):
         self.model_path = str(model)
         self.mmproj_path = str(mmproj) if mmproj is not None else None
@@ -128,7 +129,7 @@ class Engine:
 
         self.fixation = 0.0
         self.set_fixation(fixation or 0.0, fixation_k_min, focal_layers, fixation_max_tokens,
-                          fixation_dilation)
+                          fixation_dilation, fixation_refresh)
 
         self._batch = llama.llama_batch_init(1, 0, 1)
         self._template = llama.llama_model_chat_template(self._model, None)
@@ -172,7 +173,7 @@ class Engine:
         stats.merge_ms += ms.value
 
     def set_fixation(self, ratio: float, k_min: int = 16, focal_layers=None,
-                     max_tokens: int = 8, dilation: int = 0) -> None:
+                     max_tokens: int = 8, dilation: int = 0, refresh: int = 1) -> None:
         """Decode-time visual KV selection: attend to `ratio` of the image tokens per step
         (0 = off). `focal_layers` None / "auto": the layer `foveate calibrate` chose for this
         model file, else one layer at a third of the depth."""
@@ -193,6 +194,8 @@ class Engine:
             raise ValueError(f"fixation max_tokens must be >= 1, got {max_tokens}")
         if dilation < 0:
             raise ValueError(f"fixation dilation must be >= 0, got {dilation}")
+        if int(refresh) != refresh or refresh < 1:
+            raise ValueError(f"fixation refresh interval must be an integer >= 1, got {refresh}")
         arr = (ctypes.c_int32 * max(1, len(focal)))(*[int(f) for f in focal])
         rc = B.fixation.llama_fixation_set(self._ctx, ratio, int(k_min), arr, len(focal),
                                            int(max_tokens))
@@ -201,6 +204,7 @@ class Engine:
                              f"focal={focal} (code {rc})")
         if ratio > 0:
             B.fixation.llama_fixation_set_dilation(self._ctx, int(dilation))
+            B.fixation.llama_fixation_set_refresh(self._ctx, int(refresh))
         self.fixation = ratio
 
     def logits(self, i: int = -1):
