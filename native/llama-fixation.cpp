@@ -182,13 +182,12 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
         GGML_ASSERT((int64_t) im.size() <= fi.n_img_max);  // can_reuse rebuilds otherwise
         fi.row_seq[r] = seq;
         // the sequence's last selection, if it was made over these same image cells
-        auto prev = st->cells.find(seq);
-        auto prev_img = st->images.find(seq);
-        const bool have_prev = prev != st->cells.end() && prev_img != st->images.end() && prev_img->second == im;
+        auto hist = st->history.find(seq);
+        const bool have_prev = hist != st->history.end() && hist->second.images == im;
         // refresh interval R: without a previous selection, or every R-th step, score afresh;
         // otherwise the focal layers attend to the previous selection and pass it on
-        const bool refresh = !fi.refresh_mode || !have_prev || st->steps[seq] % st->cfg.refresh == 0;
-        const std::vector<int32_t> & focal_list = refresh ? im : prev->second;
+        const bool refresh = !fi.refresh_mode || !have_prev || hist->second.steps % st->cfg.refresh == 0;
+        const std::vector<int32_t> & focal_list = refresh ? im : hist->second.cells;
         fi.row_focal[r] = (int64_t) focal_list.size();
         if (img) {
             std::fill(img + r*fi.n_img_max, img + (r + 1)*fi.n_img_max, -1);
@@ -208,8 +207,8 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
         std::fill(pre + r*fi.n_img_max, pre + (r + 1)*fi.n_img_max, -1);
         if (have_prev) {
             // the reader's eye moves on: add the cells that follow each selected one
-            std::vector<int32_t> warm = prev->second;
-            for (int32_t c : prev->second) {
+            std::vector<int32_t> warm = hist->second.cells;
+            for (int32_t c : hist->second.cells) {
                 const auto o = std::lower_bound(im.begin(), im.end(), c) - im.begin();
                 for (int32_t d = 1; d <= st->cfg.dilation && o + d < (int64_t) im.size(); ++d) {
                     warm.push_back(im[o + d]);
@@ -259,13 +258,8 @@ ggml_tensor * llama_fixation_build_attn(
     qp = ggml_permute(ctx0, qp, 0, 2, 1, 3);
     ggml_tensor * kp = ggml_permute(ctx0, k, 0, 2, 1, 3);
 
-    const bool v_trans = v->nb[1] > v->nb[2];
-    ggml_tensor * vp = ggml_permute(ctx0, v, 0, 2, 1, 3);
-    if (v_trans) {
-        vp = ggml_transpose(ctx0, vp);
-    }
-    ggml_tensor * cur = nullptr;
-    if (std::binary_search(fi.focal.begin(), fi.focal.end(), il)) {
+    const bool focal = std::binary_search(fi.focal.begin(), fi.focal.end(), il);
+    if (focal) {
         ggml_tensor * sel = ggml_fix_select(ctx0, qp, kp, kq_mask, fi.img_idx, fi.budget, fi.k_max, kq_scale);
         ggml_format_name(sel, "fix_select-%d", il);
         ggml_set_output(sel);
@@ -275,13 +269,16 @@ ggml_tensor * llama_fixation_build_attn(
         if (!fi.refresh_mode) {
             return nullptr;  // R = 1: the focal layer itself attends densely (stock path)
         }
-        // R > 1: text + img_idx, which holds every image cell on refresh steps and the
-        // previous selection on the others
-        cur = ggml_fix_attn(ctx0, qp, kp, vp, kq_mask, fi.txt_idx, fi.img_idx, kq_scale);
-    } else {
-        cur = ggml_fix_attn(ctx0, qp, kp, vp, kq_mask, fi.txt_idx,
-                            fi.sel_cur ? fi.sel_cur : fi.pre_idx, kq_scale);
     }
+    const bool v_trans = v->nb[1] > v->nb[2];
+    ggml_tensor * vp = ggml_permute(ctx0, v, 0, 2, 1, 3);
+    if (v_trans) {
+        vp = ggml_transpose(ctx0, vp);
+    }
+    // text cells plus: on a focal layer with R > 1, img_idx (every image cell on refresh steps,
+    // the previous selection on the others); elsewhere the current selection or the warm start
+    ggml_tensor * image_list = focal ? fi.img_idx : fi.sel_cur ? fi.sel_cur : fi.pre_idx;
+    ggml_tensor * cur = ggml_fix_attn(ctx0, qp, kp, vp, kq_mask, fi.txt_idx, image_list, kq_scale);
     ggml_format_name(cur, "fix_attn-%d", il);
     return ggml_reshape_2d(ctx0, cur, cur->ne[0]*cur->ne[1], cur->ne[2]*cur->ne[3]);
 }
@@ -295,9 +292,7 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
         // selection is stale, so the next fixation step starts them without a warm start
         for (uint32_t i = 0; i < ubatch.n_tokens; ++i) {
             for (int32_t j = 0; j < ubatch.n_seq_id[i]; ++j) {
-                st->cells.erase(ubatch.seq_id[i][j]);
-                st->images.erase(ubatch.seq_id[i][j]);
-                st->steps.erase(ubatch.seq_id[i][j]);
+                st->history.erase(ubatch.seq_id[i][j]);
             }
         }
         return;
@@ -311,7 +306,7 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
     }
     std::vector<int32_t> sel(ggml_nelements(fi->sel_out));
     for (int32_t seq : std::set<int32_t>(fi->row_seq.begin(), fi->row_seq.end())) {
-        st->steps[seq] += 1;  // once per ubatch, whatever its rows per sequence
+        st->history[seq].steps += 1;  // once per ubatch, whatever its rows per sequence
     }
     ggml_backend_tensor_get(fi->sel_out, sel.data(), 0, sel.size()*sizeof(int32_t));
     for (size_t r = 0; r < fi->row_seq.size(); ++r) {
@@ -326,8 +321,9 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
             cells.push_back(c);
             ords.push_back((int32_t) (std::lower_bound(im.begin(), im.end(), c) - im.begin()));
         }
-        // image cells attended per layer: warm start below the first focal layer, all of them
-        // on focal layers, the fresh selection above (layers are counted once each)
+        // image cells attended per layer: warm start below the first focal layer, the focal
+        // list on focal layers (all of them, or the kept selection between refreshes), the
+        // fresh selection above (layers are counted once each)
         const int64_t n_below = fi->focal.front(), n_focal = (int64_t) fi->focal.size();
         const int64_t n_above = fi->n_layer - n_below - n_focal;
         st->sum_attended += (double) (n_below*fi->row_warm[r] + n_focal*fi->row_focal[r] +
@@ -335,9 +331,10 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
         st->sum_k += (double) cells.size();
         st->sum_img += (double) im.size();
         st->n_rows += 1;
-        st->cells[seq] = std::move(cells);
+        llama_fixation_history & h = st->history[seq];
+        h.cells = std::move(cells);
+        h.images = im;
         st->ordinal[seq] = std::move(ords);
-        st->images[seq] = im;
     }
 }
 
@@ -395,10 +392,8 @@ extern "C" int32_t llama_fixation_set(struct llama_context * ctx, float ratio, i
         st->epoch++;  // the graph must be rebuilt; an unchanged config keeps it
     }
     // every call starts each sequence afresh (no warm start from an earlier page)
-    st->cells.clear();
+    st->history.clear();
     st->ordinal.clear();
-    st->images.clear();
-    st->steps.clear();
     return 0;
 }
 

@@ -37,14 +37,19 @@ struct llama_fixation_config {
 
 struct llama_fixation_input;
 
+// a sequence's last fixation step: the warm start and the refresh count of its next step
+struct llama_fixation_history {
+    std::vector<int32_t> cells;   // cells selected at its last step
+    std::vector<int32_t> images;  // its image cells at that step (the selection is valid while equal)
+    int64_t steps = 0;            // fixation steps since the history began
+};
+
 // one per llama_context (owned through llama_context::fixation_owner)
 struct llama_fixation_state {
     llama_fixation_config cfg;
     uint64_t epoch = 1;                               // bumped by every llama_fixation_set
-    std::map<int32_t, std::vector<int32_t>> cells;    // seq -> cells selected at its last step
-    std::map<int32_t, std::vector<int32_t>> ordinal;  // seq -> same, as image-token ordinals
-    std::map<int32_t, std::vector<int32_t>> images;   // seq -> its image cells at that step
-    std::map<int32_t, int64_t> steps;                 // seq -> fixation steps since its history began
+    std::map<int32_t, llama_fixation_history> history;  // seq -> its last step (forgotten by a dense ubatch)
+    std::map<int32_t, std::vector<int32_t>> ordinal;    // seq -> last selection, as image-token ordinals
     std::vector<int32_t> focal_used;                  // focal layers of the last graph
     double   sum_k  = 0.0;                            // stats: image cells selected (layers above focal)
     double   sum_attended = 0.0;                      //        image cells attended, mean over all layers
