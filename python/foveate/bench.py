@@ -139,6 +139,25 @@ def _prefill(eng: Engine, image, image_tokens: int, n_decode: int,
                             merge_ms, n_merged, n_pre)
 
 
+def _time_fixations(eng: Engine, fixations, repetitions: int, config: tuple, restart, decode,
+                    n_decode: int) -> dict:
+    """Seconds of decode(n_decode) per fixation ratio, `repetitions` times, interleaved, each
+    from the same cache (restart() drops the decoded tokens). After switching config
+    (config = (k_min, focal_layers, refresh)) one untimed step builds its graph, so no timed
+    run contains a rebuild. Fixation is off afterwards."""
+    k_min, focal_layers, refresh = config
+    per = {r: [] for r in fixations}
+    for _ in range(repetitions):
+        for r in fixations:
+            eng.set_fixation(r, k_min, focal_layers, refresh=refresh)
+            restart()
+            decode(1)
+            restart()
+            per[r].append(decode(n_decode))
+    eng.set_fixation(0.0)
+    return per
+
+
 def _decode_fixed_parallel(eng: Engine, n_past: int, n: int, n_seq: int) -> float:
     """n steps of one token for each of n_seq sequences in one batch; seconds."""
     batch = llama.llama_batch_init(n_seq, 0, 1)
@@ -177,17 +196,14 @@ def run_parallel_configs(eng: Engine, image_tokens: int, n_decode: int, n_seq: i
     mem = llama.llama_get_memory(eng._ctx)
     for s in range(1, n_seq):
         llama.llama_memory_seq_cp(mem, 0, s, -1, -1)
-    per = {r: [] for r in fixations}
     _decode_fixed_parallel(eng, n_past, min(2, n_decode), n_seq)  # warm-up
-    for _ in range(repetitions):
-        for r in fixations:
-            eng.set_fixation(r, fixation_k_min, focal_layers, refresh=refresh)
-            for timed in (False, True):  # the untimed step builds this config's graph
-                for s in range(n_seq):
-                    llama.llama_memory_seq_rm(mem, s, n_past, -1)
-                dt = _decode_fixed_parallel(eng, n_past, n_decode if timed else 1, n_seq)
-            per[r].append(dt)
-    eng.set_fixation(0.0)
+
+    def restart():
+        for s in range(n_seq):
+            llama.llama_memory_seq_rm(mem, s, n_past, -1)
+
+    per = _time_fixations(eng, fixations, repetitions, (fixation_k_min, focal_layers, refresh),
+                          restart, lambda n: _decode_fixed_parallel(eng, n_past, n, n_seq), n_decode)
     rows = []
     for r in fixations:
         dt = statistics.median(per[r])
@@ -246,18 +262,11 @@ def run_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 
     cache between runs, so every row decodes from the identical context. Median per row."""
     n_past, first = _prefill(eng, image, image_tokens, n_decode)
     mem = llama.llama_get_memory(eng._ctx)
-    per = {r: [] for r in fixations}
     _decode_fixed(eng, n_past, min(4, n_decode))  # warm-up
-    for _ in range(repetitions):
-        for r in fixations:
-            eng.set_fixation(r, fixation_k_min, focal_layers, refresh=refresh)
-            # one untimed step builds this config's graph; the timed steps then reuse it
-            llama.llama_memory_seq_rm(mem, 0, n_past, -1)
-            _decode_fixed(eng, n_past, 1)
-            llama.llama_memory_seq_rm(mem, 0, n_past, -1)
-            # greedy from whatever logits are current: timing does not depend on the tokens
-            per[r].append(_decode_fixed(eng, n_past, n_decode))
-    eng.set_fixation(0.0)
+    # greedy from whatever logits are current: timing does not depend on the tokens
+    per = _time_fixations(eng, fixations, repetitions, (fixation_k_min, focal_layers, refresh),
+                          lambda: llama.llama_memory_seq_rm(mem, 0, n_past, -1),
+                          lambda n: _decode_fixed(eng, n_past, n), n_decode)
     rows = []
     for r in fixations:
         dt = statistics.median(per[r])
