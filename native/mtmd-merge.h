@@ -22,6 +22,7 @@ struct foveate_merge_config {
     float  dustbin    = 0.2f;    // Sinkhorn dustbin score
     int    n_iter     = 100;     // Sinkhorn iterations
     float  sobel_threshold = 0.2f;
+    bool   consecutive_1d = false;  // 1-D RoPE decode: renumber kept rows instead of original positions
 };
 
 // the page's pixels for the text-density term: RGB interleaved, values in [-1, 1]

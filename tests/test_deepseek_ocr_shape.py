@@ -135,14 +135,16 @@ def test_pair_reads_a_page(ds_pair, page):
         assert row.image_tokens == 64 and row.decode_tok_s > 0
 
 
-def test_pair_reads_with_merging(ds_pair, page):
+@pytest.mark.parametrize("positions", ["original", "consecutive"])
+def test_pair_reads_with_merging(ds_pair, page, positions):
     """Token merging end to end on the DeepSeek-OCR layout: newline / view-separator rows are
-    found, never merged, collapsed by the reference rule; 1-D positions stay consecutive."""
+    found, never merged, collapsed by the reference rule; 1-D positions are the kept rows'
+    original ones (gaps; n_past as if unmerged) or renumbered, as asked."""
     from foveate.engine import Engine
     from foveate.images import load_page
 
     model, mmproj = ds_pair
-    eng = Engine(model, mmproj, n_ctx=2048, threads=1, merge=0.5)
+    eng = Engine(model, mmproj, n_ctx=2048, threads=1, merge=0.5, merge_positions=positions)
     seen = []
     eng.image_batch_hook = lambda b: seen.append(
         (b.n_pos, np.ctypeslib.as_array(b.pos, shape=(b.n_pos * b.n_tokens,)).copy()))
@@ -164,11 +166,43 @@ def test_pair_reads_with_merging(ds_pair, page):
             prev_nl = False
     assert [i for i in kept if i in newline] == want_nl
     assert st.image_tokens == 273 and st.image_tokens_merged == len(kept)
-    # 1-D RoPE: the kept rows get consecutive positions
     pos = np.concatenate([p for n, p in seen])
     assert all(n == 1 for n, _ in seen)
-    assert pos.tolist() == list(range(int(pos[0]), int(pos[0]) + len(kept)))
+    p0 = int(pos[0]) - (kept[0] if positions == "original" else 0)   # the image's first position
+    if positions == "original":
+        assert pos.tolist() == [p0 + i for i in kept]
+    else:
+        assert pos.tolist() == list(range(p0, p0 + len(kept)))
+    # the text after the image continues from the image's last position + 1
+    n_text_after = n_past - (p0 + (273 if positions == "original" else len(kept)))
+    assert 0 < n_text_after < 16
     assert eng.logits() is not None
+    eng._decode_one(0, n_past)                                  # decoding goes on
+    eng.close()
+
+
+def test_1d_position_gaps_need_the_context_opt_in(ds_pair):
+    """Stock's rule (1-D positions consecutive) holds unless the context opts in; with the
+    opt-in, positions may jump forward but never repeat or go back."""
+    from foveate import _bindings as B
+    from foveate.engine import Engine
+    from foveate.errors import DecodeError
+
+    model, mmproj = ds_pair
+    eng = Engine(model, None, n_ctx=256, threads=1)
+    eng._decode_one(5, 0)
+    with pytest.raises(DecodeError):
+        eng._decode_one(5, 3)                                   # a gap: rejected by default
+    B.fixation.llama_foveate_allow_position_gaps(eng._ctx, True)
+    eng._decode_one(5, 3)                                       # now accepted
+    for bad in (3, 2):                                          # repeat, backwards
+        with pytest.raises(DecodeError):
+            eng._decode_one(5, bad)
+    eng._decode_one(5, 10)
+    B.fixation.llama_foveate_allow_position_gaps(eng._ctx, False)
+    with pytest.raises(DecodeError):
+        eng._decode_one(5, 12)
+    eng._decode_one(5, 11)
     eng.close()
 
 

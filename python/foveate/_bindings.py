@@ -139,6 +139,8 @@ def _bind_fixation():
     lib.llama_fixation_get_attended.restype = ctypes.c_double
     lib.llama_fixation_reset_stats.argtypes = [p]
     lib.llama_fixation_reset_stats.restype = None
+    lib.llama_foveate_allow_position_gaps.argtypes = [p, ctypes.c_bool]   # patches/0008
+    lib.llama_foveate_allow_position_gaps.restype = None
     return lib
 
 
@@ -161,6 +163,8 @@ def _bind_merge():
     lib.mtmd_merge_get_last.argtypes = [p, P(i32), P(i32), P(dbl), P(dbl), P(dbl), P(dbl)]
     lib.mtmd_merge_get_last.restype = i32
     lib.mtmd_merge_get_kept.argtypes = [p, P(i32), i32]
+    lib.mtmd_merge_set_1d_positions.argtypes = [p, i32]      # patches/0009
+    lib.mtmd_merge_set_1d_positions.restype = i32
     lib.mtmd_merge_get_kept.restype = i32
     lib.mtmd_merge_rows.argtypes = [P(ctypes.c_float), i32, i32, P(ctypes.c_uint8),
                                     P(ctypes.c_float), i32, i32, i32, i32, dbl, i32,

@@ -38,6 +38,9 @@ def _merge_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--merge", default="off", metavar="auto|RATIO|off",
                    help="prefill token merging (RTPrune): keep this share of the image tokens, "
                         "'auto' = a ratio per page from token redundancy and text density")
+    p.add_argument("--merge-positions", default="original", choices=("original", "consecutive"),
+                   help="1-D RoPE models: decode kept image tokens at their original positions "
+                        "(gaps, as the RTPrune reference) or renumbered consecutively")
 
 
 def _focal(text: str) -> list[int] | None:
@@ -59,7 +62,7 @@ def _engine_kwargs(a) -> dict:
                   focal_layers=_focal(a.focal_layers), fixation_dilation=a.fixation_dilation,
                   fixation_refresh=a.fixation_refresh)
     if getattr(a, "merge", "off") not in ("off", None):
-        kw.update(merge=a.merge)
+        kw.update(merge=a.merge, merge_positions=getattr(a, "merge_positions", "original"))
     return kw
 
 

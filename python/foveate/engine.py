@@ -75,7 +75,7 @@ class Engine:
                  fixation_k_min: int = 16, focal_layers: list[int] | None = None,
                  fixation_max_tokens: int = 8, fixation_dilation: int = 0,
                  fixation_refresh: int = 1, n_seq: int = 1,
-                 kv_unified: bool = False, merge=None):
+                 kv_unified: bool = False, merge=None, merge_positions: str = "original"):
         self.model_path = str(model)
         self.mmproj_path = str(mmproj) if mmproj is not None else None
         self.image_max_pixels = image_max_pixels
@@ -91,8 +91,9 @@ class Engine:
                                      f"'{pinfo.arch}'): {mmproj}")
         if n_ctx <= 0:
             raise ContextError(f"n_ctx must be positive, got {n_ctx}")
-        from .merging import parse_merge
+        from .merging import check_merge_positions, parse_merge
         parse_merge(merge)   # a bad setting fails before anything loads
+        check_merge_positions(merge_positions)
         self.image_batch_hook = None   # tests: called with each decoded image sub-batch
         self.threads = _threads(threads)
 
@@ -135,18 +136,24 @@ class Engine:
         self._template = llama.llama_model_chat_template(self._model, None)
         self.marker = mtmd.mtmd_default_marker().decode()
         self.merge = "off"
+        self.merge_positions = "original"
         if mmproj is not None:
             self._init_projector(n_gpu_layers)
-            self.set_merge(merge)
+            self.set_merge(merge, merge_positions)
         elif merge not in (None, "off", 0):
             raise ValueError("token merging needs a projector (mmproj)")
 
-    def set_merge(self, merge) -> None:
+    def set_merge(self, merge, positions: str | None = None) -> None:
         """Prefill token merging (RTPrune): None/"off", "auto" (ratio per page) or a keep
-        ratio in (0, 1]."""
-        from .merging import parse_merge
+        ratio in (0, 1]. positions ("original" / "consecutive", None = unchanged): where a
+        1-D RoPE model decodes the kept rows (M-RoPE models always keep original ones)."""
+        from .merging import check_merge_positions, parse_merge
 
         mode, ratio = parse_merge(merge)
+        if positions is not None:
+            check_merge_positions(positions)
+            B.merge.mtmd_merge_set_1d_positions(self._mtmd, int(positions == "consecutive"))
+            self.merge_positions = positions
         if B.merge.mtmd_merge_set(self._mtmd, mode, ratio) != 0:
             raise ValueError(f"mtmd_merge_set rejected merge={merge!r}")
         self.merge = {B.MERGE_OFF: "off", B.MERGE_DYNAMIC: "auto"}.get(mode, ratio)

@@ -30,6 +30,17 @@ def parse_merge(value) -> tuple[int, float]:
     return B.MERGE_FIXED, ratio
 
 
+MERGE_POSITIONS = ("original", "consecutive")
+
+
+def check_merge_positions(value: str) -> str:
+    """Where a merged image's rows sit in a 1-D RoPE model: "original" (their unmerged
+    positions, with gaps; the RTPrune reference) or "consecutive" (renumbered)."""
+    if value not in MERGE_POSITIONS:
+        raise ValueError(f"merge_positions must be 'original' or 'consecutive', got {value!r}")
+    return value
+
+
 def merge_rows(embd, kind=None, pixels=None, patch: int = 0, merge="auto", threads: int = 1):
     """Merge the rows of `embd` (n x d float32) as mtmd does for an image.
 

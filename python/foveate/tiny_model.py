@@ -63,6 +63,7 @@ class TinyShape:
     image_mean: tuple = (0.48145466, 0.4578275, 0.40821073)
     image_std: tuple = (0.26862954, 0.26130258, 0.27577711)
     name: str = "foveate-tiny-qwen2.5vl (random weights)"
+    rope_1d: bool = False      # text arch qwen2 (1-D RoPE) instead of qwen2vl (M-RoPE)
 
 
 # Real shapes, from the models' config.json (text) and vision_config (projector).
@@ -121,7 +122,7 @@ def write_text_model(path: Path, shape: TinyShape, seed: int = 0, weights=None) 
     q = head_dim // 2  # M-RoPE sections (t, h, w, extra) must sum to head_dim / 2
     sections = [q // 4, (q - q // 4) // 2, q - q // 4 - (q - q // 4) // 2, 0]
 
-    w = _Overlay(gguf.GGUFWriter(str(path), "qwen2vl"), weights)
+    w = _Overlay(gguf.GGUFWriter(str(path), "qwen2" if shape.rope_1d else "qwen2vl"), weights)
     w.add_name(shape.name)
     w.add_context_length(shape.n_ctx_train)
     w.add_embedding_length(shape.n_embd)
@@ -131,7 +132,8 @@ def write_text_model(path: Path, shape: TinyShape, seed: int = 0, weights=None) 
     w.add_head_count_kv(shape.n_head_kv)
     w.add_layer_norm_rms_eps(1e-6)
     w.add_rope_freq_base(shape.rope_base)
-    w.add_rope_dimension_sections(sections)
+    if not shape.rope_1d:
+        w.add_rope_dimension_sections(sections)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     w.add_tokenizer_model("llama")
     w.add_tokenizer_pre("default")
