@@ -19,6 +19,7 @@ from . import _bindings as B
 from .engine import Engine
 from .errors import ContextError, DecodeError
 from .images import load_page
+from .synthetic_kv import fill_image_cells
 
 llama = B.llama
 
@@ -107,17 +108,19 @@ def _prefill_synthetic(eng: Engine, n_tokens: int, seed: int = 0, image=None) ->
     return side if n_pos == 4 else n_tokens
 
 
-def run_once(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32) -> BenchRow:
-    n_past, row = _prefill(eng, image, image_tokens, n_decode)
+def run_once(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32,
+             fill: str = "prefill") -> BenchRow:
+    n_past, row = _prefill(eng, image, image_tokens, n_decode, fill=fill)
     dt = _decode_fixed(eng, n_past, n_decode)
     row.decode_ms, row.decode_tok_s = dt * 1e3, (n_decode / dt if dt else 0.0)
     return row
 
 
 def _prefill(eng: Engine, image, image_tokens: int, n_decode: int,
-             merge=None) -> tuple[int, BenchRow]:
+             merge=None, fill: str = "prefill") -> tuple[int, BenchRow]:
     """Clear the cache and prefill a page (or synthetic image tokens, merged by `merge`;
-    a real page is merged by the engine's own setting); (n_past, timings)."""
+    a real page is merged by the engine's own setting); (n_past, timings). fill="state":
+    the synthetic image's cells are loaded, not prefilled (synthetic_kv; prefill time 0)."""
     llama.llama_memory_clear(llama.llama_get_memory(eng._ctx), True)
     if image is not None:
         # the real path: tokenize, encode, prefill; then n_decode fixed tokens
@@ -129,6 +132,10 @@ def _prefill(eng: Engine, image, image_tokens: int, n_decode: int,
         if image_tokens + n_decode >= eng.n_ctx:
             raise ContextError(f"{image_tokens} image tokens + {n_decode} decode tokens exceed "
                                f"n_ctx={eng.n_ctx}")
+        if fill == "state":
+            n_past = fill_image_cells(eng, image_tokens)
+            return n_past, BenchRow("foveate (dense)", image_tokens, 0.0, 0.0, 0.0, 0.0, 0.0,
+                                    0.0, image_tokens, image_tokens)
         rows, ids, merge_ms = _synthetic_image(eng, image_tokens, merge)
         t0 = time.perf_counter()
         n_past = _prefill_synthetic(eng, image_tokens, image=(rows, ids))
@@ -181,7 +188,7 @@ def _decode_fixed_parallel(eng: Engine, n_past: int, n: int, n_seq: int) -> floa
 def run_parallel_configs(eng: Engine, image_tokens: int, n_decode: int, n_seq: int,
                          fixations: tuple[float, ...] = (0.0,), repetitions: int = 3,
                          fixation_k_min: int = 16, focal_layers=None,
-                         refresh: int = 1) -> list[BenchRow]:
+                         refresh: int = 1, fill: str = "prefill") -> list[BenchRow]:
     """n_seq pages decoding together: one synthetic image prefilled for sequence 0 and shared
     by sequences 1..n_seq-1 (llama_memory_seq_cp on a unified cache: every sequence owns
     the same image cells, so each row attends to a full page), then n_seq tokens per step.
@@ -189,10 +196,8 @@ def run_parallel_configs(eng: Engine, image_tokens: int, n_decode: int, n_seq: i
     if image_tokens + n_decode * n_seq >= eng.n_ctx:
         raise ContextError(f"{image_tokens} image tokens + {n_seq} x {n_decode} decode tokens "
                            f"exceed n_ctx={eng.n_ctx}")
-    llama.llama_memory_clear(llama.llama_get_memory(eng._ctx), True)
-    t0 = time.perf_counter()
-    n_past = _prefill_synthetic(eng, image_tokens)
-    pre = (time.perf_counter() - t0) * 1e3
+    n_past, first = _prefill(eng, None, image_tokens, n_decode, fill=fill)
+    pre = first.prefill_ms
     mem = llama.llama_get_memory(eng._ctx)
     for s in range(1, n_seq):
         llama.llama_memory_seq_cp(mem, 0, s, -1, -1)
@@ -209,7 +214,7 @@ def run_parallel_configs(eng: Engine, image_tokens: int, n_decode: int, n_seq: i
         dt = statistics.median(per[r])
         name = (f"foveate x{n_seq}, fixation off" if r == 0
                 else f"foveate x{n_seq}, fixation {r:g}{_refresh_tag(refresh)}")
-        rows.append(BenchRow(name, image_tokens, 0.0, pre, image_tokens / (pre / 1e3), dt * 1e3,
+        rows.append(BenchRow(name, image_tokens, 0.0, pre, first.prefill_tok_s, dt * 1e3,
                              n_decode * n_seq / dt if dt else 0.0))
     return rows
 
@@ -256,11 +261,12 @@ def stock_row(model: str, n_prompt: int, n_decode: int, threads: int, repetition
 
 def run_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32,
                 fixations: tuple[float, ...] = (0.0,), repetitions: int = 3,
-                fixation_k_min: int = 16, focal_layers=None, refresh: int = 1) -> list[BenchRow]:
+                fixation_k_min: int = 16, focal_layers=None, refresh: int = 1,
+                fill: str = "prefill") -> list[BenchRow]:
     """Prefill once, then time the same fixed-length decode under each fixation ratio
     (0 = dense), interleaved, `repetitions` times; the decoded tokens are removed from the
     cache between runs, so every row decodes from the identical context. Median per row."""
-    n_past, first = _prefill(eng, image, image_tokens, n_decode)
+    n_past, first = _prefill(eng, image, image_tokens, n_decode, fill=fill)
     mem = llama.llama_get_memory(eng._ctx)
     _decode_fixed(eng, n_past, min(4, n_decode))  # warm-up
     # greedy from whatever logits are current: timing does not depend on the tokens

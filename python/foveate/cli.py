@@ -108,6 +108,9 @@ def cmd_bench(a) -> int:
     merges = ["off"] + [m.strip() for m in a.merge.split(",")] if a.merge else []
     if fix and merges:
         raise SystemExit("foveate bench: give --fixation or --merge, not both")
+    if a.fill == "state" and (a.image is not None or merges):
+        raise SystemExit("foveate bench: --fill state works with --image-tokens, not with "
+                         "--image or --merge (it skips the prefill)")
     kw = _engine_kwargs(a)
     kw.pop("merge", None)
     if fix and kw.get("flash_attn") is None:
@@ -122,7 +125,7 @@ def cmd_bench(a) -> int:
         from .bench import run_parallel_configs
         rows = run_parallel_configs(eng, a.image_tokens, a.n_decode, a.parallel, (0.0, *fix),
                                     a.repetitions, a.fixation_k_min, _focal(a.focal_layers),
-                                    a.fixation_refresh)
+                                    a.fixation_refresh, a.fill)
     elif merges:
         from .bench import run_merge_configs
         from .merging import parse_merge
@@ -133,10 +136,10 @@ def cmd_bench(a) -> int:
     elif fix:  # one prefill, then dense and each ratio decode from the same cache
         rows = run_configs(eng, a.image, a.image_tokens or 0, a.n_decode, (0.0, *fix),
                            a.repetitions, a.fixation_k_min, _focal(a.focal_layers),
-                           a.fixation_refresh)
+                           a.fixation_refresh, a.fill)
     else:
-        run_once(eng, a.image, a.image_tokens or 0, n_decode=min(4, a.n_decode))  # warm-up
-        rows = [median_row([run_once(eng, a.image, a.image_tokens or 0, n_decode=a.n_decode)
+        run_once(eng, a.image, a.image_tokens or 0, min(4, a.n_decode), a.fill)  # warm-up
+        rows = [median_row([run_once(eng, a.image, a.image_tokens or 0, a.n_decode, a.fill)
                             for _ in range(a.repetitions)])]
     if a.stock:
         from .bench import stock_row
@@ -255,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="focal layers re-select every R-th step (fixation rows)")
     b.add_argument("--merge", default="", metavar="M1,M2",
                    help="add a row per merge setting (keep ratio or auto) beside merging off")
+    b.add_argument("--fill", choices=("prefill", "state"), default="prefill",
+                   help="with --image-tokens: prefill the N embeddings (default), or load N "
+                        "image cells as a sequence state (decode rows only; for 16k tokens "
+                        "through full-depth models)")
     b.add_argument("--parallel", type=int, default=1, metavar="N",
                    help="decode N sequences together (each attends to the same synthetic page)")
     b.add_argument("--stock", action="store_true",
