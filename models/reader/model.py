@@ -9,6 +9,8 @@ Every op mirrors llama.cpp's graph (tools/mtmd/models/qwen2vl.cpp, src/models/qw
 - text: Qwen2 blocks (q/k/v biases, GQA), M-RoPE with sections (t, h, w) over pair
   index i of (i, i + d/2); image token (row y, col x) at position (P, P+y, P+x), text
   after the image starts at P + max(rows, cols) (mtmd_image_tokens_get_n_pos).
+  With `rope_1d` (text arch `qwen2`, the 1-D twin used to measure merging's position
+  choice for 1-D RoPE models): image token i at P + i, text after it from P + n_image.
 `parity.py` checks this against llama.cpp on random weights before training.
 """
 from __future__ import annotations
@@ -39,6 +41,7 @@ class ReaderShape:
     v_layer: int = 2
     v_wa_pattern: int = 2
     n_vocab: int = 0            # set from the tokenizer
+    rope_1d: bool = False       # 1-D RoPE (llama.cpp arch qwen2) instead of M-RoPE
 
     @property
     def head_dim(self):
@@ -194,9 +197,14 @@ class Reader(nn.Module):
         P = Np
         t = torch.arange(Np)
         pre = torch.stack([t, t, t], 1)
-        yy, xx = torch.meshgrid(torch.arange(ph), torch.arange(pw), indexing="ij")
-        im = torch.stack([torch.full((ph * pw,), P), P + yy.reshape(-1), P + xx.reshape(-1)], 1)
-        t2 = P + max(ph, pw) + torch.arange(Ns)
+        if self.s.rope_1d:   # one position per token; M-RoPE with t = h = w is 1-D NeoX RoPE
+            i = P + torch.arange(ph * pw)
+            im = torch.stack([i, i, i], 1)
+            t2 = P + ph * pw + torch.arange(Ns)
+        else:
+            yy, xx = torch.meshgrid(torch.arange(ph), torch.arange(pw), indexing="ij")
+            im = torch.stack([torch.full((ph * pw,), P), P + yy.reshape(-1), P + xx.reshape(-1)], 1)
+            t2 = P + max(ph, pw) + torch.arange(Ns)
         suf = torch.stack([t2, t2, t2], 1)
         cos, sin = self.mrope(torch.cat([pre, im, suf], 0))
         x = torch.cat([self.embed(prefix), img, self.embed(suffix)], 1)

@@ -120,11 +120,15 @@ def train(args):
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     tok = CharTokenizer()
-    model = Reader(shape_for(tok))
+    shape = shape_for(tok)
+    shape.rope_1d = args.rope_1d
+    model = Reader(shape)
     nparam = sum(p.numel() for p in model.parameters())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    if args.freeze_vision:   # keep the committed projector: only the text model learns
+        model.vision.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     log = open(out / "train-log.jsonl", "a")
     print(f"params {nparam/1e6:.2f}M, steps {args.steps}, batch {args.batch}", flush=True)
     t0 = time.time()
@@ -220,7 +224,8 @@ def tiny_shape(s: ReaderShape, name: str):
                      n_layer=s.n_layer, n_ctx_train=4096, v_embd=s.v_embd, v_head=s.v_head,
                      v_ff=s.v_ff, v_layer=s.v_layer, v_wa_pattern=s.v_wa_pattern,
                      image_size=COLS * P.CELL, rope_base=s.rope_base,
-                     image_mean=(MEAN,) * 3, image_std=(STD,) * 3, name=name)
+                     image_mean=(MEAN,) * 3, image_std=(STD,) * 3, name=name,
+                     rope_1d=s.rope_1d)
 
 
 def export(model: Reader, out: Path, name="foveate-reader", quants=("Q8_0", "Q4_K_M")):
@@ -255,9 +260,12 @@ def main():
     t.add_argument("--rows", help="lines per page drawn uniformly from LO:HI (no curriculum)")
     t.add_argument("--margin", type=int, default=1, help="blank cell rows below the text")
     t.add_argument("--eos-weight", type=float, default=1.0, help="loss weight of the end token")
+    t.add_argument("--rope-1d", action="store_true", help="1-D RoPE text model (arch qwen2)")
+    t.add_argument("--freeze-vision", action="store_true", help="train the text model only")
     e = sub.add_parser("export")
     e.add_argument("--ckpt", default=str(HERE / "work" / "ckpt.pt"))
     e.add_argument("--out", default=str(HERE))
+    e.add_argument("--name", default="foveate-reader")
     a = ap.parse_args()
     if a.cmd == "train":
         train(a)
@@ -265,7 +273,7 @@ def main():
         ck = torch.load(a.ckpt)
         model = Reader(ReaderShape(**ck["shape"]))
         model.load_state_dict(ck["model"])
-        for p in export(model, Path(a.out)):
+        for p in export(model, Path(a.out), name=a.name):
             print(p)
 
 
