@@ -1,10 +1,12 @@
-// foveate token merging (RTPrune) for mtmd: the algorithm on one image's projector output.
-// Compiled into libmtmd; hooked into mtmd.cpp / mtmd-helper.cpp / clip.cpp by patches/0006.
+// foveate token merging (RTPrune) for mtmd: the algorithm on one image's projector output
+// (mtmd-merge.cpp) and what mtmd's hooks call (mtmd-merge-hooks.cpp). Compiled into libmtmd;
+// hooked into mtmd.cpp / mtmd-helper.cpp / clip.cpp by patches/0006 and 0009.
 #pragma once
 
 #include "ggml-backend.h"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -72,6 +74,33 @@ struct foveate_merge_state {
     };
     std::map<const void *, pending_chunk> pending;
 };
+
+struct clip_ctx;
+struct clip_image_f32;
+struct mtmd_context;
+
+// the merge state of an mtmd context (defined in mtmd.cpp by patches/0006)
+foveate_merge_state * mtmd_foveate_state(mtmd_context * ctx);
+
+// one image as mtmd's encode hook hands it over
+struct foveate_image_parts {
+    std::vector<const void *> parts;        // its chunks' image tokens, in layout order
+    std::function<bool(const void * part, std::vector<float> & rows)> encode;  // projector output of a part
+    const clip_image_f32 * overview = nullptr;  // the global view, for the text-density term
+};
+
+// Merge the image `key` (a chunk's image tokens, whose projector output out_embd holds) is
+// part of, ranking all its parts as one pool (the others are encoded here): key's merged
+// rows replace out_embd and become the last result; the other parts' wait in st.pending.
+// Merging off: nothing changes. False (with err) if encoding or the merge graphs fail.
+bool foveate_merge_image(foveate_merge_state & st, const clip_ctx * clip, int n_threads, int64_t d,
+                         const void * key, uint64_t serial, const foveate_image_parts & img,
+                         std::vector<float> & out_embd, std::string & err);
+
+// a later part of a tiled image merged with an earlier one (same serial): its rows from
+// st.pending into out_embd, as the last result; false if there are none
+bool foveate_merge_take_pending(foveate_merge_state & st, const void * key, uint64_t serial,
+                                std::vector<float> & out_embd);
 
 // split a pooled result over the image's chunks (row ranges offs[p], offs[p+1])
 std::vector<foveate_merge_result> foveate_merge_split(const foveate_merge_result & all,

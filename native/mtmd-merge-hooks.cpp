@@ -1,0 +1,193 @@
+// foveate token merging: what mtmd's hooks (patches/0006, 0009) call. mtmd.cpp keeps only
+// what needs its private structs (the chunks of a tiled image, the encode call, the overview
+// image); pooling a tiled image, marker rows, pixels, pending chunks and the C API live here.
+#include "mtmd-merge.h"
+#include "mtmd.h"
+#include "clip.h"
+#include "clip-impl.h"
+
+#include <cstring>
+
+namespace {
+
+// rows equal to a learned marker row (DeepSeek-OCR's image_newline / view_seperator) are
+// never scored or merged
+std::vector<uint8_t> row_kinds(const clip_ctx * clip, const std::vector<float> & rows, int64_t d) {
+    std::vector<float> nl, sep;
+    clip_foveate_marker_rows(clip, nl, sep);
+    const int64_t n = (int64_t) rows.size() / d;
+    std::vector<uint8_t> kind(n, FOVEATE_ROW_CONTENT);
+    for (int64_t i = 0; i < n; i++) {
+        const float * row = rows.data() + i*d;
+        if ((int64_t) nl.size() == d && memcmp(row, nl.data(), d*sizeof(float)) == 0) {
+            kind[i] = FOVEATE_ROW_NEWLINE;
+        } else if ((int64_t) sep.size() == d && memcmp(row, sep.data(), d*sizeof(float)) == 0) {
+            kind[i] = FOVEATE_ROW_MARKER;
+        }
+    }
+    return kind;
+}
+
+// the overview's pixels in [-1, 1] (undoing the projector's normalisation), one Sobel patch
+// per output token; empty when there is no overview or no pixel buffer
+foveate_merge_pixels overview_pixels(const clip_ctx * clip, const clip_image_f32 * ov, std::vector<float> & buf) {
+    if (!ov || ov->get_ro_buf().empty()) {
+        return {};
+    }
+    float mean[3], stdv[3];
+    clip_foveate_image_norm(clip, mean, stdv);
+    const auto & src = ov->get_ro_buf();
+    buf.resize(src.size());
+    for (size_t i = 0; i < buf.size(); i++) {
+        buf[i] = 2.0f*(src[i]*stdv[i % 3] + mean[i % 3]) - 1.0f;
+    }
+    const int tx = clip_n_output_tokens_x(const_cast<clip_ctx *>(clip), const_cast<clip_image_f32 *>(ov));
+    return { buf.data(), ov->nx(), ov->ny(), tx > 0 ? ov->nx() / tx : 0 };
+}
+
+// hand `res` out as the last merge result, its rows into out_embd
+void publish(foveate_merge_state & st, const void * key, foveate_merge_result && res, std::vector<float> & out_embd) {
+    st.last = std::move(res);
+    out_embd.assign(st.last.rows.begin(), st.last.rows.end());
+    st.last.rows.clear();
+    st.has_last  = true;
+    st.last_key  = key;
+    st.last_rows = out_embd.data();
+}
+
+}  // namespace
+
+bool foveate_merge_take_pending(foveate_merge_state & st, const void * key, uint64_t serial,
+                                std::vector<float> & out_embd) {
+    auto hit = st.pending.find(key);
+    if (st.config.mode == FOVEATE_MERGE_OFF || hit == st.pending.end() || hit->second.serial != serial) {
+        return false;
+    }
+    foveate_merge_result res = std::move(hit->second.res);
+    st.pending.erase(hit);
+    publish(st, key, std::move(res), out_embd);
+    return true;
+}
+
+bool foveate_merge_image(foveate_merge_state & st, const clip_ctx * clip, int n_threads, int64_t d,
+                         const void * key, uint64_t serial, const foveate_image_parts & img,
+                         std::vector<float> & out_embd, std::string & err) {
+    st.has_last = false;
+    if (st.config.mode == FOVEATE_MERGE_OFF || !clip) {
+        st.pending.clear();
+        return true;
+    }
+    st.pending.erase(key);   // stale: foveate_merge_take_pending found no match
+    if (img.parts.size() > 1) {
+        st.pending.clear();
+    }
+    std::vector<float> all;
+    std::vector<int64_t> offs = { 0 };
+    for (const void * part : img.parts) {
+        if (part == key) {
+            all.insert(all.end(), out_embd.begin(), out_embd.end());
+        } else {
+            std::vector<float> e;
+            if (!img.encode(part, e)) {
+                err = "encoding another chunk of the image failed";
+                return false;
+            }
+            all.insert(all.end(), e.begin(), e.end());
+        }
+        offs.push_back((int64_t) all.size() / d);
+    }
+    const std::vector<uint8_t> kind = row_kinds(clip, all, d);
+    std::vector<float> pixels;
+    const foveate_merge_pixels px = st.config.mode == FOVEATE_MERGE_DYNAMIC
+        ? overview_pixels(clip, img.overview, pixels) : foveate_merge_pixels{};
+    ggml_backend_t main = nullptr, cpu = nullptr;
+    clip_foveate_backends(clip, &main, &cpu);
+    std::vector<ggml_backend_t> backends;
+    if (main && main != cpu) {
+        backends.push_back(main);
+    }
+    backends.push_back(cpu);
+    foveate_merge_result pooled;
+    if (!foveate_merge_compute(backends, n_threads, all.data(), offs.back(), d, kind.data(), px, st.config, pooled, err)) {
+        return false;
+    }
+    auto per = foveate_merge_split(pooled, offs, d);
+    foveate_merge_result mine;
+    for (size_t p = 0; p < img.parts.size(); p++) {
+        if (img.parts[p] == key) {
+            mine = std::move(per[p]);
+            mine.ms = pooled.ms;
+        } else {
+            st.pending[img.parts[p]] = { serial, std::move(per[p]) };
+        }
+    }
+    publish(st, key, std::move(mine), out_embd);
+    return true;
+}
+
+//
+// C API (mtmd.h)
+//
+
+int32_t mtmd_merge_set(mtmd_context * ctx, int32_t mode, double keep_ratio) {
+    if (!ctx || mode < FOVEATE_MERGE_OFF || mode > FOVEATE_MERGE_DYNAMIC ||
+        (mode == FOVEATE_MERGE_FIXED && !(keep_ratio > 0.0 && keep_ratio <= 1.0))) {
+        return -1;
+    }
+    auto & st = *mtmd_foveate_state(ctx);
+    st.config.mode       = mode;
+    st.config.keep_ratio = mode == FOVEATE_MERGE_FIXED ? keep_ratio : 1.0;
+    st.has_last          = false;
+    st.pending.clear();
+    return 0;
+}
+
+int32_t mtmd_merge_set_1d_positions(mtmd_context * ctx, int32_t consecutive) {
+    if (!ctx || consecutive < 0 || consecutive > 1) {
+        return -1;
+    }
+    mtmd_foveate_state(ctx)->config.consecutive_1d = consecutive == 1;
+    return 0;
+}
+
+int32_t mtmd_merge_get_1d_positions(mtmd_context * ctx) {
+    return ctx ? (int32_t) mtmd_foveate_state(ctx)->config.consecutive_1d : -1;
+}
+
+int32_t mtmd_merge_get_last(mtmd_context * ctx, int32_t * n_before, int32_t * n_after,
+                            double * keep_ratio, double * r_sim, double * r_info, double * ms) {
+    if (!ctx || !mtmd_foveate_state(ctx)->has_last) {
+        return -1;
+    }
+    const auto & r = mtmd_foveate_state(ctx)->last;
+    if (n_before)   *n_before   = (int32_t) r.n_before;
+    if (n_after)    *n_after    = (int32_t) r.keep.size();
+    if (keep_ratio) *keep_ratio = r.keep_ratio;
+    if (r_sim)      *r_sim      = r.r_sim;
+    if (r_info)     *r_info     = r.r_info;
+    if (ms)         *ms         = r.ms;
+    return 0;
+}
+
+int32_t mtmd_merge_get_kept(mtmd_context * ctx, int32_t * out, int32_t cap) {
+    if (!ctx || !mtmd_foveate_state(ctx)->has_last) {
+        return -1;
+    }
+    const auto & keep = mtmd_foveate_state(ctx)->last.keep;
+    for (int32_t i = 0; out && i < cap && i < (int32_t) keep.size(); i++) {
+        out[i] = keep[i];
+    }
+    return (int32_t) keep.size();
+}
+
+int32_t mtmd_merge_kept_rows(mtmd_context * ctx, const mtmd_input_chunk * chunk, const float * embd, const int32_t ** kept) {
+    if (!ctx || !chunk || mtmd_input_chunk_get_type(chunk) != MTMD_INPUT_CHUNK_TYPE_IMAGE) {
+        return -1;
+    }
+    const auto & st = *mtmd_foveate_state(ctx);
+    if (!st.has_last || (const void *) mtmd_input_chunk_get_tokens_image(chunk) != st.last_key || embd != st.last_rows) {
+        return -1;
+    }
+    *kept = st.last.keep.data();
+    return (int32_t) st.last.keep.size();
+}
