@@ -69,12 +69,19 @@ bool foveate_merge_take_pending(foveate_merge_state & st, const void * key, uint
     return true;
 }
 
-bool foveate_merge_image(foveate_merge_state & st, const clip_ctx * clip, int n_threads, int64_t d,
-                         const void * key, uint64_t serial, const foveate_image_parts & img,
-                         std::vector<float> & out_embd, std::string & err) {
+bool foveate_merge_begin(foveate_merge_state & st, const clip_ctx * clip) {
     st.has_last = false;
     if (st.config.mode == FOVEATE_MERGE_OFF || !clip) {
         st.pending.clear();
+        return false;
+    }
+    return true;
+}
+
+bool foveate_merge_image(foveate_merge_state & st, const clip_ctx * clip, int n_threads, int64_t d,
+                         const void * key, uint64_t serial, const foveate_image_parts & img,
+                         std::vector<float> & out_embd, std::string & err) {
+    if (!foveate_merge_begin(st, clip)) {
         return true;
     }
     st.pending.erase(key);   // stale: foveate_merge_take_pending found no match
@@ -181,7 +188,7 @@ int32_t mtmd_merge_get_kept(mtmd_context * ctx, int32_t * out, int32_t cap) {
 }
 
 int32_t mtmd_merge_kept_rows(mtmd_context * ctx, const mtmd_input_chunk * chunk, const float * embd, const int32_t ** kept) {
-    if (!ctx || !chunk || mtmd_input_chunk_get_type(chunk) != MTMD_INPUT_CHUNK_TYPE_IMAGE) {
+    if (!ctx || !chunk || !kept || mtmd_input_chunk_get_type(chunk) != MTMD_INPUT_CHUNK_TYPE_IMAGE) {
         return -1;
     }
     const auto & st = *mtmd_foveate_state(ctx);

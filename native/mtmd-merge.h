@@ -89,6 +89,10 @@ struct foveate_image_parts {
     const clip_image_f32 * overview = nullptr;  // the global view, for the text-density term
 };
 
+// Called first by the encode hook: forgets the last result; false when merging is off (or
+// there is no vision projector), and then the hook must leave everything as stock does.
+bool foveate_merge_begin(foveate_merge_state & st, const clip_ctx * clip);
+
 // Merge the image `key` (a chunk's image tokens, whose projector output out_embd holds) is
 // part of, ranking all its parts as one pool (the others are encoded here): key's merged
 // rows replace out_embd and become the last result; the other parts' wait in st.pending.

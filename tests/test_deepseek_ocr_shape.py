@@ -144,10 +144,14 @@ def test_pair_reads_with_merging(ds_pair, page, positions):
     from foveate.images import load_page
 
     model, mmproj = ds_pair
-    eng = Engine(model, mmproj, n_ctx=2048, threads=1, merge=0.5, merge_positions=positions)
+    eng = Engine(model, mmproj, n_ctx=2048, threads=1, merge_positions=positions)
     seen = []
     eng.image_batch_hook = lambda b: seen.append(
         (b.n_pos, np.ctypeslib.as_array(b.pos, shape=(b.n_pos * b.n_tokens,)).copy()))
+    n_past_off, _ = eng.prefill_page(load_page(page), prompt="Free OCR.")
+    p0 = int(seen[0][1][0])                                     # the image's first position, unmerged
+    seen.clear()
+    eng.set_merge(0.5)
     n_past, st = eng.prefill_page(load_page(page), prompt="Free OCR.")
     kept = eng.merge_kept()
     w, h = 16, 16
@@ -168,14 +172,12 @@ def test_pair_reads_with_merging(ds_pair, page, positions):
     assert st.image_tokens == 273 and st.image_tokens_merged == len(kept)
     pos = np.concatenate([p for n, p in seen])
     assert all(n == 1 for n, _ in seen)
-    p0 = int(pos[0]) - (kept[0] if positions == "original" else 0)   # the image's first position
     if positions == "original":
         assert pos.tolist() == [p0 + i for i in kept]
+        assert n_past == n_past_off                             # text after: as if unmerged
     else:
         assert pos.tolist() == list(range(p0, p0 + len(kept)))
-    # the text after the image continues from the image's last position + 1
-    n_text_after = n_past - (p0 + (273 if positions == "original" else len(kept)))
-    assert 0 < n_text_after < 16
+        assert n_past == n_past_off - (273 - len(kept))
     assert eng.logits() is not None
     eng._decode_one(0, n_past)                                  # decoding goes on
     eng.close()
@@ -188,6 +190,7 @@ def test_1d_position_gaps_need_the_context_opt_in(ds_pair):
     from foveate.engine import Engine
     from foveate.errors import DecodeError
 
+    llama = B.llama
     model, mmproj = ds_pair
     eng = Engine(model, None, n_ctx=256, threads=1)
     eng._decode_one(5, 0)
@@ -199,6 +202,16 @@ def test_1d_position_gaps_need_the_context_opt_in(ds_pair):
         with pytest.raises(DecodeError):
             eng._decode_one(5, bad)
     eng._decode_one(5, 10)
+    batch = llama.llama_batch_init(2, 0, 1)                     # inside one batch too
+    try:
+        for pos in ((12, 12), (14, 13)):                        # a repeat; a step back
+            batch.n_tokens = 2
+            for i in range(2):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i] = 5, pos[i], 1
+                batch.seq_id[i][0], batch.logits[i] = 0, i == 1
+            assert llama.llama_decode(eng._ctx, batch) != 0, pos
+    finally:
+        llama.llama_batch_free(batch)
     B.fixation.llama_foveate_allow_position_gaps(eng._ctx, False)
     with pytest.raises(DecodeError):
         eng._decode_one(5, 12)

@@ -126,7 +126,9 @@ def train(args):
     nparam = sum(p.numel() for p in model.parameters())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.freeze_vision:   # keep the committed projector: only the text model learns
+    if args.freeze_vision and not (args.init or args.resume):
+        raise SystemExit("--freeze-vision keeps a trained projector: give --init or --resume")
+    if args.freeze_vision:   # keep the initial projector: only the text model learns
         model.vision.requires_grad_(False)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     log = open(out / "train-log.jsonl", "a")
@@ -139,6 +141,8 @@ def train(args):
         model.load_state_dict(torch.load(args.init)["model"])   # fine-tune: weights only
     if args.resume and (out / "ckpt.pt").exists():
         ck = torch.load(out / "ckpt.pt")
+        if ck["shape"].get("rope_1d", False) != args.rope_1d:
+            raise SystemExit("--resume: the checkpoint's RoPE (--rope-1d or not) differs")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, seen = ck["step"], ck["seen"]

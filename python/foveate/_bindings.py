@@ -163,9 +163,11 @@ def _bind_merge():
     lib.mtmd_merge_get_last.argtypes = [p, P(i32), P(i32), P(dbl), P(dbl), P(dbl), P(dbl)]
     lib.mtmd_merge_get_last.restype = i32
     lib.mtmd_merge_get_kept.argtypes = [p, P(i32), i32]
+    lib.mtmd_merge_get_kept.restype = i32
     lib.mtmd_merge_set_1d_positions.argtypes = [p, i32]      # patches/0009
     lib.mtmd_merge_set_1d_positions.restype = i32
-    lib.mtmd_merge_get_kept.restype = i32
+    lib.mtmd_merge_get_1d_positions.argtypes = [p]
+    lib.mtmd_merge_get_1d_positions.restype = i32
     lib.mtmd_merge_rows.argtypes = [P(ctypes.c_float), i32, i32, P(ctypes.c_uint8),
                                     P(ctypes.c_float), i32, i32, i32, i32, dbl, i32,
                                     P(ctypes.c_float), P(i32), P(dbl)]

@@ -69,7 +69,8 @@ def _synthetic_image(eng: Engine, n_tokens: int, merge=None, seed: int = 0):
 
 def _prefill_synthetic(eng: Engine, n_tokens: int, seed: int = 0, image=None) -> int:
     """Decode n_tokens random embeddings (or `image` = (rows, ids) from _synthetic_image) as
-    one image laid out on a square grid; merged rows keep their grid positions (M-RoPE)."""
+    one image laid out on a square grid; merged rows keep their grid positions (M-RoPE), or
+    take consecutive ones (1-D models: decode timing is the same as at gapped positions)."""
     n_embd = llama.llama_model_n_embd(eng._model)
     n_pos = 4 if llama.llama_model_rope_type(eng._model) in (llama.LLAMA_ROPE_TYPE_MROPE,
                                                               llama.LLAMA_ROPE_TYPE_IMROPE) else 1

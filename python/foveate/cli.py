@@ -108,7 +108,7 @@ def cmd_bench(a) -> int:
     merges = ["off"] + [m.strip() for m in a.merge.split(",")] if a.merge else []
     if fix and merges:
         raise SystemExit("foveate bench: give --fixation or --merge, not both")
-    if a.fill == "state" and (a.image is not None or merges):
+    if a.fill == "state" and (a.image is not None or merges or not a.image_tokens):
         raise SystemExit("foveate bench: --fill state works with --image-tokens, not with "
                          "--image or --merge (it skips the prefill)")
     kw = _engine_kwargs(a)

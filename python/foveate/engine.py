@@ -152,10 +152,12 @@ class Engine:
         mode, ratio = parse_merge(merge)
         if positions is not None:
             check_merge_positions(positions)
-            B.merge.mtmd_merge_set_1d_positions(self._mtmd, int(positions == "consecutive"))
-            self.merge_positions = positions
         if B.merge.mtmd_merge_set(self._mtmd, mode, ratio) != 0:
             raise ValueError(f"mtmd_merge_set rejected merge={merge!r}")
+        if positions is not None:
+            if B.merge.mtmd_merge_set_1d_positions(self._mtmd, int(positions == "consecutive")):
+                raise ValueError(f"mtmd_merge_set_1d_positions rejected {positions!r}")
+            self.merge_positions = positions
         self.merge = {B.MERGE_OFF: "off", B.MERGE_DYNAMIC: "auto"}.get(mode, ratio)
 
     def merge_kept(self) -> list[int]:

@@ -96,6 +96,10 @@ def parse_seq_state(blob: bytes, n_layer: int) -> SeqState:
         end = off
     if start is None:
         raise ValueError("sequence state has no cells")
+    tail = blob[end:]
+    if len(tail) % 4 or any(tail):   # only empty streams may follow: anything else is unknown
+        raise ValueError("sequence state has data this parser does not know (not a plain KV "
+                         "cache with K and V per layer?)")
     return SeqState(bytes(blob[:start]), cells, bool(v_trans), k, v, bytes(blob[end:]))
 
 
