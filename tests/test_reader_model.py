@@ -81,3 +81,16 @@ def test_page_generator_is_deterministic_and_splits_are_disjoint():
     assert not train & held
     with pytest.raises(ValueError, match="unknown split"):
         make_page("test", 0)
+
+
+def test_1d_twin_reads_and_merges_at_original_positions(samples):
+    """The 1-D RoPE twin (text arch qwen2, image token i at P + i; same projector): a trained
+    model through the 1-D image path, dense and merged at original (gapped) positions."""
+    mm = str(MODEL / "foveate-reader-mmproj-f16.gguf")
+    dense = evaluate(Reader(str(MODEL / "foveate-reader-1d-q8_0.gguf"), mmproj=mm, n_ctx=2048),
+                     samples, max_tokens=600)
+    assert dense.cer <= 0.06, f"CER {dense.cer:.4f} (per page {dense.cers})"
+    merged = evaluate(Reader(str(MODEL / "foveate-reader-1d-q8_0.gguf"), mmproj=mm, n_ctx=2048,
+                             merge=0.95), samples, max_tokens=600)
+    assert merged.image_tokens_merged < merged.image_tokens == dense.image_tokens
+    assert merged.cer < 0.5     # reads on through the gaps (0.95: 0.18 on 25 pages)
