@@ -32,7 +32,7 @@ from foveate.evaluate import cer  # noqa: E402
 
 
 def load_committed(text=HERE / "foveate-reader-f16.gguf", proj=HERE / "foveate-reader-mmproj-f16.gguf"):
-    """The PyTorch twin with the weights of the committed GGUFs (inverse of train.gguf_weights)."""
+    """The PyTorch twin with the weights of the committed GGUFs (train.gguf_name per state key)."""
     import gguf
 
     tok = T.CharTokenizer()
@@ -41,20 +41,11 @@ def load_committed(text=HERE / "foveate-reader-f16.gguf", proj=HERE / "foveate-r
     for path in (text, proj):
         for t in gguf.GGUFReader(str(path)).tensors:
             tensors[t.name] = torch.from_numpy(np.array(t.data, dtype=np.float32))
-    state = model.state_dict()
-    # gguf_weights maps each torch tensor to a GGUF name; run it on marker tensors to invert
-    with torch.no_grad():
-        for i, (k, v) in enumerate(state.items()):
-            v.fill_(float(i))
-    text_m, proj_m = T.gguf_weights(model)
-    index = {}
-    for g, arr in {**text_m, **proj_m}.items():
-        index.setdefault(int(round(float(arr.flat[0]) * (2 if g.startswith("v.patch_embd") else 1))), g)
     new = {}
-    for i, (k, v) in enumerate(state.items()):
-        g = index[i]
+    for k, v in model.state_dict().items():
+        g = T.gguf_name(k)
         w = tensors[g]
-        if g == "v.patch_embd.weight":
+        if g == "v.patch_embd.weight":   # the export split the conv into two temporal halves
             w = w + tensors["v.patch_embd.weight.1"]
         new[k] = w.reshape(v.shape)
     model.load_state_dict(new)

@@ -192,33 +192,40 @@ def train(args):
                     shape=vars(model.s), elapsed=elapsed0 + time.time() - t0), out / "ckpt.pt")
 
 
-def _block_tensors(sd, src: str, dst: str, n: int, names: dict) -> dict:
-    """Per-block weights and biases `{src}.{i}.{a}.*` renamed to `{dst}.{i}.{names[a]}.*`."""
-    out = {}
-    for i in range(n):
-        for a, b in names.items():
-            for kind in ("weight", "bias"):
-                if f"{src}.{i}.{a}.{kind}" in sd:
-                    out[f"{dst}.{i}.{b}.{kind}"] = sd[f"{src}.{i}.{a}.{kind}"]
-    return out
+# PyTorch state key -> llama.cpp GGUF tensor name
+TOP_NAMES = {"embed.weight": "token_embd.weight", "norm.weight": "output_norm.weight",
+             "out.weight": "output.weight", "vision.patch.weight": "v.patch_embd.weight",
+             "vision.post_ln.weight": "v.post_ln.weight",
+             "vision.mm0.weight": "mm.0.weight", "vision.mm0.bias": "mm.0.bias",
+             "vision.mm2.weight": "mm.2.weight", "vision.mm2.bias": "mm.2.bias"}
+TEXT_BLOCK = {"ln1": "attn_norm", "q": "attn_q", "k": "attn_k", "v": "attn_v", "o": "attn_output",
+              "ln2": "ffn_norm", "gate": "ffn_gate", "up": "ffn_up", "down": "ffn_down"}
+VISION_BLOCK = {"ln1": "ln1", "ln2": "ln2", "q": "attn_q", "k": "attn_k", "v": "attn_v",
+                "o": "attn_out", "gate": "ffn_gate", "up": "ffn_up", "down": "ffn_down"}
+
+
+def gguf_name(key: str) -> str:
+    """The GGUF name of a state key (`blocks.{i}.{a}.{kind}` -> `blk.{i}.{...}.{kind}`)."""
+    if key in TOP_NAMES:
+        return TOP_NAMES[key]
+    p = key.split(".")
+    if p[0] == "blocks":
+        return f"blk.{p[1]}.{TEXT_BLOCK[p[2]]}.{p[3]}"
+    if p[:2] == ["vision", "blocks"]:
+        return f"v.blk.{p[2]}.{VISION_BLOCK[p[3]]}.{p[4]}"
+    raise KeyError(f"no GGUF name for {key}")
 
 
 def gguf_weights(model: Reader):
-    """Map the PyTorch state to llama.cpp's GGUF tensor names."""
-    sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
-    text = {"token_embd.weight": sd["embed.weight"], "output_norm.weight": sd["norm.weight"],
-            "output.weight": sd["out.weight"]}
-    text.update(_block_tensors(sd, "blocks", "blk", model.s.n_layer, {
-        "ln1": "attn_norm", "q": "attn_q", "k": "attn_k", "v": "attn_v", "o": "attn_output",
-        "ln2": "ffn_norm", "gate": "ffn_gate", "up": "ffn_up", "down": "ffn_down"}))
-    half = sd["vision.patch.weight"] / 2   # llama.cpp sums two temporal slices of one frame
-    proj = {"v.patch_embd.weight": half, "v.patch_embd.weight.1": half,
-            "v.post_ln.weight": sd["vision.post_ln.weight"],
-            "mm.0.weight": sd["vision.mm0.weight"], "mm.0.bias": sd["vision.mm0.bias"],
-            "mm.2.weight": sd["vision.mm2.weight"], "mm.2.bias": sd["vision.mm2.bias"]}
-    proj.update(_block_tensors(sd, "vision.blocks", "v.blk", model.s.v_layer, {
-        "ln1": "ln1", "ln2": "ln2", "q": "attn_q", "k": "attn_k", "v": "attn_v",
-        "o": "attn_out", "gate": "ffn_gate", "up": "ffn_up", "down": "ffn_down"}))
+    """Map the PyTorch state to llama.cpp's GGUF tensors: (text, projector) name -> array.
+    llama.cpp sums two temporal slices of one frame, so the patch conv is split in halves."""
+    text, proj = {}, {}
+    for key, v in model.state_dict().items():
+        name, arr = gguf_name(key), v.detach().float().numpy()
+        if name == "v.patch_embd.weight":
+            proj[name] = proj[name + ".1"] = arr / 2
+        else:
+            (proj if name.startswith(("v.", "mm.")) else text)[name] = arr
     return text, proj
 
 
