@@ -19,7 +19,7 @@ from . import _bindings as B
 from .engine import Engine
 from .errors import ContextError, DecodeError
 from .images import load_page
-from .synthetic_kv import fill_image_cells
+from .synthetic_kv import fill_image_cells, grid_side, uses_mrope
 
 llama = B.llama
 
@@ -72,10 +72,9 @@ def _prefill_synthetic(eng: Engine, n_tokens: int, seed: int = 0, image=None) ->
     one image laid out on a square grid; merged rows keep their grid positions (M-RoPE), or
     take consecutive ones (1-D models: decode timing is the same as at gapped positions)."""
     n_embd = llama.llama_model_n_embd(eng._model)
-    n_pos = 4 if llama.llama_model_rope_type(eng._model) in (llama.LLAMA_ROPE_TYPE_MROPE,
-                                                              llama.LLAMA_ROPE_TYPE_IMROPE) else 1
+    n_pos = 4 if uses_mrope(eng._model) else 1
     embd, grid_ids = image if image is not None else _synthetic_image(eng, n_tokens, seed=seed)[:2]
-    side = max(1, int(np.ceil(np.sqrt(n_tokens))))
+    side = grid_side(n_tokens)
     n_tokens = len(embd)
     idx = np.asarray(grid_ids) if n_pos == 4 else np.arange(n_tokens)
     n_b = eng.n_batch

@@ -112,6 +112,17 @@ def get_seq_state(ctx, seq_id: int = 0) -> bytes:
     return bytes(buf)
 
 
+def uses_mrope(model) -> bool:
+    """Whether the model's image tokens take (t, y, x) positions (4 per embedding)."""
+    return llama.llama_model_rope_type(model) in (llama.LLAMA_ROPE_TYPE_MROPE,
+                                                  llama.LLAMA_ROPE_TYPE_IMROPE)
+
+
+def grid_side(n_tokens: int) -> int:
+    """Side of the square grid a synthetic image of n tokens is laid out on."""
+    return max(1, int(np.ceil(np.sqrt(n_tokens))))
+
+
 def image_cell_layout(n_tokens: int, mrope: bool) -> np.ndarray:
     """CELL records of n image tokens decoded as bench._prefill_synthetic decodes them: M-RoPE
     at (t 0, grid y, grid x) on a square grid, 1-D at positions 0..n-1."""
@@ -119,7 +130,7 @@ def image_cell_layout(n_tokens: int, mrope: bool) -> np.ndarray:
     j = np.arange(n_tokens)
     cells["n_seq"], cells["tok"], cells["seq"] = 1, -1, 0   # tok -1: LLAMA_TOKEN_NULL (embedding)
     if mrope:
-        side = max(1, int(np.ceil(np.sqrt(n_tokens))))
+        side = grid_side(n_tokens)
         cells["y"], cells["x"] = j // side, j % side
     else:
         cells["pos"] = j
@@ -131,8 +142,7 @@ def fill_image_cells(eng, n_tokens: int, sample: int = 256) -> int:
     Returns n_past, the position the next token takes."""
     from .bench import _prefill_synthetic
 
-    mrope = llama.llama_model_rope_type(eng._model) in (llama.LLAMA_ROPE_TYPE_MROPE,
-                                                        llama.LLAMA_ROPE_TYPE_IMROPE)
+    mrope = uses_mrope(eng._model)
     mem = llama.llama_get_memory(eng._ctx)
     llama.llama_memory_clear(mem, True)
     m = min(sample, n_tokens)
@@ -150,4 +160,4 @@ def fill_image_cells(eng, n_tokens: int, sample: int = 256) -> int:
     if llama.llama_state_seq_set_data(eng._ctx, buf, len(blob), 0) != len(blob):
         raise DecodeError(f"could not load a state of {n_tokens} image cells "
                           f"(n_ctx={eng.n_ctx})")
-    return int(np.ceil(np.sqrt(n_tokens))) if mrope else n_tokens
+    return grid_side(n_tokens) if mrope else n_tokens   # as _prefill_synthetic returns
