@@ -81,9 +81,6 @@ bool foveate_merge_begin(foveate_merge_state & st, const clip_ctx * clip) {
 bool foveate_merge_image(foveate_merge_state & st, const clip_ctx * clip, int n_threads, int64_t d,
                          const void * key, uint64_t serial, const foveate_image_parts & img,
                          std::vector<float> & out_embd, std::string & err) {
-    if (!foveate_merge_begin(st, clip)) {
-        return true;
-    }
     st.pending.erase(key);   // stale: foveate_merge_take_pending found no match
     if (img.parts.size() > 1) {
         st.pending.clear();

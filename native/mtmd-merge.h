@@ -93,10 +93,10 @@ struct foveate_image_parts {
 // there is no vision projector), and then the hook must leave everything as stock does.
 bool foveate_merge_begin(foveate_merge_state & st, const clip_ctx * clip);
 
-// Merge the image `key` (a chunk's image tokens, whose projector output out_embd holds) is
-// part of, ranking all its parts as one pool (the others are encoded here): key's merged
-// rows replace out_embd and become the last result; the other parts' wait in st.pending.
-// Merging off: nothing changes. False (with err) if encoding or the merge graphs fail.
+// After foveate_merge_begin returned true: merge the image `key` (a chunk's image tokens,
+// whose projector output out_embd holds) is part of, ranking all its parts as one pool (the
+// others are encoded here): key's merged rows replace out_embd and become the last result;
+// the other parts' wait in st.pending. False (with err) if encoding or the merge graphs fail.
 bool foveate_merge_image(foveate_merge_state & st, const clip_ctx * clip, int n_threads, int64_t d,
                          const void * key, uint64_t serial, const foveate_image_parts & img,
                          std::vector<float> & out_embd, std::string & err);
