@@ -20,22 +20,25 @@ PAGE = ROOT / "tests" / "data" / "pages" / "heldout-00000.png"
 IMAGE_TOKENS = 408  # 24 x 17 cells (16 lines + the bottom margin row)
 
 
-def _logits_run(steps: int = 12, **kw) -> tuple[np.ndarray, Engine]:
-    """Prefill the page, then teacher-force the greedy tokens of the run; logits per step."""
-    eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, **kw)
-    n_past, _ = eng.prefill_page(eng_page(eng))
+def _page_logits(eng, page=PAGE, steps: int = 12, after_step=None) -> np.ndarray:
+    """Prefill the page, then teacher-force the greedy tokens of the run; logits per step
+    (after_step() runs after each step's decode)."""
+    from foveate.images import load_page
+
+    n_past, _ = eng.prefill_page(load_page(page))
     out = []
     for _ in range(steps):
-        lg = eng.logits().copy()
-        out.append(lg)
-        eng._decode_one(int(lg.argmax()), n_past)
+        out.append(eng.logits().copy())
+        eng._decode_one(int(out[-1].argmax()), n_past)
         n_past += 1
-    return np.stack(out), eng
+        if after_step:
+            after_step()
+    return np.stack(out)
 
 
-def eng_page(eng):
-    from foveate.images import load_page
-    return load_page(PAGE)
+def _logits_run(steps: int = 12, **kw) -> tuple[np.ndarray, Engine]:
+    eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, **kw)
+    return _page_logits(eng, steps=steps), eng
 
 
 @pytest.mark.parametrize("flash_attn,refresh", [(True, 1), (False, 1), (True, 3)])
@@ -59,14 +62,9 @@ def test_sparse_path_runs_and_selects_the_budget():
 
 def _selections(steps, **kw):
     eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, flash_attn=True, **kw)
-    n_past, _ = eng.prefill_page(eng_page(eng))
-    sels, logits = [], []
-    for _ in range(steps):
-        logits.append(eng.logits().copy())
-        eng._decode_one(int(logits[-1].argmax()), n_past)
-        n_past += 1
-        sels.append(eng.fixation_selection(0))
-    return sels, np.stack(logits), eng
+    sels = []
+    logits = _page_logits(eng, steps=steps, after_step=lambda: sels.append(eng.fixation_selection(0)))
+    return sels, logits, eng
 
 
 def test_refresh_interval_keeps_the_selection_between_refreshes():
@@ -94,17 +92,6 @@ def test_fa_on_and_off_select_alike():
     assert (a.argmax(1) == b.argmax(1)).mean() >= 0.9
     assert np.abs(a - b).max() < 0.1 * np.abs(a).max()
     ea.close(), eb.close()
-
-
-def _page_logits(eng, page, steps=12):
-    from foveate.images import load_page
-    n_past, _ = eng.prefill_page(load_page(page))
-    out = []
-    for _ in range(steps):
-        out.append(eng.logits().copy())
-        eng._decode_one(int(out[-1].argmax()), n_past)
-        n_past += 1
-    return np.stack(out)
 
 
 def test_a_page_reads_the_same_after_another_page():
