@@ -70,11 +70,7 @@ class Sim:
         prefix, _ = self.tok.chat()
         img, ph, pw = m.vision(img_t[None])
         n_pre = len(prefix)
-        t = torch.arange(n_pre)
-        yy, xx = torch.meshgrid(torch.arange(ph), torch.arange(pw), indexing="ij")
-        im3 = torch.stack([torch.full((ph * pw,), n_pre), n_pre + yy.reshape(-1), n_pre + xx.reshape(-1)], 1)
-        t2 = n_pre + max(ph, pw) + torch.arange(len(suffix))
-        pos = torch.cat([torch.stack([t, t, t], 1), im3, torch.stack([t2, t2, t2], 1)], 0)
+        pos = m.positions(n_pre, ph, pw, len(suffix))
         x = torch.cat([m.embed(torch.tensor([prefix])), img, m.embed(torch.tensor([suffix]))], 1)
         return x, pos, (n_pre, n_pre + ph * pw)
 

@@ -188,25 +188,28 @@ class Reader(nn.Module):
         ang = pos3[:, sel].float() * inv
         return ang.cos(), ang.sin()
 
-    def forward(self, pixels, prefix, suffix):
-        """prefix: (B, Np) tokens up to <|vision_start|>; suffix: (B, Ns) tokens from
-        <|vision_end|> on. Returns logits over suffix positions (B, Ns, vocab)."""
-        img, ph, pw = self.vision(pixels)
-        B, Np = prefix.shape
-        Ns = suffix.shape[1]
-        P = Np
-        t = torch.arange(Np)
+    def positions(self, n_pre, ph, pw, n_suf):
+        """(t, h, w) positions of n_pre prefix tokens, a ph x pw image and n_suf suffix tokens,
+        as llama.cpp lays them out; (N, 3)."""
+        P = n_pre
+        t = torch.arange(n_pre)
         pre = torch.stack([t, t, t], 1)
         if self.s.rope_1d:   # one position per token; M-RoPE with t = h = w is 1-D NeoX RoPE
             i = P + torch.arange(ph * pw)
             im = torch.stack([i, i, i], 1)
-            t2 = P + ph * pw + torch.arange(Ns)
+            t2 = P + ph * pw + torch.arange(n_suf)
         else:
             yy, xx = torch.meshgrid(torch.arange(ph), torch.arange(pw), indexing="ij")
             im = torch.stack([torch.full((ph * pw,), P), P + yy.reshape(-1), P + xx.reshape(-1)], 1)
-            t2 = P + max(ph, pw) + torch.arange(Ns)
-        suf = torch.stack([t2, t2, t2], 1)
-        cos, sin = self.mrope(torch.cat([pre, im, suf], 0))
+            t2 = P + max(ph, pw) + torch.arange(n_suf)
+        return torch.cat([pre, im, torch.stack([t2, t2, t2], 1)], 0)
+
+    def forward(self, pixels, prefix, suffix):
+        """prefix: (B, Np) tokens up to <|vision_start|>; suffix: (B, Ns) tokens from
+        <|vision_end|> on. Returns logits over suffix positions (B, Ns, vocab)."""
+        img, ph, pw = self.vision(pixels)
+        Np = prefix.shape[1]
+        cos, sin = self.mrope(self.positions(Np, ph, pw, suffix.shape[1]))
         x = torch.cat([self.embed(prefix), img, self.embed(suffix)], 1)
         for blk in self.blocks:
             x = blk(x, cos, sin)
