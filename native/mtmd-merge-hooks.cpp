@@ -158,6 +158,21 @@ int32_t mtmd_merge_get_1d_positions(mtmd_context * ctx) {
     return ctx ? (int32_t) mtmd_foveate_state(ctx)->config.consecutive_1d : -1;
 }
 
+int32_t mtmd_merge_set_score(mtmd_context * ctx, int32_t score) {
+    if (!ctx || score < FOVEATE_MERGE_SCORE_NORM || score > FOVEATE_MERGE_SCORE_DUPLICATES) {
+        return -1;
+    }
+    auto & st = *mtmd_foveate_state(ctx);
+    st.config.score = score;
+    st.has_last     = false;
+    st.pending.clear();
+    return 0;
+}
+
+int32_t mtmd_merge_get_score(mtmd_context * ctx) {
+    return ctx ? (int32_t) mtmd_foveate_state(ctx)->config.score : -1;
+}
+
 int32_t mtmd_merge_get_last(mtmd_context * ctx, int32_t * n_before, int32_t * n_after,
                             double * keep_ratio, double * r_sim, double * r_info, double * ms) {
     if (!ctx || !mtmd_foveate_state(ctx)->has_last) {

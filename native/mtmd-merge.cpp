@@ -2,10 +2,11 @@
 //
 // Two small ggml graphs per image on the projector's backends:
 //   score: norms of the content rows (and, for the dynamic ratio, the cosine Gram matrix
-//          whose mean off-diagonal square is the redundancy term);
+//          whose mean off-diagonal square is the redundancy term; for the duplicates
+//          score, each row's soft count of near-duplicates from the same matrix);
 //   merge: cosines kept x dropped -> ot_sinkhorn -> alpha * T x_dropped -> scatter_add_rows
 //          into the kept rows -> get_rows of every row that stays, in order.
-// The host picks k = floor(N_content * ratio) and the top-k by norm in between (data-dependent
+// The host picks k = floor(N_content * ratio) and the top-k by score in between (data-dependent
 // shapes cannot live in one graph).
 #include "mtmd-merge.h"
 #include "mtmd.h"
@@ -132,8 +133,10 @@ bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_t
         set_threads(bk, n_threads);
     }
 
-    // --- score graph: norms, and the redundancy term for the dynamic ratio ---
-    std::vector<float> norm2(Np, 0.0f);
+    // --- score graph: norms; the cosine Gram matrix G when the dynamic ratio (mean
+    // off-diagonal G^2) or the duplicates score (per row, sum_j!=i exp((G_ij - 1) / t)) needs it ---
+    const bool by_dups = cfg.score == FOVEATE_MERGE_SCORE_DUPLICATES;
+    std::vector<float> norm2(Np, 0.0f), dups(by_dups ? Np : 0, 0.0f);
     double ratio = cfg.mode == FOVEATE_MERGE_FIXED ? cfg.keep_ratio : 1.0;
     if (sched) {
         auto ctx = graph_context();
@@ -145,13 +148,24 @@ bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_t
         ggml_set_output(n2);
         ggml_cgraph * gf = ggml_new_graph_custom(ctx.get(), GRAPH_NODES, false);
         ggml_build_forward_expand(gf, n2);
-        ggml_tensor * gsum = nullptr;
-        if (cfg.mode == FOVEATE_MERGE_DYNAMIC) {
+        ggml_tensor * G = nullptr, * gsum = nullptr, * cnt = nullptr;
+        if (cfg.mode == FOVEATE_MERGE_DYNAMIC || by_dups) {
             ggml_tensor * Xn = ggml_l2_norm(ctx.get(), X, 1e-12f);
-            ggml_tensor * G  = ggml_mul_mat(ctx.get(), Xn, Xn);
+            G = ggml_mul_mat(ctx.get(), Xn, Xn);                                   // [Np, Np]
+        }
+        if (cfg.mode == FOVEATE_MERGE_DYNAMIC) {
             gsum = ggml_sum(ctx.get(), ggml_sqr(ctx.get(), G));
             ggml_set_output(gsum);
             ggml_build_forward_expand(gf, gsum);
+        }
+        if (by_dups) {
+            const float t = cfg.dup_temperature;
+            ggml_tensor * A = ggml_exp(ctx.get(), ggml_scale_bias(ctx.get(), G, 1.0f / t, -1.0f / t));
+            // the diagonal (a row with itself) as a strided view, subtracted from the row sums
+            ggml_tensor * self = ggml_view_2d(ctx.get(), A, 1, Np, A->nb[1] + A->nb[0], 0);
+            cnt = ggml_sub(ctx.get(), ggml_sum_rows(ctx.get(), A), ggml_cont(ctx.get(), self));
+            ggml_set_output(cnt);
+            ggml_build_forward_expand(gf, cnt);
         }
         if (!run(sched.get(), gf, "score", err, [&] {
                 ggml_backend_tensor_set(E, embd, 0, ggml_nbytes(E));
@@ -160,6 +174,9 @@ bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_t
             return false;
         }
         ggml_backend_tensor_get(n2, norm2.data(), 0, ggml_nbytes(n2));
+        if (cnt) {
+            ggml_backend_tensor_get(cnt, dups.data(), 0, ggml_nbytes(cnt));
+        }
         if (gsum) {
             float s = 0.0f;
             ggml_backend_tensor_get(gsum, &s, 0, sizeof(float));
@@ -178,12 +195,16 @@ bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_t
     }
     res.keep_ratio = cfg.mode == FOVEATE_MERGE_OFF ? 1.0 : ratio;
 
-    // --- keep set: top-k content rows by norm (ties: earlier row first), ascending ---
+    // --- keep set: top-k content rows by score (ties: earlier row first), ascending ---
     int64_t k = (int64_t) std::floor((double) Np * res.keep_ratio);
     k = std::max<int64_t>(std::min<int64_t>(k, Np), std::min<int64_t>(Np, 1));
     std::vector<int32_t> order(Np);
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return norm2[a] > norm2[b]; });
+    if (by_dups) {   // fewest near-duplicates first
+        std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return dups[a] < dups[b]; });
+    } else {         // largest norm first
+        std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return norm2[a] > norm2[b]; });
+    }
     std::vector<uint8_t> is_kept(n, 0);
     for (int64_t i = 0; i < n; i++) {
         is_kept[i] = kind[i] != FOVEATE_ROW_CONTENT;
@@ -280,13 +301,14 @@ std::vector<foveate_merge_result> foveate_merge_split(const foveate_merge_result
 extern "C" MTMD_API int32_t mtmd_merge_rows(
         const float * embd, int32_t n, int32_t d, const uint8_t * kind,
         const float * pixels, int32_t w, int32_t h, int32_t patch,
-        int32_t mode, double keep_ratio, int32_t n_threads,
+        int32_t mode, double keep_ratio, int32_t score, int32_t n_threads,
         float * out_rows, int32_t * out_keep, double * out_terms) {
     if (!embd || !kind || n <= 0 || d <= 0 || !out_rows || !out_keep || !out_terms) {
         return -1;
     }
     if (mode < FOVEATE_MERGE_OFF || mode > FOVEATE_MERGE_DYNAMIC ||
-        (mode == FOVEATE_MERGE_FIXED && !(keep_ratio > 0.0 && keep_ratio <= 1.0))) {
+        (mode == FOVEATE_MERGE_FIXED && !(keep_ratio > 0.0 && keep_ratio <= 1.0)) ||
+        score < FOVEATE_MERGE_SCORE_NORM || score > FOVEATE_MERGE_SCORE_DUPLICATES) {
         return -1;
     }
     ggml_backend_t cpu = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
@@ -296,6 +318,7 @@ extern "C" MTMD_API int32_t mtmd_merge_rows(
     foveate_merge_config cfg;
     cfg.mode = mode;
     cfg.keep_ratio = keep_ratio;
+    cfg.score = score;
     foveate_merge_pixels px{pixels, w, h, patch};
     foveate_merge_result res;
     std::string err;

@@ -14,6 +14,11 @@
 
 enum foveate_merge_mode { FOVEATE_MERGE_OFF = 0, FOVEATE_MERGE_FIXED = 1, FOVEATE_MERGE_DYNAMIC = 2 };
 
+// which content rows a keep ratio keeps: the largest L2 norms (RTPrune), or the rows with the
+// fewest near-duplicates on the page (a soft count of cosines near 1), so that blank paper,
+// whose rows all look alike, goes first (docs/benchmarks.md, "Merging: which rows to drop")
+enum foveate_merge_score { FOVEATE_MERGE_SCORE_NORM = 0, FOVEATE_MERGE_SCORE_DUPLICATES = 1 };
+
 // what a row of the image chunk is: content is scored and merged; markers never are
 enum foveate_row_kind : uint8_t { FOVEATE_ROW_CONTENT = 0, FOVEATE_ROW_NEWLINE = 1, FOVEATE_ROW_MARKER = 2 };
 
@@ -24,6 +29,8 @@ struct foveate_merge_config {
     float  dustbin    = 0.2f;    // Sinkhorn dustbin score
     int    n_iter     = 100;     // Sinkhorn iterations
     float  sobel_threshold = 0.2f;
+    int    score      = FOVEATE_MERGE_SCORE_NORM;
+    float  dup_temperature = 0.05f;  // DUPLICATES: row i's count is sum_j!=i exp((cos_ij - 1) / t)
     bool   consecutive_1d = false;  // 1-D RoPE decode: renumber kept rows instead of original positions
 };
 
@@ -41,7 +48,7 @@ struct foveate_merge_result {
     std::vector<float>   rows;   // keep.size() rows of d floats: the merged rows
 };
 
-// The algorithm (rtprune.md): L2-norm top-k of the content rows, dustbin Sinkhorn from the
+// The algorithm (rtprune.md): top-k of the content rows by cfg.score (L2 norm as RTPrune), dustbin Sinkhorn from the
 // dropped rows to the kept ones, kept += alpha * T x_dropped, newline collapse, markers kept.
 // Runs on `backends` (first = preferred, e.g. the projector's GPU; last = CPU).
 bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_threads,

@@ -1,7 +1,8 @@
 """Float64 numpy port of RTPrune's merge as the authors' code does it (shared/design/rtprune.md):
 L2-norm top-k of the content rows, dustbin Sinkhorn (z 0.2, 100 iterations, u then v),
 kept += 0.1 * T x_dropped, dynamic ratio r = 1 - (1 - r_sim)(1 - r_info), newline collapse.
-Written from the specification, independently of native/mtmd-merge.cpp."""
+Written from the specification, independently of native/mtmd-merge.cpp. score="duplicates"
+ranks by foveate's alternative (fewest near-duplicates first) instead of the L2 norm."""
 from __future__ import annotations
 
 import numpy as np
@@ -58,8 +59,15 @@ def r_info(pixels: np.ndarray, patch: int, threshold: float = 0.2) -> float:
     return float(np.mean(fr)) if fr else 0.0
 
 
+def near_duplicates(x: np.ndarray, t: float = 0.05) -> np.ndarray:
+    """Per row, the soft count of the other rows pointing the same way: sum_j!=i exp((cos_ij - 1) / t)."""
+    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    c = np.exp((xn @ xn.T - 1.0) / t)
+    return c.sum(1) - np.diag(c)
+
+
 def merge(embd: np.ndarray, kind=None, ratio=None, pixels=None, patch=0,
-          alpha: float = 0.1, z: float = 0.2, iters: int = 100):
+          alpha: float = 0.1, z: float = 0.2, iters: int = 100, score: str = "norm"):
     """ratio None = dynamic. Returns (rows, kept_ids, (ratio, r_sim, r_info))."""
     x = np.asarray(embd, np.float64)
     n = len(x)
@@ -71,8 +79,10 @@ def merge(embd: np.ndarray, kind=None, ratio=None, pixels=None, patch=0,
         ri = r_info(np.asarray(pixels, np.float64), patch) if pixels is not None else 0.0
         ratio = rs + ri - rs * ri if len(content) > 1 else 1.0
     k = max(min(int(np.floor(len(content) * ratio)), len(content)), min(len(content), 1))
-    norms = np.linalg.norm(x[content], axis=1)
-    order = np.argsort(-norms, kind="stable")
+    if score == "norm":
+        order = np.argsort(-np.linalg.norm(x[content], axis=1), kind="stable")
+    else:
+        order = np.argsort(near_duplicates(x[content]), kind="stable")
     kept = np.sort(content[order[:k]])
     dropped = np.setdiff1d(content, kept)
     out = x.copy()

@@ -48,6 +48,40 @@ def test_fixed_ratio_matches_reference(ratio):
     assert np.abs(rows - x[kept]).max() > 1e-3
 
 
+@pytest.mark.parametrize("ratio", [0.84, 0.3])
+def test_duplicates_score_matches_reference(ratio):
+    x = _embd(300, 96, 4)
+    rows, kept, _ = merge_rows(x, merge=ratio, threads=2, score="duplicates")
+    want_rows, want_kept, _ = ref.merge(x, ratio=ratio, score="duplicates")
+    assert kept.tolist() == want_kept.tolist()
+    np.testing.assert_allclose(rows, want_rows, rtol=2e-5, atol=2e-5)
+    # a different keep set from the norm's on the same rows: the score is really used
+    assert kept.tolist() != merge_rows(x, merge=ratio, threads=2)[1].tolist()
+
+
+def test_duplicates_score_drops_repeated_rows_first():
+    """A page of 40 distinct rows and 60 near-copies of one 'paper' row, the paper rows given
+    the largest norms: at keep 0.5 the duplicates score keeps every distinct row and drops 50
+    paper rows (the norm criterion would do the opposite)."""
+    rng = np.random.default_rng(5)
+    d = 32
+    distinct = rng.normal(size=(40, d))
+    paper = 3.0 * rng.normal(size=d) + 0.01 * rng.normal(size=(60, d))
+    order = rng.permutation(100)
+    x = np.concatenate([distinct, paper])[order].astype(np.float32)
+    is_paper = order >= 40
+    _, kept, _ = merge_rows(x, merge=0.5, score="duplicates")
+    assert len(kept) == 50
+    assert is_paper[kept].sum() == 10 and (~is_paper[kept]).sum() == 40
+    _, kept_norm, _ = merge_rows(x, merge=0.5)
+    assert is_paper[kept_norm].sum() == 50
+
+
+def test_bad_merge_score_raises():
+    with pytest.raises(ValueError, match="merge_score"):
+        merge_rows(_embd(10, 8, 0), merge=0.5, score="largest")
+
+
 def test_dynamic_ratio_matches_reference_on_pixels():
     h, w = 8, 8
     x = _embd(h * (w + 1) + 1, 64, 2)
@@ -147,6 +181,30 @@ def test_merged_image_keeps_its_mrope_positions():
     assert pos[1].tolist() == [t0 + i // nx for i in kept]
     assert pos[2].tolist() == [t0 + i % nx for i in kept]
     e0.close(), eng.close()
+
+
+def test_duplicates_score_drops_blank_cells_of_the_page():
+    """On the bundled reader's page, the rows merged away at 0.84 are blank cells when ranked by
+    near-duplicates; the norm ranking drops characters (docs/benchmarks.md)."""
+    from foveate import _bindings as B
+
+    lines = PAGE.with_suffix(".txt").read_text().split("\n")
+    cols = 24
+
+    def is_char(i):
+        r, c = divmod(i, cols)
+        return r < len(lines) and c < len(lines[r]) and lines[r][c] != " "
+
+    chars_dropped = {}
+    for score in ("norm", "duplicates"):
+        eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, merge=0.84, merge_score=score)
+        assert B.merge.mtmd_merge_get_score(eng._mtmd) == B.MERGE_SCORES[score]
+        _, st = eng.prefill_page(load_page(PAGE))
+        dropped = sorted(set(range(st.image_tokens)) - set(eng.merge_kept()))
+        assert len(dropped) == st.image_tokens - int(st.image_tokens * 0.84)
+        chars_dropped[score] = sum(map(is_char, dropped)) / len(dropped)
+        eng.close()
+    assert chars_dropped["duplicates"] <= 0.1 < chars_dropped["norm"]
 
 
 def test_dynamic_ratio_reads_the_page():

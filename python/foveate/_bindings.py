@@ -149,6 +149,7 @@ fixation = _bind_fixation()
 
 # --- token merging C API (patches/0006, native/mtmd-merge.cpp) ---------------------------------
 MERGE_OFF, MERGE_FIXED, MERGE_DYNAMIC = 0, 1, 2
+MERGE_SCORES = {"norm": 0, "duplicates": 1}     # which rows a keep ratio keeps
 
 
 def _bind_merge():
@@ -168,8 +169,12 @@ def _bind_merge():
     lib.mtmd_merge_set_1d_positions.restype = i32
     lib.mtmd_merge_get_1d_positions.argtypes = [p]
     lib.mtmd_merge_get_1d_positions.restype = i32
+    lib.mtmd_merge_set_score.argtypes = [p, i32]             # patches/0010
+    lib.mtmd_merge_set_score.restype = i32
+    lib.mtmd_merge_get_score.argtypes = [p]
+    lib.mtmd_merge_get_score.restype = i32
     lib.mtmd_merge_rows.argtypes = [P(ctypes.c_float), i32, i32, P(ctypes.c_uint8),
-                                    P(ctypes.c_float), i32, i32, i32, i32, dbl, i32,
+                                    P(ctypes.c_float), i32, i32, i32, i32, dbl, i32, i32,
                                     P(ctypes.c_float), P(i32), P(dbl)]
     lib.mtmd_merge_rows.restype = i32
     return lib

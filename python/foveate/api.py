@@ -18,7 +18,8 @@ class Reader:
                  n_batch: int = 2048, flash_attn: bool | None = None,
                  fixation: float | None = None, fixation_k_min: int = 16,
                  focal_layers: list[int] | None = None, fixation_dilation: int = 0,
-                 fixation_refresh: int = 1, merge=None, merge_positions: str = "original"):
+                 fixation_refresh: int = 1, merge=None, merge_positions: str = "original",
+                 merge_score: str = "norm"):
         """fixation: share of image tokens attended per decode step (e.g. 0.05; None/0 =
         off, the stock computation). Flash attention defaults to on when fixation is on.
         fixation_refresh: the focal layers re-select every R-th step (1 = every step); in
@@ -28,13 +29,16 @@ class Reader:
         among the merged tokens.
         merge_positions: for 1-D RoPE models (DeepSeek-OCR...), "original" keeps the merged
         image's unmerged positions (gaps where rows were merged away, as the RTPrune
-        reference), "consecutive" renumbers the kept rows. M-RoPE models always keep theirs."""
+        reference), "consecutive" renumbers the kept rows. M-RoPE models always keep theirs.
+        merge_score: which image tokens a keep ratio keeps: "norm" (the largest L2 norms, as
+        RTPrune) or "duplicates" (the fewest near-duplicates on the page, so blank paper goes
+        first; better on the bundled reader at 0.84, see docs/benchmarks.md)."""
         self.engine = Engine(model, mmproj, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx,
                              threads=threads, n_batch=n_batch, flash_attn=flash_attn,
                              fixation=fixation, fixation_k_min=fixation_k_min,
                              focal_layers=focal_layers, fixation_dilation=fixation_dilation,
                              fixation_refresh=fixation_refresh, merge=merge,
-                             merge_positions=merge_positions)
+                             merge_positions=merge_positions, merge_score=merge_score)
 
     def read(self, image, prompt: str | None = None, max_tokens: int = 1024, *,
              temperature: float = 0.0, top_k: int = 40, top_p: float = 0.95,

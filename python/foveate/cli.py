@@ -41,6 +41,9 @@ def _merge_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--merge-positions", default="original", choices=("original", "consecutive"),
                    help="1-D RoPE models: decode kept image tokens at their original positions "
                         "(gaps, as the RTPrune reference) or renumbered consecutively")
+    p.add_argument("--merge-score", default="norm", choices=("norm", "duplicates"),
+                   help="which image tokens a keep ratio keeps: largest L2 norm (RTPrune) or "
+                        "fewest near-duplicates on the page (blank paper goes first)")
 
 
 def _focal(text: str) -> list[int] | None:
@@ -62,7 +65,8 @@ def _engine_kwargs(a) -> dict:
                   focal_layers=_focal(a.focal_layers), fixation_dilation=a.fixation_dilation,
                   fixation_refresh=a.fixation_refresh)
     if getattr(a, "merge", "off") not in ("off", None):
-        kw.update(merge=a.merge, merge_positions=getattr(a, "merge_positions", "original"))
+        kw.update(merge=a.merge, merge_positions=getattr(a, "merge_positions", "original"),
+                  merge_score=getattr(a, "merge_score", "norm"))
     return kw
 
 

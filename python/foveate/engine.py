@@ -75,7 +75,8 @@ class Engine:
                  fixation_k_min: int = 16, focal_layers: list[int] | None = None,
                  fixation_max_tokens: int = 8, fixation_dilation: int = 0,
                  fixation_refresh: int = 1, n_seq: int = 1,
-                 kv_unified: bool = False, merge=None, merge_positions: str = "original"):
+                 kv_unified: bool = False, merge=None, merge_positions: str = "original",
+                 merge_score: str = "norm"):
         self.model_path = str(model)
         self.mmproj_path = str(mmproj) if mmproj is not None else None
         self.image_max_pixels = image_max_pixels
@@ -91,9 +92,10 @@ class Engine:
                                      f"'{pinfo.arch}'): {mmproj}")
         if n_ctx <= 0:
             raise ContextError(f"n_ctx must be positive, got {n_ctx}")
-        from .merging import check_merge_positions, parse_merge
+        from .merging import check_merge_positions, check_merge_score, parse_merge
         parse_merge(merge)   # a bad setting fails before anything loads
         check_merge_positions(merge_positions)
+        check_merge_score(merge_score)
         self.image_batch_hook = None   # tests: called with each decoded image sub-batch
         self.threads = _threads(threads)
 
@@ -137,21 +139,28 @@ class Engine:
         self.marker = mtmd.mtmd_default_marker().decode()
         self.merge = "off"
         self.merge_positions = "original"
+        self.merge_score = "norm"
         if mmproj is not None:
             self._init_projector(n_gpu_layers)
-            self.set_merge(merge, merge_positions)
+            self.set_merge(merge, merge_positions, merge_score)
         elif merge not in (None, "off", 0):
             raise ValueError("token merging needs a projector (mmproj)")
 
-    def set_merge(self, merge, positions: str | None = None) -> None:
+    def set_merge(self, merge, positions: str | None = None, score: str | None = None) -> None:
         """Prefill token merging (RTPrune): None/"off", "auto" (ratio per page) or a keep
         ratio in (0, 1]. positions ("original" / "consecutive", None = unchanged): where a
-        1-D RoPE model decodes the kept rows (M-RoPE models always keep original ones)."""
-        from .merging import check_merge_positions, parse_merge
+        1-D RoPE model decodes the kept rows (M-RoPE models always keep original ones).
+        score ("norm" / "duplicates", None = unchanged): which rows a keep ratio keeps."""
+        from .merging import check_merge_positions, check_merge_score, parse_merge
 
         mode, ratio = parse_merge(merge)
         if positions is not None:
             check_merge_positions(positions)
+        score_id = check_merge_score(score) if score is not None else None
+        if score_id is not None:
+            if B.merge.mtmd_merge_set_score(self._mtmd, score_id) != 0:
+                raise ValueError(f"mtmd_merge_set_score rejected {score!r}")
+            self.merge_score = score
         if B.merge.mtmd_merge_set(self._mtmd, mode, ratio) != 0:
             raise ValueError(f"mtmd_merge_set rejected merge={merge!r}")
         if positions is not None:

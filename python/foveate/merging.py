@@ -41,15 +41,27 @@ def check_merge_positions(value: str) -> str:
     return value
 
 
-def merge_rows(embd, kind=None, pixels=None, patch: int = 0, merge="auto", threads: int = 1):
+def check_merge_score(value: str) -> int:
+    """Which rows a keep ratio keeps: "norm" (largest L2 norms, RTPrune) or "duplicates"
+    (fewest near-duplicates on the page: blank paper goes first)."""
+    if value not in B.MERGE_SCORES:
+        raise ValueError(f"merge_score must be one of {', '.join(map(repr, B.MERGE_SCORES))}, "
+                         f"got {value!r}")
+    return B.MERGE_SCORES[value]
+
+
+def merge_rows(embd, kind=None, pixels=None, patch: int = 0, merge="auto", threads: int = 1,
+               score: str = "norm"):
     """Merge the rows of `embd` (n x d float32) as mtmd does for an image.
 
     kind: per row 0 content, 1 newline marker, 2 other marker (default all content);
     pixels: H x W x 3 float in [-1, 1] for the text-density term (dynamic ratio), with `patch`
-    pixels per token side. Returns (rows, kept_ids, (ratio, r_sim, r_info))."""
+    pixels per token side; score: see check_merge_score.
+    Returns (rows, kept_ids, (ratio, r_sim, r_info))."""
     import numpy as np
 
     mode, ratio = parse_merge(merge)
+    score_id = check_merge_score(score)
     e = np.ascontiguousarray(embd, dtype=np.float32)
     if e.ndim != 2 or e.shape[0] == 0 or e.shape[1] == 0:
         raise ValueError(f"embd must be a non-empty n x d array, got shape {e.shape}")
@@ -69,7 +81,7 @@ def merge_rows(embd, kind=None, pixels=None, patch: int = 0, merge="auto", threa
     keep = np.zeros(n, np.int32)
     terms = (ctypes.c_double * 3)()
     m = B.merge.mtmd_merge_rows(e.ctypes.data_as(F), n, d, k.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
-                                px, w, h, int(patch), mode, ratio, int(threads),
+                                px, w, h, int(patch), mode, ratio, score_id, int(threads),
                                 out.ctypes.data_as(F), keep.ctypes.data_as(I), terms)
     if m < 0:
         raise RuntimeError(f"mtmd_merge_rows failed (code {m})")

@@ -1,0 +1,126 @@
+"""Merging on the reading model, simulated in its PyTorch twin: which rows should a keep ratio
+drop? RTPrune ranks by L2 norm; this compares that with other scores on the same pages, the
+same Sinkhorn merge (tests/rtprune_reference.py) and the same positions (kept rows keep their
+M-RoPE positions), greedy decoding, whole-output CER.
+
+    python models/reader/merge_sim.py [--pages 12] [--ratios 0.84,0.7] [--scores norm,distinct]
+
+Scores (higher = kept):
+  norm        ||x_i||, RTPrune's criterion
+  duplicates  -sum_j!=i exp((cos_ij - 1) / 0.05): the fewest near-duplicates kept, so blank
+              paper (rows all alike) goes first (foveate's --merge-score duplicates)
+  distinct    1 - mean_j cos^2(x_i, x_j) (the r_sim matrix's row means; too blunt, kept as a
+              measured negative)
+  blank       ORACLE: blank cells (pixel variance 0) first, in random order
+  layout      ORACLE: from the ground truth, the cells after each line's first trailing blank
+              and the margin row first (the cells a reader needs least), in random order
+  random      a seeded random order (floor)
+Results: docs/benchmarks.md, "Merging: which rows to drop".
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1] / "tests"))
+import fixation_sim as FS  # noqa: E402
+import rtprune_reference as R  # noqa: E402
+from foveate import pages as P  # noqa: E402
+from foveate.evaluate import cer  # noqa: E402
+
+
+def _unit(a):
+    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+
+def scores(name, x, img_t, truth):
+    """x: n x d float64 projector rows; img_t: 3 x H x W pixels; truth: the page's text.
+    Higher = kept."""
+    tie = 1e-9 * np.random.default_rng(1).random(len(x))   # oracles: random order among equals
+    if name == "norm":
+        return np.linalg.norm(x, axis=1)
+    if name == "duplicates":
+        return -R.near_duplicates(x)
+    if name == "layout":
+        lines, cols = truth.split("\n"), img_t.shape[2] // P.CELL
+        rc = [divmod(i, cols) for i in range(len(x))]
+        return np.array([r < len(lines) and c <= len(lines[r]) for r, c in rc], float) + tie
+    if name == "distinct":
+        g = (_unit(x) @ _unit(x).T) ** 2
+        return 1.0 - (g.sum(1) - np.diag(g)) / (len(x) - 1)
+    if name == "blank":
+        px = img_t.numpy().mean(0)
+        c = P.CELL
+        h, w = px.shape[0] // c, px.shape[1] // c
+        return px[:h * c, :w * c].reshape(h, c, w, c).var(axis=(1, 3)).reshape(-1) + tie
+    if name == "random":
+        return np.random.default_rng(0).random(len(x))
+    raise ValueError(name)
+
+
+def merge_rows(x, s, ratio, alpha=0.1):
+    """RTPrune's merge with an arbitrary score: top-k of s kept, the rest folded in by the
+    dustbin Sinkhorn plan. Returns (rows, kept ids)."""
+    n = len(x)
+    k = max(1, min(n, int(np.floor(n * ratio))))
+    kept = np.sort(np.argsort(-s, kind="stable")[:k])
+    dropped = np.setdiff1d(np.arange(n), kept)
+    out = x[kept].copy()
+    if len(dropped):
+        T = R.sinkhorn_plan(_unit(x[kept]) @ _unit(x[dropped]).T)
+        out += alpha * (T @ x[dropped])
+    return out, kept
+
+
+class MergeSim(FS.Sim):
+    """Sim whose image rows go through a merge before the text model sees them."""
+    score, ratio, truth = "norm", 1.0, ""
+
+    def inputs(self, img_t, suffix):
+        m = self.m
+        prefix, _ = self.tok.chat()
+        img, ph, pw = m.vision(img_t[None])
+        x = img[0].double().numpy()
+        rows, kept = merge_rows(x, scores(self.score, x, img_t, self.truth), self.ratio)
+        n_pre = len(prefix)
+        pos = m.positions(n_pre, ph, pw, len(suffix))
+        keep = np.concatenate([np.arange(n_pre), n_pre + kept, n_pre + ph * pw + np.arange(len(suffix))])
+        img = torch.from_numpy(rows).float()[None]
+        x = torch.cat([m.embed(torch.tensor([prefix])), img, m.embed(torch.tensor([suffix]))], 1)
+        return x, pos[torch.from_numpy(keep)], (n_pre, n_pre + len(kept))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pages", type=int, default=12)
+    ap.add_argument("--ratios", default="0.84,0.7")
+    ap.add_argument("--scores", default="norm,duplicates,distinct,blank,layout,random")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    tok, model = FS.load_committed()
+    pages = FS.held_out_pages(args.pages)
+    sim = MergeSim(tok, model)
+    print(f"greedy decoding, {len(pages)} held-out pages (heldout 100..), whole-output CER")
+    print("| score | keep ratio | CER | accuracy |")
+    print("|---|---|---|---|")
+    runs = [("dense", 1.0)] + [(s, float(r)) for r in args.ratios.split(",") for s in args.scores.split(",")]
+    for name, ratio in runs:
+        sim.score, sim.ratio = ("norm" if name == "dense" else name), ratio
+        err = tot = 0.0
+        for img_t, truth in pages:
+            sim.truth = truth
+            text = sim.read(img_t)
+            err += cer(text, truth) * len(truth)
+            tot += len(truth)
+        print(f"| {name} | {ratio:g} | {err / tot:.4f} | {1 - err / tot:.4f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
