@@ -646,7 +646,7 @@ static __global__ void __launch_bounds__(FIX_SEL_NT) fix_select_topk(
         const char * __restrict__ idx, const int64_t nbi0, const int64_t nbi1, const int64_t nbi2, const int n_img,
         const char * __restrict__ bud, const int64_t nbb0, const int64_t nbb1,
         char * __restrict__ dst, const int64_t nbd1, const int64_t nbd2, const int K,
-        const int t0, const int tr, int * __restrict__ gbuf, const int P_cap) {
+        const int t0, const int tr, int * __restrict__ gbuf, const int P_cap, const int N) {
     extern __shared__ int s_dyn[];
     __shared__ int      s_hist[256];
     __shared__ int      s_w[FIX_SEL_NT/WARP_SIZE];
@@ -669,13 +669,14 @@ static __global__ void __launch_bounds__(FIX_SEL_NT) fix_select_topk(
 
     int b = *(const int32_t *) (bud + t*nbb0 + s*nbb1);
     if (b < 0) {
-        // not refreshed: the row's list is its selection (valid ids, first K), -1 after
+        // not refreshed: the row's list is its selection (ids of cells that exist, first K),
+        // -1 after; as the CPU path, an id past the cache's N cells is skipped, never read later
         if (tid == 0) {
             const char * irow = idx + (int64_t) t*nbi1 + (int64_t) s*nbi2;
             int n = 0;
             for (int e = 0; e < n_img && n < K; ++e) {
                 const int32_t c = *(const int32_t *) (irow + (int64_t) e*nbi0);
-                if (c >= 0) {
+                if (c >= 0 && c < N) {
                     out[n++] = c;
                 }
             }
@@ -1093,7 +1094,7 @@ void ggml_cuda_fix_select(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
                 keys.ptr, (const char *) img->data, img->nb[0], img->nb[1], img->nb[2], n_img,
                 (const char *) bud->data, bud->nb[0], bud->nb[1],
                 (char *) dst->data, dst->nb[1], dst->nb[2], K,
-                t0, trc, sort_in_smem ? nullptr : gbuf.ptr, P_cap);
+                t0, trc, sort_in_smem ? nullptr : gbuf.ptr, P_cap, p.N);
             CUDA_CHECK(cudaGetLastError());
         }
     }

@@ -63,7 +63,7 @@ def _synthetic_image(eng: Engine, n_tokens: int, merge=None, seed: int = 0):
     from .merging import merge_rows
 
     t0 = time.perf_counter()
-    rows, ids, _ = merge_rows(embd, merge=merge, threads=eng.threads)
+    rows, ids, _ = merge_rows(embd, merge=merge, threads=eng.threads, score=eng.merge_score)
     return rows, ids, (time.perf_counter() - t0) * 1e3
 
 
@@ -233,7 +233,8 @@ def run_merge_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: 
     rows = []
     for m in merges:
         r = median_row(per[m])
-        r.config = "foveate, merge off" if m in ("off", None) else f"foveate, merge {m}"
+        by = "" if eng.merge_score == "norm" else f" ({eng.merge_score})"
+        r.config = "foveate, merge off" if m in ("off", None) else f"foveate, merge {m}{by}"
         rows.append(r)
     return rows
 

@@ -41,6 +41,10 @@ def _merge_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--merge-positions", default="original", choices=("original", "consecutive"),
                    help="1-D RoPE models: decode kept image tokens at their original positions "
                         "(gaps, as the RTPrune reference) or renumbered consecutively")
+    _merge_score_arg(p)
+
+
+def _merge_score_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--merge-score", default="norm", choices=("norm", "duplicates"),
                    help="which image tokens a keep ratio keeps: largest L2 norm (RTPrune) or "
                         "fewest near-duplicates on the page (blank paper goes first)")
@@ -262,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="focal layers re-select every R-th step (fixation rows)")
     b.add_argument("--merge", default="", metavar="M1,M2",
                    help="add a row per merge setting (keep ratio or auto) beside merging off")
+    _merge_score_arg(b)
     b.add_argument("--fill", choices=("prefill", "state"), default="prefill",
                    help="with --image-tokens: prefill the N embeddings (default), or load N "
                         "image cells as a sequence state (decode rows only; for 16k tokens "

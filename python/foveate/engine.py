@@ -139,7 +139,7 @@ class Engine:
         self.marker = mtmd.mtmd_default_marker().decode()
         self.merge = "off"
         self.merge_positions = "original"
-        self.merge_score = "norm"
+        self.merge_score = merge_score   # text-only engines: what the bench's synthetic merge uses
         if mmproj is not None:
             self._init_projector(n_gpu_layers)
             self.set_merge(merge, merge_positions, merge_score)
