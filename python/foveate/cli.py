@@ -215,7 +215,8 @@ def cmd_calibrate(a) -> int:
     scores, out = calibrate(a.model, a.mmproj, pages, ratio=a.ratio, k_min=a.fixation_k_min,
                             steps=a.steps, threads=a.threads, n_ctx=a.ctx_size)
     best = max(scores, key=lambda s: (s.agreement, -s.layer))
-    print(f"| layer | top-1 agreement with dense at ratio {a.ratio:g} |\n|---|---|")
+    print(f"| layer | agreement with dense decoding at ratio {a.ratio:g} (1 - token edit distance "
+          f"/ length, free-running, {a.steps} steps per page) |\n|---|---|")
     for s in scores:
         print(f"| {s.layer}{' (chosen)' if s is best else ''} | {s.agreement:.4f} |")
     print(f"\nsaved: {out}  (used by --focal-layers auto for this model file)")
@@ -311,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     ca.add_argument("--mmproj", required=True)
     ca.add_argument("--ratio", type=float, default=0.05)
     ca.add_argument("--fixation-k-min", type=int, default=16)
-    ca.add_argument("--steps", type=int, default=64, help="decode steps per page")
+    ca.add_argument("--steps", type=int, default=256, help="decode steps per page (at most)")
     ca.add_argument("-t", "--threads", type=int, default=None)
     ca.add_argument("-c", "--ctx-size", type=int, default=4096)
     ca.set_defaults(fn=cmd_calibrate)
