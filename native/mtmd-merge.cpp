@@ -135,7 +135,9 @@ bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_t
 
     // --- score graph: norms; the cosine Gram matrix G when the dynamic ratio (mean
     // off-diagonal G^2) or the duplicates score (per row, sum_j!=i exp((G_ij - 1) / t)) needs it ---
-    const bool by_dups = cfg.score == FOVEATE_MERGE_SCORE_DUPLICATES;
+    // (keep ratio 1 keeps every row: no ranking needed)
+    const bool by_dups = cfg.score == FOVEATE_MERGE_SCORE_DUPLICATES &&
+                         !(cfg.mode == FOVEATE_MERGE_FIXED && cfg.keep_ratio >= 1.0);
     std::vector<float> norm2(Np, 0.0f), dups(by_dups ? Np : 0, 0.0f);
     double ratio = cfg.mode == FOVEATE_MERGE_FIXED ? cfg.keep_ratio : 1.0;
     if (sched) {
@@ -160,10 +162,13 @@ bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_t
         }
         if (by_dups) {
             const float t = cfg.dup_temperature;
-            ggml_tensor * A = ggml_exp(ctx.get(), ggml_scale_bias(ctx.get(), G, 1.0f / t, -1.0f / t));
-            // the diagonal (a row with itself) as a strided view, subtracted from the row sums
-            ggml_tensor * self = ggml_view_2d(ctx.get(), A, 1, Np, A->nb[1] + A->nb[0], 0);
-            cnt = ggml_sub(ctx.get(), ggml_sum_rows(ctx.get(), A), ggml_cont(ctx.get(), self));
+            // a row with itself must not count: its cosine (the diagonal, read as a strided
+            // view) is moved to -2 before the exp, whose term is then e^-60. Subtracting it after
+            // the sum instead would leave the counts of distinct rows below float32's resolution.
+            ggml_tensor * gii = ggml_cont(ctx.get(), ggml_view_2d(ctx.get(), G, 1, Np, G->nb[1] + G->nb[0], 0));
+            ggml_tensor * off = ggml_diag(ctx.get(), ggml_scale_bias(ctx.get(), ggml_reshape_2d(ctx.get(), gii, Np, 1), 1.0f, 2.0f));
+            ggml_tensor * A   = ggml_exp(ctx.get(), ggml_scale_bias(ctx.get(), ggml_sub(ctx.get(), G, off), 1.0f / t, -1.0f / t));
+            cnt = ggml_sum_rows(ctx.get(), A);
             ggml_set_output(cnt);
             ggml_build_forward_expand(gf, cnt);
         }

@@ -78,8 +78,16 @@ def test_duplicates_score_drops_repeated_rows_first():
 
 
 def test_bad_merge_score_raises():
+    from foveate import _bindings as B
+
     with pytest.raises(ValueError, match="merge_score"):
         merge_rows(_embd(10, 8, 0), merge=0.5, score="largest")
+    with pytest.raises(ValueError, match="merge_score"):
+        Engine(str(MODEL), str(MMPROJ), n_ctx=512, merge=0.84, merge_score="largest")
+    eng = Engine(str(MODEL), str(MMPROJ), n_ctx=512, merge=0.84, merge_score="duplicates")
+    assert B.merge.mtmd_merge_set_score(eng._mtmd, 2) == -1      # the C API refuses it too
+    assert B.merge.mtmd_merge_get_score(eng._mtmd) == B.MERGE_SCORES["duplicates"]
+    eng.close()
 
 
 def test_dynamic_ratio_matches_reference_on_pixels():

@@ -169,6 +169,8 @@ def _bind_merge():
     lib.mtmd_merge_set_1d_positions.restype = i32
     lib.mtmd_merge_get_1d_positions.argtypes = [p]
     lib.mtmd_merge_get_1d_positions.restype = i32
+    if not hasattr(lib, "mtmd_merge_set_score"):
+        raise BuildError(f"{LIB_DIR}/libmtmd.so predates the merge score API: reinstall foveate")
     lib.mtmd_merge_set_score.argtypes = [p, i32]             # patches/0010
     lib.mtmd_merge_set_score.restype = i32
     lib.mtmd_merge_get_score.argtypes = [p]

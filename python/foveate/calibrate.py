@@ -58,7 +58,7 @@ class LayerScore:
 def _greedy(eng, page, steps: int) -> list[int]:
     n_past, _ = eng.prefill_page(page)
     toks = []
-    for i in range(steps):
+    for i in range(max(0, min(steps, eng.n_ctx - n_past))):   # never past the context
         t = int(eng.logits().argmax())
         toks.append(t)
         if llama.llama_vocab_is_eog(eng._vocab, t):
@@ -75,12 +75,16 @@ def calibrate(model, mmproj, pages, ratio: float = 0.05, k_min: int = 16, steps:
     from .engine import Engine
     from .images import load_page
 
+    if not pages or steps < 1:
+        raise ValueError("calibrate needs at least one page and steps >= 1")
     eng = Engine(model, mmproj, n_ctx=n_ctx, threads=threads, flash_attn=True)
     try:
         n_layer = llama.llama_model_n_layer(eng._model)
         cand = layers if layers is not None else list(range(n_layer))
         runs = [(page, _greedy(eng, page, steps)) for page in map(load_page, pages)]
         total = sum(len(toks) for _, toks in runs)
+        if total == 0:
+            raise ValueError("calibrate: dense decoding produced no tokens (context full?)")
         scores = []
         for layer in cand:
             eng.set_fixation(ratio, k_min, [layer])
