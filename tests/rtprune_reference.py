@@ -30,12 +30,18 @@ def sinkhorn_plan(scores: np.ndarray, z: float = 0.2, iters: int = 100) -> np.nd
     return np.exp(Z + u[:, None] + v[None, :] - norm)[:K, :P]
 
 
+def unit(a: np.ndarray) -> np.ndarray:
+    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+
+def row_overlap(x: np.ndarray) -> np.ndarray:
+    """Per row, the mean cos^2 with the other rows (r_sim's terms)."""
+    g = (unit(x) @ unit(x).T) ** 2
+    return (g.sum(1) - np.diag(g)) / (len(x) - 1)
+
+
 def r_sim(x: np.ndarray) -> float:
-    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    g = (xn @ xn.T) ** 2
-    n = len(x)
-    off = g.sum(1) - np.diag(g)
-    return float(1.0 - np.mean(off / (n - 1)))
+    return float(1.0 - np.mean(row_overlap(x)))
 
 
 def r_info(pixels: np.ndarray, patch: int, threshold: float = 0.2) -> float:
@@ -61,14 +67,15 @@ def r_info(pixels: np.ndarray, patch: int, threshold: float = 0.2) -> float:
 
 def near_duplicates(x: np.ndarray, t: float = 0.05) -> np.ndarray:
     """Per row, the soft count of the other rows pointing the same way: sum_j!=i exp((cos_ij - 1) / t)."""
-    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    c = np.exp((xn @ xn.T - 1.0) / t)
+    c = np.exp((unit(x) @ unit(x).T - 1.0) / t)
     return c.sum(1) - np.diag(c)
 
 
 def merge(embd: np.ndarray, kind=None, ratio=None, pixels=None, patch=0,
           alpha: float = 0.1, z: float = 0.2, iters: int = 100, score: str = "norm"):
-    """ratio None = dynamic. Returns (rows, kept_ids, (ratio, r_sim, r_info))."""
+    """ratio None = dynamic; score: "norm", "duplicates", or one key per content row (higher
+    kept; for experiments, models/reader/merge_sim.py). Returns (rows, kept_ids, (ratio, r_sim,
+    r_info))."""
     x = np.asarray(embd, np.float64)
     n = len(x)
     kind = np.zeros(n, int) if kind is None else np.asarray(kind)
@@ -79,16 +86,15 @@ def merge(embd: np.ndarray, kind=None, ratio=None, pixels=None, patch=0,
         ri = r_info(np.asarray(pixels, np.float64), patch) if pixels is not None else 0.0
         ratio = rs + ri - rs * ri if len(content) > 1 else 1.0
     k = max(min(int(np.floor(len(content) * ratio)), len(content)), min(len(content), 1))
-    if score == "norm":
-        order = np.argsort(-np.linalg.norm(x[content], axis=1), kind="stable")
+    if isinstance(score, str):
+        key = np.linalg.norm(x[content], axis=1) if score == "norm" else -near_duplicates(x[content])
     else:
-        order = np.argsort(near_duplicates(x[content]), kind="stable")
+        key = np.asarray(score, np.float64)
+    order = np.argsort(-key, kind="stable")
     kept = np.sort(content[order[:k]])
     dropped = np.setdiff1d(content, kept)
     out = x.copy()
     if len(dropped):
-        def unit(a):
-            return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
         T = sinkhorn_plan(unit(x[kept]) @ unit(x[dropped]).T, z, iters)
         out[kept] = x[kept] + alpha * (T @ x[dropped])
     keep_mask = kind != CONTENT

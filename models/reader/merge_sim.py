@@ -1,7 +1,7 @@
 """Merging on the reading model, simulated in its PyTorch twin: which rows should a keep ratio
 drop? RTPrune ranks by L2 norm; this compares that with other scores on the same pages, the
-same Sinkhorn merge (tests/rtprune_reference.py) and the same positions (kept rows keep their
-M-RoPE positions), greedy decoding, whole-output CER.
+same Sinkhorn merge (tests/rtprune_reference.merge, given each score as its row keys) and the
+same positions (kept rows keep their M-RoPE positions), greedy decoding, whole-output CER.
 
     python models/reader/merge_sim.py [--pages 12] [--ratios 0.84,0.7] [--scores norm,distinct]
 
@@ -35,10 +35,6 @@ from foveate import pages as P  # noqa: E402
 from foveate.evaluate import cer  # noqa: E402
 
 
-def _unit(a):
-    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-
-
 def scores(name, x, img_t, truth):
     """x: n x d float64 projector rows; img_t: 3 x H x W pixels; truth: the page's text.
     Higher = kept."""
@@ -52,8 +48,7 @@ def scores(name, x, img_t, truth):
         rc = [divmod(i, cols) for i in range(len(x))]
         return np.array([r < len(lines) and c <= len(lines[r]) for r, c in rc], float) + tie
     if name == "distinct":
-        g = (_unit(x) @ _unit(x).T) ** 2
-        return 1.0 - (g.sum(1) - np.diag(g)) / (len(x) - 1)
+        return 1.0 - R.row_overlap(x)
     if name == "blank":
         px = img_t.numpy().mean(0)
         c = P.CELL
@@ -62,20 +57,6 @@ def scores(name, x, img_t, truth):
     if name == "random":
         return np.random.default_rng(0).random(len(x))
     raise ValueError(name)
-
-
-def merge_rows(x, s, ratio, alpha=0.1):
-    """RTPrune's merge with an arbitrary score: top-k of s kept, the rest folded in by the
-    dustbin Sinkhorn plan. Returns (rows, kept ids)."""
-    n = len(x)
-    k = max(1, min(n, int(np.floor(n * ratio))))
-    kept = np.sort(np.argsort(-s, kind="stable")[:k])
-    dropped = np.setdiff1d(np.arange(n), kept)
-    out = x[kept].copy()
-    if len(dropped):
-        T = R.sinkhorn_plan(_unit(x[kept]) @ _unit(x[dropped]).T)
-        out += alpha * (T @ x[dropped])
-    return out, kept
 
 
 class MergeSim(FS.Sim):
@@ -87,7 +68,7 @@ class MergeSim(FS.Sim):
         prefix, _ = self.tok.chat()
         img, ph, pw = m.vision(img_t[None])
         x = img[0].double().numpy()
-        rows, kept = merge_rows(x, scores(self.score, x, img_t, self.truth), self.ratio)
+        rows, kept, _ = R.merge(x, ratio=self.ratio, score=scores(self.score, x, img_t, self.truth))
         n_pre = len(prefix)
         pos = m.positions(n_pre, ph, pw, len(suffix))
         keep = np.concatenate([np.arange(n_pre), n_pre + kept, n_pre + ph * pw + np.arange(len(suffix))])
