@@ -138,7 +138,7 @@ bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_t
     // (keep ratio 1 keeps every row: no ranking needed)
     const bool by_dups = cfg.score == FOVEATE_MERGE_SCORE_DUPLICATES &&
                          !(cfg.mode == FOVEATE_MERGE_FIXED && cfg.keep_ratio >= 1.0);
-    std::vector<float> norm2(Np, 0.0f), dups(by_dups ? Np : 0, 0.0f);
+    std::vector<float> norm2(Np, 0.0f), dups(by_dups ? Np : 0, 0.0f);   // dups: counts, then negated
     double ratio = cfg.mode == FOVEATE_MERGE_FIXED ? cfg.keep_ratio : 1.0;
     if (sched) {
         auto ctx = graph_context();
@@ -181,6 +181,9 @@ bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_t
         ggml_backend_tensor_get(n2, norm2.data(), 0, ggml_nbytes(n2));
         if (cnt) {
             ggml_backend_tensor_get(cnt, dups.data(), 0, ggml_nbytes(cnt));
+            for (float & c : dups) {
+                c = -c;   // fewest near-duplicates ranks first
+            }
         }
         if (gsum) {
             float s = 0.0f;
@@ -205,11 +208,8 @@ bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_t
     k = std::max<int64_t>(std::min<int64_t>(k, Np), std::min<int64_t>(Np, 1));
     std::vector<int32_t> order(Np);
     std::iota(order.begin(), order.end(), 0);
-    if (by_dups) {   // fewest near-duplicates first
-        std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return dups[a] < dups[b]; });
-    } else {         // largest norm first
-        std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return norm2[a] > norm2[b]; });
-    }
+    const std::vector<float> & key = by_dups ? dups : norm2;   // higher = kept
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return key[a] > key[b]; });
     std::vector<uint8_t> is_kept(n, 0);
     for (int64_t i = 0; i < n; i++) {
         is_kept[i] = kind[i] != FOVEATE_ROW_CONTENT;

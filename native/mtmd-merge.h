@@ -48,8 +48,9 @@ struct foveate_merge_result {
     std::vector<float>   rows;   // keep.size() rows of d floats: the merged rows
 };
 
-// The algorithm (rtprune.md): top-k of the content rows by cfg.score (L2 norm as RTPrune), dustbin Sinkhorn from the
-// dropped rows to the kept ones, kept += alpha * T x_dropped, newline collapse, markers kept.
+// The algorithm (rtprune.md): top-k of the content rows by cfg.score (L2 norm as RTPrune),
+// dustbin Sinkhorn from the dropped rows to the kept ones, kept += alpha * T x_dropped,
+// newline collapse, markers kept.
 // Runs on `backends` (first = preferred, e.g. the projector's GPU; last = CPU).
 bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_threads,
                            const float * embd, int64_t n, int64_t d, const uint8_t * kind,

@@ -153,8 +153,8 @@ def test_parse_merge():
 
 # --- through mtmd on the bundled reading model (Qwen2.5-VL graph, M-RoPE) ----------------------
 
-def _prefill(merge, hook=None):
-    eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, merge=merge)
+def _prefill(merge, hook=None, **engine_kw):
+    eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, merge=merge, **engine_kw)
     eng.image_batch_hook = hook
     n_past, stats = eng.prefill_page(load_page(PAGE))
     return eng, n_past, stats, eng.logits().copy()
@@ -205,9 +205,8 @@ def test_duplicates_score_drops_blank_cells_of_the_page():
 
     chars_dropped = {}
     for score in ("norm", "duplicates"):
-        eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, merge=0.84, merge_score=score)
+        eng, _, st, _ = _prefill(0.84, merge_score=score)
         assert B.merge.mtmd_merge_get_score(eng._mtmd) == B.MERGE_SCORES[score]
-        _, st = eng.prefill_page(load_page(PAGE))
         dropped = sorted(set(range(st.image_tokens)) - set(eng.merge_kept()))
         assert len(dropped) == st.image_tokens - int(st.image_tokens * 0.84)
         chars_dropped[score] = sum(map(is_char, dropped)) / len(dropped)

@@ -89,7 +89,7 @@ def calibrate(model, mmproj, pages, ratio: float = 0.05, k_min: int = 16, steps:
         for layer in cand:
             eng.set_fixation(ratio, k_min, [layer])
             dist = sum(Levenshtein.distance(_greedy(eng, page, steps), toks) for page, toks in runs)
-            scores.append(LayerScore(layer, max(0.0, 1.0 - dist / max(1, total))))
+            scores.append(LayerScore(layer, max(0.0, 1.0 - dist / total)))
             eng.set_fixation(0.0)
     finally:
         eng.close()

@@ -156,9 +156,8 @@ class Engine:
         mode, ratio = parse_merge(merge)
         if positions is not None:
             check_merge_positions(positions)
-        score_id = check_merge_score(score) if score is not None else None
-        if score_id is not None:
-            if B.merge.mtmd_merge_set_score(self._mtmd, score_id) != 0:
+        if score is not None:
+            if B.merge.mtmd_merge_set_score(self._mtmd, check_merge_score(score)) != 0:
                 raise ValueError(f"mtmd_merge_set_score rejected {score!r}")
             self.merge_score = score
         if B.merge.mtmd_merge_set(self._mtmd, mode, ratio) != 0:
