@@ -4,6 +4,10 @@ same Sinkhorn merge (tests/rtprune_reference.merge, given each score as its row 
 same positions (kept rows keep their M-RoPE positions), greedy decoding, whole-output CER.
 
     python models/reader/merge_sim.py [--pages 12] [--ratios 0.84,0.7] [--scores norm,distinct]
+    python models/reader/merge_sim.py --dropped --pages 6 --ratios 0.84 --scores norm,duplicates,random
+
+--dropped prints, instead of decoding, what each score's dropped rows are: the share that is
+layout-redundant (the `layout` oracle's cells) and the share that is characters.
 
 Scores (higher = kept):
   norm        ||x_i||, RTPrune's criterion
@@ -77,16 +81,41 @@ class MergeSim(FS.Sim):
         return x, pos[torch.from_numpy(keep)], (n_pre, n_pre + len(kept))
 
 
+@torch.no_grad()
+def dropped_table(model, pages, ratios, names):
+    print(f"{len(pages)} held-out pages (heldout 100..): what the dropped rows are")
+    print("| score | keep ratio | dropped: layout-redundant | dropped: characters | page: layout-redundant | page: characters |")
+    print("|---|---|---|---|---|---|")
+    for ratio in ratios:
+        for name in names:
+            shares = []
+            for img_t, truth in pages:
+                x = model.vision(img_t[None])[0][0].double().numpy()
+                _, kept, _ = R.merge(x, ratio=ratio, score=scores(name, x, img_t, truth))
+                gone = np.setdiff1d(np.arange(len(x)), kept)
+                spare = scores("layout", x, img_t, truth) < 0.5
+                lines, cols = truth.split("\n"), img_t.shape[2] // P.CELL
+                char = np.array([r < len(lines) and c < len(lines[r]) and lines[r][c] != " "
+                                 for r, c in (divmod(i, cols) for i in range(len(x)))])
+                shares.append((spare[gone].mean(), char[gone].mean(), spare.mean(), char.mean()))
+            cells = " | ".join(f"{v:.2f}" for v in np.mean(shares, 0))
+            print(f"| {name} | {ratio:g} | {cells} |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pages", type=int, default=12)
     ap.add_argument("--ratios", default="0.84,0.7")
     ap.add_argument("--scores", default="norm,duplicates,distinct,blank,layout,random")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dropped", action="store_true", help="classify the dropped rows, no decoding")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tok, model = FS.load_committed()
     pages = FS.held_out_pages(args.pages)
+    if args.dropped:
+        dropped_table(model, pages, [float(r) for r in args.ratios.split(",")], args.scores.split(","))
+        return
     sim = MergeSim(tok, model)
     print(f"greedy decoding, {len(pages)} held-out pages (heldout 100..), whole-output CER")
     print("| score | keep ratio | CER | accuracy |")
