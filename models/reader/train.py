@@ -14,6 +14,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,14 +61,22 @@ def pixels(img) -> torch.Tensor:
     return torch.from_numpy((a - MEAN) / STD).permute(2, 0, 1)
 
 
-def make_batch(tok, split, indices, rows, margin=1):
+def page_spec(layout, rows, margin=1):
+    """`rows` lines per page in `layout` ("grid": the bundled reader's pages with `margin`
+    blank rows below; "document": foveate.pages.LAYOUTS["document"], fixed page height)."""
+    if layout == "grid":
+        return P.PageSpec(cols=COLS, rows=rows, margin=margin)
+    return replace(P.LAYOUTS[layout], rows=rows, min_rows=0)
+
+
+def make_batch(tok, split, indices, rows, margin=1, layout="grid"):
     prefix, prompt = tok.chat()
-    spec = P.PageSpec(cols=COLS, rows=rows, margin=margin)
+    spec = page_spec(layout, rows, margin)
     imgs, answers = [], []
     for i in indices:
         rng = P._rng(split, int(i))
         lines = P.make_lines(rng, spec)
-        imgs.append(pixels(P.render(lines, spec)))
+        imgs.append(pixels(P.render(lines, spec, P.place(rng, spec))))
         answers.append(tok.encode("\n".join(lines)) + [tok.special("<|im_end|>")])
     L = max(map(len, answers))
     suffix = torch.full((len(indices), len(prompt) + L), tok.special("<unk>"), dtype=torch.long)
@@ -84,18 +93,19 @@ def shape_for(tok) -> ReaderShape:
     return ReaderShape(n_vocab=len(tok.tokens))
 
 
-def curriculum_rows(progress):
-    """Short pages first (cheap steps, easy alignment), then up to full 16-line pages
-    (reached at 60% of the run)."""
+def curriculum_rows(progress, max_rows=16):
+    """Short pages first (cheap steps, easy alignment), then up to full pages of `max_rows`
+    lines (reached at 60% of the run)."""
     ramp = min(1.0, max(0.0, (progress - 0.05) / 0.55))
-    return 1 + int(round(ramp * 15))
+    return 1 + int(round(ramp * (max_rows - 1)))
 
 
-def evaluate(model, tok, n=8, rows=16, margin=1):
+def evaluate(model, tok, n=8, rows=16, margin=1, layout="grid"):
     """Held-out loss, token accuracy and end-of-answer accuracy (does it stop after the last line)."""
     model.eval()
     with torch.no_grad():
-        x, pre, suf, tgt = make_batch(tok, "heldout", range(100000, 100000 + n), rows, margin)
+        x, pre, suf, tgt = make_batch(tok, "heldout", range(100000, 100000 + n), rows, margin,
+                                      layout)
         logits = model(x, pre, suf)
         m = tgt != -100
         pred = logits.argmax(-1)
@@ -148,6 +158,7 @@ def train(args):
         step, seen = ck["step"], ck["seen"]
         start = step
     t_budget = args.minutes * 60 if args.minutes else float("inf")
+    max_rows = P.LAYOUTS[args.layout].rows if args.layout != "grid" else 16
     elapsed0 = 0.0 if not start else ck.get("elapsed", 0.0)
     while step < args.steps:
         # progress drives LR decay and curriculum: steps or the time budget, whichever ends first
@@ -163,9 +174,10 @@ def train(args):
             lo, hi = map(int, args.rows.split(":"))
             rows = int(rng.integers(lo, hi + 1))
         else:
-            rows = curriculum_rows(progress)
+            rows = curriculum_rows(progress, max_rows)
             rows = int(rng.integers(max(1, rows - 4), rows + 1))
-        x, pre, suf, tgt = make_batch(tok, "train", range(seen, seen + args.batch), rows, args.margin)
+        x, pre, suf, tgt = make_batch(tok, "train", range(seen, seen + args.batch), rows, args.margin,
+                                      args.layout)
         seen += args.batch
         logits = model(x, pre, suf)
         loss = loss_fn(logits, tgt, tok, args.eos_weight)
@@ -181,7 +193,7 @@ def train(args):
                        lr=lr, min=round((time.time() - t0) / 60, 2))
             if step % 250 == 0 or step == args.steps:
                 rec["heldout_loss"], rec["heldout_acc"], rec["heldout_end_acc"] = evaluate(
-                    model, tok, margin=args.margin)
+                    model, tok, rows=max_rows, margin=args.margin, layout=args.layout)
                 torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=step,
                                 seen=seen, shape=vars(model.s),
                                 elapsed=elapsed0 + time.time() - t0), out / "ckpt.pt")
@@ -269,7 +281,9 @@ def main():
     t.add_argument("--resume", action="store_true")
     t.add_argument("--init", help="start from this checkpoint's weights (fine-tune; fresh optimizer)")
     t.add_argument("--rows", help="lines per page drawn uniformly from LO:HI (no curriculum)")
-    t.add_argument("--margin", type=int, default=1, help="blank cell rows below the text")
+    t.add_argument("--margin", type=int, default=1, help="blank cell rows below the text (grid)")
+    t.add_argument("--layout", default="grid", choices=sorted(P.LAYOUTS),
+                   help="page layout (foveate.pages.LAYOUTS); document pages have a fixed height")
     t.add_argument("--eos-weight", type=float, default=1.0, help="loss weight of the end token")
     t.add_argument("--rope-1d", action="store_true", help="1-D RoPE text model (arch qwen2)")
     t.add_argument("--freeze-vision", action="store_true", help="train the text model only")

@@ -178,9 +178,15 @@ def cmd_make_model(a) -> int:
 
 
 def cmd_pages(a) -> int:
-    from .pages import PageSpec, write_pages
+    from dataclasses import replace
 
-    spec = PageSpec(cols=a.cols, rows=a.rows)
+    from .pages import LAYOUTS, write_pages
+
+    spec = LAYOUTS[a.layout]
+    if a.rows is not None:   # a fixed line count
+        spec = replace(spec, rows=a.rows, min_rows=0)
+    if a.cols is not None:
+        spec = replace(spec, cols=a.cols)
     for p in write_pages(Path(a.out), a.split, a.start, a.count, spec):
         print(p)
     return 0
@@ -294,8 +300,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="heldout pages are never used in training")
     pg.add_argument("--start", type=int, default=0, help="first page index")
     pg.add_argument("--count", type=int, default=8)
-    pg.add_argument("--rows", type=int, default=16, help="lines per page")
-    pg.add_argument("--cols", type=int, default=24, help="character cells per line")
+    pg.add_argument("--layout", default="grid", choices=["grid", "document"],
+                    help="grid: lines fill the page (the bundled reader's format); document: "
+                         "margins, line spacing, blank lower page (the layout reader's)")
+    pg.add_argument("--rows", type=int, default=None,
+                    help="lines per page (grid: 16; document: 6-12)")
+    pg.add_argument("--cols", type=int, default=None, help="page width in cells (24)")
     pg.set_defaults(fn=cmd_pages)
 
     ev = sub.add_parser("eval", help="character error rate on pages with .txt ground truth")

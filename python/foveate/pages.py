@@ -8,8 +8,11 @@ truth is the lines joined by "\\n" (no trailing spaces).
 Deterministic: page `i` of split `s` is a pure function of (s, i). The "train" and
 "heldout" splits draw from disjoint seed streams, so training never sees a held-out page.
 
-To extend the format (columns, headings, tables), add a layout function that returns
-the lines' cell positions; rendering and ground truth stay the same.
+Two layouts (`LAYOUTS`): "grid" (the bundled reader's format: lines fill the page width
+from the first column, one blank row below) and "document" (text narrower than the page, at a
+random left and top margin, single or double line spacing, on a fixed-height page whose lower
+part stays blank: most tokens are background, as on real pages). A layout only moves the
+lines' cells (`Placement`); the text and ground truth are made the same way.
 """
 from __future__ import annotations
 
@@ -44,6 +47,53 @@ class PageSpec:
                                 # the visible end of the text is what tells a reader to stop
     font_px: int = 30
     min_fill: float = 0.6       # each line fills at least this fraction of the width
+    # "document" layout knobs (the defaults are the grid layout and draw no random numbers)
+    min_rows: int = 0           # lines drawn uniformly from [min_rows, rows]; 0: always `rows`
+    text_cols: int = 0          # line width in cells; 0: the page width `cols`
+    page_rows: int = 0          # page height in cells; 0: rows + margin
+    max_left: int = 0           # left margin drawn from [0, max_left] cells
+    max_top: int = 0            # top margin drawn from [0, max_top] cells
+    spacings: tuple = (0,)      # blank rows between lines, one drawn per page
+
+    def __post_init__(self):
+        if self.text_cols > self.cols - self.max_left:
+            raise ValueError(f"text_cols {self.text_cols} + max_left {self.max_left} > cols {self.cols}")
+        if self.page_rows and (self.max_top + self.rows + (self.rows - 1) * max(self.spacings)
+                               + 1 > self.page_rows):
+            raise ValueError(f"{self.rows} lines with spacing {max(self.spacings)} and top margin "
+                             f"{self.max_top} leave no blank row on a {self.page_rows}-row page")
+
+    @property
+    def line_cols(self) -> int:
+        return self.text_cols or self.cols
+
+    @property
+    def height(self) -> int:
+        """Page height in cells."""
+        return self.page_rows or self.rows + self.margin
+
+
+LAYOUTS = {
+    "grid": PageSpec(),
+    "document": PageSpec(rows=12, min_rows=6, text_cols=20, page_rows=26, max_left=4, max_top=2,
+                         spacings=(0, 1)),
+}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the lines sit: cell (row top + i * (1 + spacing), column left + j) holds line i's
+    character j."""
+    left: int = 0
+    top: int = 0
+    spacing: int = 0
+
+
+def place(rng: np.random.Generator, spec: PageSpec) -> Placement:
+    if spec.max_left == spec.max_top == 0 and tuple(spec.spacings) == (0,):
+        return Placement()
+    return Placement(int(rng.integers(0, spec.max_left + 1)), int(rng.integers(0, spec.max_top + 1)),
+                     int(spec.spacings[rng.integers(len(spec.spacings))]))
 
 
 @dataclass
@@ -52,6 +102,7 @@ class Page:
     text: str                   # ground truth, lines joined by "\n"
     split: str
     index: int
+    at: Placement = Placement()  # where the lines sit
 
 
 def font_path() -> Path:
@@ -92,11 +143,13 @@ def _word(rng: np.random.Generator) -> str:
 
 def make_lines(rng: np.random.Generator, spec: PageSpec) -> list[str]:
     lines = []
-    for _ in range(spec.rows):
-        target = int(rng.integers(int(spec.min_fill * spec.cols), spec.cols + 1))
+    width = spec.line_cols
+    n = int(rng.integers(spec.min_rows, spec.rows + 1)) if spec.min_rows else spec.rows
+    for _ in range(n):
+        target = int(rng.integers(int(spec.min_fill * width), width + 1))
         line = ""
         while True:
-            w = _word(rng)[: spec.cols]
+            w = _word(rng)[:width]
             cand = (line + " " + w) if line else w
             if len(cand) > target:
                 break
@@ -107,16 +160,18 @@ def make_lines(rng: np.random.Generator, spec: PageSpec) -> list[str]:
     return lines
 
 
-def render(lines: list[str], spec: PageSpec):
+def render(lines: list[str], spec: PageSpec, at: Placement = Placement()):
     """Draw each character centred in its 28x28 cell: glyphs align with the token grid."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.truetype(str(font_path()), spec.font_px)
-    img = Image.new("RGB", (spec.cols * CELL, (spec.rows + spec.margin) * CELL), "white")
+    img = Image.new("RGB", (spec.cols * CELL, spec.height * CELL), "white")
     draw = ImageDraw.Draw(img)
-    for r, line in enumerate(lines):
-        for c, ch in enumerate(line):
+    for i, line in enumerate(lines):
+        r = at.top + i * (1 + at.spacing)
+        for j, ch in enumerate(line):
             if ch != " ":
+                c = at.left + j
                 draw.text((c * CELL + CELL / 2, r * CELL + CELL / 2), ch, fill="black",
                           font=font, anchor="mm")
     return img
@@ -125,7 +180,8 @@ def render(lines: list[str], spec: PageSpec):
 def make_page(split: str, index: int, spec: PageSpec = PageSpec()) -> Page:
     rng = _rng(split, index)
     lines = make_lines(rng, spec)
-    return Page(render(lines, spec), "\n".join(lines), split, index)
+    at = place(rng, spec)
+    return Page(render(lines, spec, at), "\n".join(lines), split, index, at)
 
 
 def write_pages(out_dir: Path, split: str, start: int, count: int,
