@@ -2,6 +2,7 @@
 and how well can ANY top-k selection do? Loads the committed F16 GGUFs (no checkpoint needed).
 
     python models/reader/fixation_sim.py [--pages 12] [--ratio 0.05]
+    python models/reader/fixation_sim.py --layout document --model work/layout-gguf/foveate-reader-layout-f16.gguf
 
 Prints (1) per layer: share of attention on image tokens and effective number of image cells
 attended (exp of the entropy), per head; (2) recall: share of layer l's image attention mass
@@ -141,7 +142,7 @@ def attention_table(tok, model, pages, ratio):
     sim = Sim(tok, model)
     prompt = tok.chat()[1]
     stats = []
-    for img_t, truth in pages:
+    for img_t, truth, _ in pages:
         ids = tok.encode(truth) + [sim.end]
         # teacher-forced pass, keeping each layer's probabilities of the answer rows
         x, pos, (i0, i1) = sim.inputs(img_t, prompt + ids[:-1])
@@ -189,24 +190,33 @@ def attention_table(tok, model, pages, ratio):
         print(f"| {f} | " + " | ".join(cells) + " |")
 
 
-def held_out_pages(n, start=100):
-    spec = P.PageSpec(cols=T.COLS, rows=16, margin=1)
+def held_out_pages(n, start=100, layout="grid"):
+    """(pixels, ground truth, placement) of held-out pages `start`.. in a foveate.pages layout."""
     out = []
     for i in range(start, start + n):
-        lines = P.make_lines(P._rng("heldout", i), spec)
-        out.append((T.pixels(P.render(lines, spec)), "\n".join(lines)))
+        page = P.make_page("heldout", i, P.LAYOUTS[layout])
+        out.append((T.pixels(page.image), page.text, page.at))
     return out
+
+
+def add_model_args(ap):
+    """The options both simulators share: which reader, which pages."""
+    ap.add_argument("--pages", type=int, default=12)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", default=str(HERE / "foveate-reader-f16.gguf"),
+                    help="F16 text GGUF (the projector is foveate-reader-mmproj-f16.gguf)")
+    ap.add_argument("--layout", default="grid", choices=sorted(P.LAYOUTS),
+                    help="page layout of the held-out pages (the model's training layout)")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pages", type=int, default=12)
+    add_model_args(ap)
     ap.add_argument("--ratio", type=float, default=0.05)
-    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    tok, model = load_committed()
-    pages = held_out_pages(args.pages)
+    tok, model = load_committed(text=args.model)
+    pages = held_out_pages(args.pages, layout=args.layout)
     attention_table(tok, model, pages[:4], args.ratio)
     sim = Sim(tok, model)
     f = model.s.n_layer // 3
@@ -217,12 +227,12 @@ def main():
                     (f"method, focal {f} ({why}), compensation", dict(focal=(f,), comp=True))]
     configs += [("oracle (each layer its own top-k)", dict(oracle=True)),
                 ("oracle, compensation", dict(oracle=True, comp=True))]
-    print(f"\ngreedy decoding, {len(pages)} held-out pages (heldout 100..), ratio {args.ratio:g}, k_min 4")
+    print(f"\ngreedy decoding, {len(pages)} held-out pages (heldout 100.., {args.layout} layout), ratio {args.ratio:g}, k_min 4")
     print("| config | CER | accuracy |")
     print("|---|---|---|")
     for name, cfg in configs:
         err = tot = 0.0
-        for img_t, truth in pages:
+        for img_t, truth, _ in pages:
             text = sim.read(img_t, ratio=args.ratio if cfg else 0.0, **cfg)
             err += cer(text, truth) * len(truth)
             tot += len(truth)

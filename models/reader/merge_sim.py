@@ -5,6 +5,7 @@ same positions (kept rows keep their M-RoPE positions), greedy decoding, whole-o
 
     python models/reader/merge_sim.py [--pages 12] [--ratios 0.84,0.7] [--scores norm,distinct]
     python models/reader/merge_sim.py --dropped --pages 6 --ratios 0.84 --scores norm,duplicates,random
+    python models/reader/merge_sim.py --layout document --model work/layout-gguf/foveate-reader-layout-f16.gguf
 
 --dropped prints, instead of decoding, what each score's dropped rows are: the share that is
 layout-redundant (the `layout` oracle's cells) and the share that is characters.
@@ -16,8 +17,9 @@ Scores (higher = kept):
   distinct    1 - mean_j cos^2(x_i, x_j) (the r_sim matrix's row means; too blunt, kept as a
               measured negative)
   blank       ORACLE: blank cells (pixel variance 0) first, in random order
-  layout      ORACLE: from the ground truth, the cells after each line's first trailing blank
-              and the margin row first (the cells a reader needs least), in random order
+  layout      ORACLE: from the ground truth, every cell that is not a character or a line's
+              first trailing blank (margins, spacing rows, the rest of each line, the blank
+              lower page) first (the cells a reader needs least), in random order
   random      a seeded random order (floor)
 Results: docs/benchmarks.md, "Merging: which rows to drop".
 """
@@ -39,18 +41,37 @@ from foveate import pages as P  # noqa: E402
 from foveate.evaluate import cer  # noqa: E402
 
 
-def scores(name, x, img_t, truth):
-    """x: n x d float64 projector rows; img_t: 3 x H x W pixels; truth: the page's text.
-    Higher = kept."""
+def line_cells(truth, at, n, cols):
+    """For each of the n cells (row-major, `cols` per row): its line index under placement
+    `at` (-1 off the lines) and its column within that line."""
+    r, c = np.divmod(np.arange(n), cols)
+    i, off = np.divmod(r - at.top, 1 + at.spacing)
+    on = (r >= at.top) & (off == 0) & (i < len(truth.split("\n")))
+    return np.where(on, i, -1), c - at.left
+
+
+def cell_kinds(truth, at, n, cols):
+    """(needed, char): cells holding a character or a line's first trailing blank (what the
+    layout oracle keeps), and cells holding a character."""
+    lines = truth.split("\n")
+    li, j = line_cells(truth, at, n, cols)
+    length = np.array([len(lines[i]) if i >= 0 else -1 for i in li])
+    needed = (li >= 0) & (j >= 0) & (j <= length)
+    char = np.array([bool(nd and jj < ln and lines[i][jj] != " ")
+                     for nd, i, jj, ln in zip(needed, li, j, length)])
+    return needed, char
+
+
+def scores(name, x, img_t, truth, at=P.Placement()):
+    """x: n x d float64 projector rows; img_t: 3 x H x W pixels; truth: the page's text, its
+    lines placed at `at`. Higher = kept."""
     tie = 1e-9 * np.random.default_rng(1).random(len(x))   # oracles: random order among equals
     if name == "norm":
         return np.linalg.norm(x, axis=1)
     if name == "duplicates":
         return -R.near_duplicates(x)
     if name == "layout":
-        lines, cols = truth.split("\n"), img_t.shape[2] // P.CELL
-        rc = [divmod(i, cols) for i in range(len(x))]
-        return np.array([r < len(lines) and c <= len(lines[r]) for r, c in rc], float) + tie
+        return cell_kinds(truth, at, len(x), img_t.shape[2] // P.CELL)[0].astype(float) + tie
     if name == "distinct":
         return 1.0 - R.row_overlap(x)
     if name == "blank":
@@ -65,14 +86,15 @@ def scores(name, x, img_t, truth):
 
 class MergeSim(FS.Sim):
     """Sim whose image rows go through a merge before the text model sees them."""
-    score, ratio, truth = "norm", 1.0, ""
+    score, ratio, truth, at = "norm", 1.0, "", P.Placement()
 
     def inputs(self, img_t, suffix):
         m = self.m
         prefix, _ = self.tok.chat()
         img, ph, pw = m.vision(img_t[None])
         x = img[0].double().numpy()
-        rows, kept, _ = R.merge(x, ratio=self.ratio, score=scores(self.score, x, img_t, self.truth))
+        rows, kept, _ = R.merge(x, ratio=self.ratio,
+                                score=scores(self.score, x, img_t, self.truth, self.at))
         n_pre = len(prefix)
         pos = m.positions(n_pre, ph, pw, len(suffix))
         keep = np.concatenate([np.arange(n_pre), n_pre + kept, n_pre + ph * pw + np.arange(len(suffix))])
@@ -89,14 +111,12 @@ def dropped_table(model, pages, ratios, names):
     for ratio in ratios:
         for name in names:
             shares = []
-            for img_t, truth in pages:
+            for img_t, truth, at in pages:
                 x = model.vision(img_t[None])[0][0].double().numpy()
-                _, kept, _ = R.merge(x, ratio=ratio, score=scores(name, x, img_t, truth))
+                _, kept, _ = R.merge(x, ratio=ratio, score=scores(name, x, img_t, truth, at))
                 gone = np.setdiff1d(np.arange(len(x)), kept)
-                spare = scores("layout", x, img_t, truth) < 0.5
-                lines, cols = truth.split("\n"), img_t.shape[2] // P.CELL
-                char = np.array([r < len(lines) and c < len(lines[r]) and lines[r][c] != " "
-                                 for r, c in (divmod(i, cols) for i in range(len(x)))])
+                needed, char = cell_kinds(truth, at, len(x), img_t.shape[2] // P.CELL)
+                spare = ~needed
                 shares.append((spare[gone].mean(), char[gone].mean(), spare.mean(), char.mean()))
             cells = " | ".join(f"{v:.2f}" for v in np.mean(shares, 0))
             print(f"| {name} | {ratio:g} | {cells} |", flush=True)
@@ -104,15 +124,14 @@ def dropped_table(model, pages, ratios, names):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pages", type=int, default=12)
+    FS.add_model_args(ap)
     ap.add_argument("--ratios", default="0.84,0.7")
     ap.add_argument("--scores", default="norm,duplicates,distinct,blank,layout,random")
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dropped", action="store_true", help="classify the dropped rows, no decoding")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    tok, model = FS.load_committed()
-    pages = FS.held_out_pages(args.pages)
+    tok, model = FS.load_committed(text=args.model)
+    pages = FS.held_out_pages(args.pages, layout=args.layout)
     if args.dropped:
         dropped_table(model, pages, [float(r) for r in args.ratios.split(",")], args.scores.split(","))
         return
@@ -124,8 +143,8 @@ def main():
     for name, ratio in runs:
         sim.score, sim.ratio = ("norm" if name == "dense" else name), ratio
         err = tot = 0.0
-        for img_t, truth in pages:
-            sim.truth = truth
+        for img_t, truth, at in pages:
+            sim.truth, sim.at = truth, at
             text = sim.read(img_t)
             err += cer(text, truth) * len(truth)
             tot += len(truth)
