@@ -9,11 +9,12 @@ import pytest
 
 from foveate.api import Reader
 from foveate.evaluate import evaluate, page_pairs
-from foveate.pages import PageSpec, make_page
+from foveate.pages import LAYOUTS, make_page
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "reader"
 SAMPLES = ROOT / "tests" / "data" / "pages"
+DOC_SAMPLES = ROOT / "tests" / "data" / "pages-document"   # the layout reader's format
 
 
 def _reader(kind: str) -> Reader:
@@ -58,14 +59,26 @@ def test_reader_f16_loads_and_reads(samples):
     assert len(r.text) > 0.8 * len(truth)
 
 
-def test_samples_are_the_generator_output(samples):
-    """The committed pages are what `foveate pages --split heldout` writes (text exactly;
-    pixels up to font-rasterizer differences between Pillow versions)."""
+def test_layout_reader_cer_on_document_pages():
+    """The layout reader (models/reader/README.md) on its own page format: margins, line
+    spacing, a blank lower page (624 tokens, about 15% of them characters)."""
+    pairs = page_pairs([DOC_SAMPLES])
+    reader = Reader(str(MODEL / "foveate-reader-layout-q8_0.gguf"),
+                    mmproj=str(MODEL / "foveate-reader-mmproj-f16.gguf"), n_ctx=2048)
+    res = evaluate(reader, pairs, max_tokens=600)
+    assert len(pairs) == 5 and res.image_tokens == 624 * len(pairs)
+    assert res.cer <= 0.05, f"CER {res.cer:.4f} > 0.05 (per page {res.cers})"
+
+
+@pytest.mark.parametrize("folder,layout", [(SAMPLES, "grid"), (DOC_SAMPLES, "document")])
+def test_samples_are_the_generator_output(folder, layout):
+    """The committed pages are what `foveate pages --split heldout --layout L` writes (text
+    exactly; pixels up to font-rasterizer differences between Pillow versions)."""
     from PIL import Image
 
-    for img, truth in samples:
+    for img, truth in page_pairs([folder]):
         split, idx = img.stem.split("-")
-        page = make_page(split, int(idx), PageSpec())
+        page = make_page(split, int(idx), LAYOUTS[layout])
         assert page.text == truth
         a = np.asarray(Image.open(img).convert("RGB"), dtype=np.float32)
         b = np.asarray(page.image, dtype=np.float32)
