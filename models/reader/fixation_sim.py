@@ -55,9 +55,18 @@ def load_committed(text=HERE / "foveate-reader-f16.gguf", proj=HERE / "foveate-r
 
 
 class Sim:
+    key_bias = None   # (n prefill keys,) logit bias per key, or None (merge_sim's proportional attention)
+
     def __init__(self, tok, model):
         self.tok, self.m, self.s = tok, model, model.s
         self.end = tok.special("<|im_end|>")
+
+    def _bias(self, n):
+        """Per-head logit bias for n keys: the prefill keys' key_bias, 0 for generated ones."""
+        b = torch.zeros(self.s.n_head, n)
+        if self.key_bias is not None:
+            b[:, :len(self.key_bias)] = self.key_bias
+        return b
 
     def _attend(self, q, K, V, bias):
         rep = self.s.n_head // self.s.n_head_kv
@@ -85,7 +94,7 @@ class Sim:
             h = blk.ln1(x)
             Ks.append(M.rotate(blk.k(h).view(1, n, s.n_head_kv, -1).transpose(1, 2), cos, sin)[0])
             Vs.append(blk.v(h).view(1, n, s.n_head_kv, -1).transpose(1, 2)[0])
-            x = blk(x, cos, sin)
+            x = blk(x, cos, sin, self.key_bias)
         return Ks, Vs, span, int(pos[-1, 0]), m.out(m.norm(x[:, -1]))[0]
 
     @torch.no_grad()
@@ -109,17 +118,17 @@ class Sim:
                 K, V = Ks[li], Vs[li]
                 sparse = k < n_img
                 if sparse and oracle:
-                    _, pr = self._attend(q, K, V, torch.zeros(s.n_head, K.shape[1]))
+                    _, pr = self._attend(q, K, V, self._bias(K.shape[1]))
                     cur = pr[:, i0:i1].sum(0).topk(k).indices.sort().values
                 if not sparse or cur is None or (li in focal and not oracle):
-                    a, pr = self._attend(q, K, V, torch.zeros(s.n_head, K.shape[1]))
+                    a, pr = self._attend(q, K, V, self._bias(K.shape[1]))
                     if sparse and li in focal:
                         cur = pr[:, i0:i1].sum(0).topk(k).indices.sort().values
                 else:
                     vis = torch.ones(K.shape[1], dtype=torch.bool)
                     vis[i0:i1] = False
                     vis[i0 + cur] = True
-                    Kv, Vv, bias = K[:, vis], V[:, vis], torch.zeros(s.n_head, int(vis.sum()))
+                    Kv, Vv, bias = K[:, vis], V[:, vis], self._bias(K.shape[1])[:, vis]
                     if comp:
                         hid = torch.ones(n_img, dtype=torch.bool)
                         hid[cur] = False

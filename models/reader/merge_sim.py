@@ -21,6 +21,8 @@ Scores (higher = kept):
               first trailing blank (margins, spacing rows, the rest of each line, the blank
               lower page) first (the cells a reader needs least), in random order
   random      a seeded random order (floor)
+  S+prop      score S with proportional attention: each kept row's key carries log(size) in
+              every layer (size = the rows merged into it, from the Sinkhorn plan)
 Results: docs/benchmarks.md, "Merging: which rows to drop".
 """
 from __future__ import annotations
@@ -84,20 +86,42 @@ def scores(name, x, img_t, truth, at=P.Placement()):
     raise ValueError(name)
 
 
+def merged_sizes(x, kept, hard=True):
+    """How many original rows each kept row stands for, summing to len(x): 1 + the dropped
+    rows whose most similar kept row it is (hard, ToMe's matching), or + its share of every
+    dropped row in the proportions of the Sinkhorn plan (soft; the plan's cosine costs at
+    temperature 1 spread each row over nearly all kept rows)."""
+    dropped = np.setdiff1d(np.arange(len(x)), kept)
+    if not len(dropped):
+        return np.ones(len(kept))
+    cos = R.unit(x[kept]) @ R.unit(x[dropped]).T
+    if hard:
+        return 1.0 + np.bincount(cos.argmax(0), minlength=len(kept))
+    plan = R.sinkhorn_plan(cos)
+    return 1.0 + (plan / plan.sum(0, keepdims=True)).sum(1)
+
+
 class MergeSim(FS.Sim):
-    """Sim whose image rows go through a merge before the text model sees them."""
-    score, ratio, truth, at = "norm", 1.0, "", P.Placement()
+    """Sim whose image rows go through a merge before the text model sees them. With
+    `proportional`, each kept row's key gets the logit bias log(size) in every layer (ToMe's
+    proportional attention: a row standing for s rows draws s rows' attention)."""
+    score, ratio, truth, at, proportional, alpha = "norm", 1.0, "", P.Placement(), False, 0.1
 
     def inputs(self, img_t, suffix):
         m = self.m
         prefix, _ = self.tok.chat()
         img, ph, pw = m.vision(img_t[None])
         x = img[0].double().numpy()
-        rows, kept, _ = R.merge(x, ratio=self.ratio,
+        rows, kept, _ = R.merge(x, ratio=self.ratio, alpha=self.alpha,
                                 score=scores(self.score, x, img_t, self.truth, self.at))
         n_pre = len(prefix)
         pos = m.positions(n_pre, ph, pw, len(suffix))
         keep = np.concatenate([np.arange(n_pre), n_pre + kept, n_pre + ph * pw + np.arange(len(suffix))])
+        self.key_bias = None
+        if self.proportional:
+            kb = np.zeros(len(keep))
+            kb[n_pre:n_pre + len(kept)] = np.log(merged_sizes(x, kept))
+            self.key_bias = torch.from_numpy(kb).float()
         img = torch.from_numpy(rows).float()[None]
         x = torch.cat([m.embed(torch.tensor([prefix])), img, m.embed(torch.tensor([suffix]))], 1)
         return x, pos[torch.from_numpy(keep)], (n_pre, n_pre + len(kept))
@@ -127,6 +151,7 @@ def main():
     FS.add_model_args(ap)
     ap.add_argument("--ratios", default="0.84,0.7")
     ap.add_argument("--scores", default="norm,duplicates,distinct,blank,layout,random")
+    ap.add_argument("--alpha", type=float, default=0.1, help="residual weight (RTPrune: 0.1; 0 = drop only)")
     ap.add_argument("--dropped", action="store_true", help="classify the dropped rows, no decoding")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -136,12 +161,14 @@ def main():
         dropped_table(model, pages, [float(r) for r in args.ratios.split(",")], args.scores.split(","))
         return
     sim = MergeSim(tok, model)
+    sim.alpha = args.alpha
     print(f"greedy decoding, {len(pages)} held-out pages (heldout 100..), whole-output CER")
     print("| score | keep ratio | CER | accuracy |")
     print("|---|---|---|---|")
     runs = [("dense", 1.0)] + [(s, float(r)) for r in args.ratios.split(",") for s in args.scores.split(",")]
     for name, ratio in runs:
-        sim.score, sim.ratio = ("norm" if name == "dense" else name), ratio
+        sim.proportional = name.endswith("+prop")
+        sim.score, sim.ratio = ("norm" if name == "dense" else name.removesuffix("+prop")), ratio
         err = tot = 0.0
         for img_t, truth, at in pages:
             sim.truth, sim.at = truth, at

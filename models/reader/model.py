@@ -142,7 +142,9 @@ class TextBlock(nn.Module):
         self.down = nn.Linear(s.n_ff, d, bias=False)
         self.s = s
 
-    def forward(self, x, cos, sin):
+    def forward(self, x, cos, sin, key_bias=None):
+        """key_bias: optional (N,) logit added for every query to each key (experiments:
+        proportional attention for merged tokens in merge_sim.py); None = plain causal."""
         B, N, D = x.shape
         s = self.s
         h = self.ln1(x)
@@ -150,7 +152,11 @@ class TextBlock(nn.Module):
         k = self.k(h).view(B, N, s.n_head_kv, -1).transpose(1, 2)
         v = self.v(h).view(B, N, s.n_head_kv, -1).transpose(1, 2)
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        if key_bias is None:
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        else:
+            mask = torch.full((N, N), float("-inf")).triu(1) + key_bias.to(q.dtype)[None, :]
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
         x = x + self.o(a.transpose(1, 2).reshape(B, N, D))
         h = self.ln2(x)
         return x + self.down(F.silu(self.gate(h)) * self.up(h))
