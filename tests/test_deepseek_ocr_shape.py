@@ -238,6 +238,7 @@ def test_tiled_image_is_merged_as_one_pool(ds_pair, tmp_path):
     img.save(page)
     ratio = 0.123                                  # floor(456 r) = 56, per chunk 24 + 31 = 55
     eng = Engine(model, mmproj, n_ctx=4096, threads=2, merge=ratio)
+    assert eng.merge_score == "norm"               # merge_score "auto" on DeepSeek-OCR: RTPrune's
     rows = []
     eng.image_batch_hook = lambda b: rows.append(
         np.ctypeslib.as_array(b.embd, shape=(b.n_tokens * b.n_embd,)).reshape(b.n_tokens, b.n_embd).copy())

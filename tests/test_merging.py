@@ -11,7 +11,7 @@ import pytest
 import rtprune_reference as ref
 from foveate.engine import Engine
 from foveate.images import load_page
-from foveate.merging import merge_rows, parse_merge
+from foveate.merging import merge_rows, parse_merge, resolve_merge_score
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "reader" / "foveate-reader-q8_0.gguf"
@@ -212,6 +212,22 @@ def test_duplicates_score_drops_blank_cells_of_the_page():
         chars_dropped[score] = sum(map(is_char, dropped)) / len(dropped)
         eng.close()
     assert chars_dropped["duplicates"] <= 0.1 < chars_dropped["norm"]
+
+
+def test_merge_score_auto_is_norm_on_deepseek_ocr_and_duplicates_elsewhere():
+    from foveate import _bindings as B
+
+    assert resolve_merge_score("auto", "deepseekocr") == "norm"
+    assert resolve_merge_score("auto", "qwen2.5vl_merger") == "duplicates"
+    assert resolve_merge_score("norm", "qwen2.5vl_merger") == "norm"
+    with pytest.raises(ValueError, match="merge_score"):
+        resolve_merge_score("largest", "deepseekocr")
+    eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, merge=0.84)   # default: auto
+    assert eng.projector_type == "qwen2.5vl_merger" and eng.merge_score == "duplicates"
+    assert B.merge.mtmd_merge_get_score(eng._mtmd) == B.MERGE_SCORES["duplicates"]
+    eng.set_merge(0.84, score="norm")
+    assert B.merge.mtmd_merge_get_score(eng._mtmd) == B.MERGE_SCORES["norm"]
+    eng.close()
 
 
 def test_dynamic_ratio_reads_the_page():

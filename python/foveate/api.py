@@ -19,7 +19,7 @@ class Reader:
                  fixation: float | None = None, fixation_k_min: int = 16,
                  focal_layers: list[int] | None = None, fixation_dilation: int = 0,
                  fixation_refresh: int = 1, merge=None, merge_positions: str = "original",
-                 merge_score: str = "norm"):
+                 merge_score: str = "auto"):
         """fixation: share of image tokens attended per decode step (e.g. 0.05; None/0 =
         off, the stock computation). Flash attention defaults to on when fixation is on.
         fixation_refresh: the focal layers re-select every R-th step (1 = every step); in
@@ -31,8 +31,10 @@ class Reader:
         image's unmerged positions (gaps where rows were merged away, as the RTPrune
         reference), "consecutive" renumbers the kept rows. M-RoPE models always keep theirs.
         merge_score: which image tokens a keep ratio keeps: "norm" (the largest L2 norms, as
-        RTPrune) or "duplicates" (the fewest near-duplicates on the page, so blank paper goes
-        first; better on the bundled reader at 0.84, see docs/benchmarks.md)."""
+        RTPrune), "duplicates" (the fewest near-duplicates on the page, so blank paper goes
+        first) or "auto" (the default: "norm" on DeepSeek-OCR's projector, where RTPrune
+        validated it, "duplicates" on every other; on the bundled Qwen2.5-VL-style readers the
+        norm drops characters first, see docs/benchmarks.md)."""
         self.engine = Engine(model, mmproj, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx,
                              threads=threads, n_batch=n_batch, flash_attn=flash_attn,
                              fixation=fixation, fixation_k_min=fixation_k_min,

@@ -45,9 +45,10 @@ def _merge_args(p: argparse.ArgumentParser) -> None:
 
 
 def _merge_score_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--merge-score", default="norm", choices=("norm", "duplicates"),
-                   help="which image tokens a keep ratio keeps: largest L2 norm (RTPrune) or "
-                        "fewest near-duplicates on the page (blank paper goes first)")
+    p.add_argument("--merge-score", default="auto", choices=("auto", "norm", "duplicates"),
+                   help="which image tokens a keep ratio keeps: largest L2 norm (RTPrune), "
+                        "fewest near-duplicates on the page (blank paper goes first), or auto "
+                        "(default: norm on DeepSeek-OCR's projector, duplicates on others)")
 
 
 def _focal(text: str) -> list[int] | None:
@@ -70,7 +71,7 @@ def _engine_kwargs(a) -> dict:
                   fixation_refresh=a.fixation_refresh)
     if getattr(a, "merge", "off") not in ("off", None):
         kw.update(merge=a.merge, merge_positions=getattr(a, "merge_positions", "original"),
-                  merge_score=getattr(a, "merge_score", "norm"))
+                  merge_score=getattr(a, "merge_score", "auto"))
     return kw
 
 

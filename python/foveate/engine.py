@@ -76,7 +76,7 @@ class Engine:
                  fixation_max_tokens: int = 8, fixation_dilation: int = 0,
                  fixation_refresh: int = 1, n_seq: int = 1,
                  kv_unified: bool = False, merge=None, merge_positions: str = "original",
-                 merge_score: str = "norm"):
+                 merge_score: str = "auto"):
         self.model_path = str(model)
         self.mmproj_path = str(mmproj) if mmproj is not None else None
         self.image_max_pixels = image_max_pixels
@@ -85,17 +85,19 @@ class Engine:
         if minfo.arch == "clip":
             raise ModelError(f"model file is an image projector (mmproj), not a language "
                              f"model: {model}")
+        self.projector_type = ""   # text-only engine: "auto" scores resolve to "duplicates"
         if mmproj is not None:  # None: text-only engine (benchmarks with synthetic images)
             pinfo = read_gguf_info(mmproj, ProjectorError, "projector")
             if pinfo.arch != "clip":
                 raise ProjectorError(f"projector file is not an mmproj (architecture "
                                      f"'{pinfo.arch}'): {mmproj}")
+            self.projector_type = str(pinfo.metadata.get("clip.projector_type", ""))
         if n_ctx <= 0:
             raise ContextError(f"n_ctx must be positive, got {n_ctx}")
-        from .merging import check_merge_positions, check_merge_score, parse_merge
+        from .merging import check_merge_positions, parse_merge, resolve_merge_score
         parse_merge(merge)   # a bad setting fails before anything loads
         check_merge_positions(merge_positions)
-        check_merge_score(merge_score)
+        merge_score = resolve_merge_score(merge_score, self.projector_type)
         self.image_batch_hook = None   # tests: called with each decoded image sub-batch
         self.threads = _threads(threads)
 
@@ -150,13 +152,16 @@ class Engine:
         """Prefill token merging (RTPrune): None/"off", "auto" (ratio per page) or a keep
         ratio in (0, 1]. positions ("original" / "consecutive", None = unchanged): where a
         1-D RoPE model decodes the kept rows (M-RoPE models always keep original ones).
-        score ("norm" / "duplicates", None = unchanged): which rows a keep ratio keeps."""
-        from .merging import check_merge_positions, check_merge_score, parse_merge
+        score ("auto" / "norm" / "duplicates", None = unchanged): which rows a keep ratio
+        keeps; "auto" = "norm" on DeepSeek-OCR's projector, "duplicates" on others."""
+        from .merging import (check_merge_positions, check_merge_score, parse_merge,
+                              resolve_merge_score)
 
         mode, ratio = parse_merge(merge)
         if positions is not None:
             check_merge_positions(positions)
         if score is not None:
+            score = resolve_merge_score(score, self.projector_type)
             if B.merge.mtmd_merge_set_score(self._mtmd, check_merge_score(score)) != 0:
                 raise ValueError(f"mtmd_merge_set_score rejected {score!r}")
             self.merge_score = score

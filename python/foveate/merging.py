@@ -41,13 +41,28 @@ def check_merge_positions(value: str) -> str:
     return value
 
 
+MERGE_SCORE_CHOICES = ("auto", *B.MERGE_SCORES)
+# Projectors whose image tokens RTPrune's L2-norm criterion was validated on (by its authors).
+NORM_SCORE_PROJECTORS = frozenset({"deepseekocr"})
+
+
 def check_merge_score(value: str) -> int:
     """Which rows a keep ratio keeps: "norm" (largest L2 norms, RTPrune) or "duplicates"
     (fewest near-duplicates on the page: blank paper goes first)."""
     if value not in B.MERGE_SCORES:
-        raise ValueError(f"merge_score must be one of {', '.join(map(repr, B.MERGE_SCORES))}, "
+        raise ValueError(f"merge_score must be one of {', '.join(map(repr, MERGE_SCORE_CHOICES))}, "
                          f"got {value!r}")
     return B.MERGE_SCORES[value]
+
+
+def resolve_merge_score(value: str, projector_type: str) -> str:
+    """"auto": RTPrune's "norm" on the projectors it was validated on (DeepSeek-OCR), "duplicates"
+    on every other (on Qwen2.5-VL-style reader pages the norm drops characters first:
+    docs/benchmarks.md). Other values are checked and returned."""
+    if value == "auto":
+        return "norm" if projector_type in NORM_SCORE_PROJECTORS else "duplicates"
+    check_merge_score(value)
+    return value
 
 
 def merge_rows(embd, kind=None, pixels=None, patch: int = 0, merge="auto", threads: int = 1,
