@@ -47,5 +47,13 @@ def test_document_layouts_vary_and_grid_pages_sit_at_the_origin():
 def test_layout_that_cannot_fit_is_refused():
     with pytest.raises(ValueError, match="no blank row"):
         PageSpec(rows=12, page_rows=20, spacings=(0, 1))
-    with pytest.raises(ValueError, match="text_cols"):
+    with pytest.raises(ValueError, match="no blank row"):      # grid height: rows + margin
+        PageSpec(max_top=3, spacings=(0, 1))
+    with pytest.raises(ValueError, match="max_left"):
         PageSpec(cols=24, text_cols=22, max_left=4)
+    with pytest.raises(ValueError, match="max_left"):          # full-width lines cannot shift
+        PageSpec(max_left=4)
+    with pytest.raises(ValueError, match="min_rows"):
+        PageSpec(rows=6, min_rows=8)
+    with pytest.raises(ValueError, match="spacings"):
+        PageSpec(spacings=())

@@ -104,6 +104,6 @@ def test_1d_twin_reads_and_merges_at_original_positions(samples):
                      samples, max_tokens=600)
     assert dense.cer <= 0.06, f"CER {dense.cer:.4f} (per page {dense.cers})"
     merged = evaluate(Reader(str(MODEL / "foveate-reader-1d-q8_0.gguf"), mmproj=mm, n_ctx=2048,
-                             merge=0.95), samples, max_tokens=600)
+                             merge=0.95, merge_score="norm"), samples, max_tokens=600)
     assert merged.image_tokens_merged < merged.image_tokens == dense.image_tokens
     assert merged.cer < 0.5     # reads on through the gaps (0.95: 0.18 on 25 pages)

@@ -222,16 +222,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_model_args(ap)
     ap.add_argument("--ratio", type=float, default=0.05)
+    ap.add_argument("--focal", type=int, default=2,
+                    help="the model's calibrated focal layer (grid reader: 2, session 3; layout reader: 3)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tok, model = load_committed(text=args.model)
     pages = held_out_pages(args.pages, layout=args.layout)
     attention_table(tok, model, pages[:4], args.ratio)
     sim = Sim(tok, model)
-    f = model.s.n_layer // 3
     last = model.s.n_layer - 1
     configs = [("dense", {})]
-    for f, why in ((model.s.n_layer // 3, "default n_layer/3"), (2, "calibrated"), (last, "last")):
+    for f, why in ((model.s.n_layer // 3, "default n_layer/3"), (args.focal, "calibrated"), (last, "last")):
         configs += [(f"method, focal {f} ({why})", dict(focal=(f,))),
                     (f"method, focal {f} ({why}), compensation", dict(focal=(f,), comp=True))]
     configs += [("oracle (each layer its own top-k)", dict(oracle=True)),

@@ -22,7 +22,8 @@ Scores (higher = kept):
               lower page) first (the cells a reader needs least), in random order
   random      a seeded random order (floor)
   S+prop      score S with proportional attention: each kept row's key carries log(size) in
-              every layer (size = the rows merged into it, from the Sinkhorn plan)
+              every layer (size = 1 + the dropped rows nearest to it)
+  S+softprop  the same with sizes from the Sinkhorn plan's shares (merged_sizes(hard=False))
 Results: docs/benchmarks.md, "Merging: which rows to drop".
 """
 from __future__ import annotations
@@ -103,8 +104,9 @@ def merged_sizes(x, kept, hard=True):
 
 class MergeSim(FS.Sim):
     """Sim whose image rows go through a merge before the text model sees them. With
-    `proportional`, each kept row's key gets the logit bias log(size) in every layer (ToMe's
-    proportional attention: a row standing for s rows draws s rows' attention)."""
+    `proportional` ("hard" / "soft" sizes, see merged_sizes), each kept row's key gets the
+    logit bias log(size) in every layer (ToMe's proportional attention: a row standing for s
+    rows draws s rows' attention)."""
     score, ratio, truth, at, proportional, alpha = "norm", 1.0, "", P.Placement(), False, 0.1
 
     def inputs(self, img_t, suffix):
@@ -120,7 +122,7 @@ class MergeSim(FS.Sim):
         self.key_bias = None
         if self.proportional:
             kb = np.zeros(len(keep))
-            kb[n_pre:n_pre + len(kept)] = np.log(merged_sizes(x, kept))
+            kb[n_pre:n_pre + len(kept)] = np.log(merged_sizes(x, kept, hard=self.proportional == "hard"))
             self.key_bias = torch.from_numpy(kb).float()
         img = torch.from_numpy(rows).float()[None]
         x = torch.cat([m.embed(torch.tensor([prefix])), img, m.embed(torch.tensor([suffix]))], 1)
@@ -167,8 +169,9 @@ def main():
     print("|---|---|---|---|")
     runs = [("dense", 1.0)] + [(s, float(r)) for r in args.ratios.split(",") for s in args.scores.split(",")]
     for name, ratio in runs:
-        sim.proportional = name.endswith("+prop")
-        sim.score, sim.ratio = ("norm" if name == "dense" else name.removesuffix("+prop")), ratio
+        base, _, prop = name.partition("+")
+        sim.proportional = {"": False, "prop": "hard", "softprop": "soft"}[prop]
+        sim.score, sim.ratio = ("norm" if name == "dense" else base), ratio
         err = tot = 0.0
         for img_t, truth, at in pages:
             sim.truth, sim.at = truth, at

@@ -155,7 +155,8 @@ class TextBlock(nn.Module):
         if key_bias is None:
             a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
         else:
-            mask = torch.full((N, N), float("-inf")).triu(1) + key_bias.to(q.dtype)[None, :]
+            mask = (torch.full((N, N), float("-inf"), dtype=q.dtype, device=q.device).triu(1)
+                    + key_bias.to(q.dtype)[None, :])
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
         x = x + self.o(a.transpose(1, 2).reshape(B, N, D))
         h = self.ln2(x)

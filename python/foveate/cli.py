@@ -200,7 +200,8 @@ def cmd_eval(a) -> int:
     pairs = page_pairs(a.pages)
     if not pairs:
         raise SystemExit("foveate eval: no pages found")
-    res = evaluate(Reader(a.model, a.mmproj, **_engine_kwargs(a)), pairs, max_tokens=a.n_predict)
+    reader = Reader(a.model, a.mmproj, **_engine_kwargs(a))
+    res = evaluate(reader, pairs, max_tokens=a.n_predict)
     for page, c in zip(res.pages, res.cers):
         print(f"{c:8.4f}  {page}")
     print(f"pages: {len(pairs)}  chars: {res.chars}  CER: {res.cer:.4f}  "
@@ -209,7 +210,8 @@ def cmd_eval(a) -> int:
         ratios = res.merge_ratios
         print(f"merging: image tokens {res.image_tokens} -> {res.image_tokens_merged} "
               f"({res.image_tokens_merged / res.image_tokens:.4f}); keep ratio mean "
-              f"{sum(ratios) / len(ratios):.4f}, min {min(ratios):.4f}, max {max(ratios):.4f}")
+              f"{sum(ratios) / len(ratios):.4f}, min {min(ratios):.4f}, max {max(ratios):.4f}; "
+              f"row score {reader.engine.merge_score}")
     return 0
 
 

@@ -91,7 +91,9 @@ class Engine:
             if pinfo.arch != "clip":
                 raise ProjectorError(f"projector file is not an mmproj (architecture "
                                      f"'{pinfo.arch}'): {mmproj}")
-            self.projector_type = str(pinfo.metadata.get("clip.projector_type", ""))
+            # as clip.cpp: the default key, else (mixed-modality projectors) the vision one
+            self.projector_type = str(pinfo.metadata.get("clip.projector_type")
+                                      or pinfo.metadata.get("clip.vision.projector_type", ""))
         if n_ctx <= 0:
             raise ContextError(f"n_ctx must be positive, got {n_ctx}")
         from .merging import check_merge_positions, parse_merge, resolve_merge_score

@@ -50,7 +50,7 @@ def check_merge_score(value: str) -> int:
     """Which rows a keep ratio keeps: "norm" (largest L2 norms, RTPrune) or "duplicates"
     (fewest near-duplicates on the page: blank paper goes first)."""
     if value not in B.MERGE_SCORES:
-        raise ValueError(f"merge_score must be one of {', '.join(map(repr, MERGE_SCORE_CHOICES))}, "
+        raise ValueError(f"merge_score must be one of {', '.join(map(repr, B.MERGE_SCORES))}, "
                          f"got {value!r}")
     return B.MERGE_SCORES[value]
 
@@ -61,7 +61,9 @@ def resolve_merge_score(value: str, projector_type: str) -> str:
     docs/benchmarks.md). Other values are checked and returned."""
     if value == "auto":
         return "norm" if projector_type in NORM_SCORE_PROJECTORS else "duplicates"
-    check_merge_score(value)
+    if value not in B.MERGE_SCORES:
+        raise ValueError(f"merge_score must be one of {', '.join(map(repr, MERGE_SCORE_CHOICES))}, "
+                         f"got {value!r}")
     return value
 
 

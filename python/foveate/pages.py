@@ -56,12 +56,15 @@ class PageSpec:
     spacings: tuple = (0,)      # blank rows between lines, one drawn per page
 
     def __post_init__(self):
-        if self.text_cols > self.cols - self.max_left:
-            raise ValueError(f"text_cols {self.text_cols} + max_left {self.max_left} > cols {self.cols}")
-        if self.page_rows and (self.max_top + self.rows + (self.rows - 1) * max(self.spacings)
-                               + 1 > self.page_rows):
+        if not self.spacings or min(self.spacings) < 0:
+            raise ValueError(f"spacings must be non-negative blank-row counts, got {self.spacings!r}")
+        if not 0 <= self.min_rows <= self.rows:
+            raise ValueError(f"min_rows {self.min_rows} must be in [0, rows {self.rows}]")
+        if self.line_cols + self.max_left > self.cols:
+            raise ValueError(f"lines of {self.line_cols} cells + max_left {self.max_left} > cols {self.cols}")
+        if self.max_top + self.rows + (self.rows - 1) * max(self.spacings) + 1 > self.height:
             raise ValueError(f"{self.rows} lines with spacing {max(self.spacings)} and top margin "
-                             f"{self.max_top} leave no blank row on a {self.page_rows}-row page")
+                             f"{self.max_top} leave no blank row on a {self.height}-row page")
 
     @property
     def line_cols(self) -> int:
