@@ -182,6 +182,44 @@ def test_two_sequences_in_one_batch_keep_their_own_selection(unified):
         assert np.abs(got - ref).max() < 1e-2 * np.abs(ref).max(), f"sequence {i} leaked"
 
 
+def test_a_calibration_beside_the_model_is_used_only_for_that_file(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from foveate.calibrate import cache_dir, fingerprint, saved_focal_layers, sidecar
+
+    monkeypatch.setenv("FOVEATE_CACHE_DIR", str(tmp_path / "cache"))
+    m = tmp_path / "m.gguf"
+    shutil.copy(MODEL, m)
+    assert saved_focal_layers(m) is None                     # nothing saved: the default layer
+    sidecar(m).write_text(json.dumps({"fingerprint": fingerprint(m), "focal_layers": [2]}))
+    assert saved_focal_layers(m) == [2]
+    sidecar(m).write_text(json.dumps({"fingerprint": "0" * 32, "focal_layers": [2]}))
+    assert saved_focal_layers(m) is None                     # made for another file
+    sidecar(m).write_text("not json")
+    assert saved_focal_layers(m) is None
+    sidecar(m).write_text(json.dumps({"fingerprint": fingerprint(m), "focal_layers": [2]}))
+    cache_dir().mkdir(parents=True)
+    (cache_dir() / f"{fingerprint(m)}.json").write_text(json.dumps({"focal_layers": [1]}))
+    assert saved_focal_layers(m) == [1]                      # the user's own calibration wins
+
+
+@pytest.mark.parametrize("name", ["foveate-reader-q8_0", "foveate-reader-q4_k_m", "foveate-reader-f16",
+                                  "foveate-reader-1d-q8_0", "foveate-reader-layout-q8_0"])
+def test_bundled_models_ship_their_calibration(tmp_path, monkeypatch, name):
+    """`calibrate --beside` files for the bundled models, still matching their model files
+    (a re-exported model without a new calibration fails here)."""
+    import json
+
+    from foveate.calibrate import saved_focal_layers, sidecar
+
+    monkeypatch.setenv("FOVEATE_CACHE_DIR", str(tmp_path))
+    model = MODEL.parent / f"{name}.gguf"
+    shipped = json.loads(sidecar(model).read_text())
+    assert saved_focal_layers(model) == shipped["focal_layers"]
+    assert max(shipped["table"], key=lambda s: s["agreement"])["layer"] == shipped["focal_layers"][0]
+
+
 def test_calibrate_saves_a_layer_that_auto_uses(tmp_path, monkeypatch):
     from foveate.api import Reader
     from foveate.calibrate import calibrate, saved_focal_layers

@@ -4,7 +4,8 @@ Method (ours; fixation.md leaves it open): decode a few pages densely (greedy), 
 candidate layer L decode them again, greedy and free-running, with fixation on and focal layer
 L, and score the agreement of the two token sequences (1 - edit distance / dense length). The
 best layer is stored with a fingerprint of the model file, and `--focal-layers auto` picks it
-up. Compared with the attention-recall proxy of the design notes this measures the quantity we
+up: from the user's cache first, else from `MODEL.focal.json` beside the model file
+(`calibrate --beside`; the bundled readers ship theirs) when it was made for that exact file. Compared with the attention-recall proxy of the design notes this measures the quantity we
 care about (the output), at the cost of one decode pass per candidate layer. Free-running, not
 teacher-forced (sessions 2-5): a per-step top-1 match over the first lines (0.958 for layer 2
 of the reader) missed the errors that compound at line ends, and chose a layer whose whole
@@ -39,14 +40,30 @@ def fingerprint(model: str | os.PathLike) -> str:
     return h.hexdigest()[:32]
 
 
-def saved_focal_layers(model) -> list[int] | None:
-    f = cache_dir() / f"{fingerprint(model)}.json"
+def sidecar(model) -> Path:
+    """Where a calibration shipped with a model file lives: `MODEL.focal.json` beside it."""
+    return Path(str(model) + ".focal.json")
+
+
+def _read_layers(f: Path, fp: str | None) -> list[int] | None:
+    """The focal layers in calibration file f; None if absent, unreadable, or (fp given) made
+    for another file."""
     if not f.is_file():
         return None
     try:
-        return [int(x) for x in json.loads(f.read_text())["focal_layers"]]
-    except (ValueError, KeyError, TypeError):
+        record = json.loads(f.read_text())
+        if fp is not None and record.get("fingerprint") != fp:
+            return None
+        return [int(x) for x in record["focal_layers"]]
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def saved_focal_layers(model) -> list[int] | None:
+    """The user's own calibration of this file (cache, by fingerprint), else one shipped
+    beside it for this exact file, else None (the engine's default layer)."""
+    fp = fingerprint(model)
+    return _read_layers(cache_dir() / f"{fp}.json", None) or _read_layers(sidecar(model), fp)
 
 
 @dataclass
@@ -69,7 +86,10 @@ def _greedy(eng, page, steps: int) -> list[int]:
 
 def calibrate(model, mmproj, pages, ratio: float = 0.05, k_min: int = 16, steps: int = 256,
               layers: list[int] | None = None, threads: int | None = None,
-              n_ctx: int = 4096) -> tuple[list[LayerScore], Path]:
+              n_ctx: int = 4096, beside: bool = False) -> tuple[list[LayerScore], Path]:
+    """Scores every candidate layer, saves the best in the cache (and, with `beside`, in
+    `MODEL.focal.json` next to the model file, to ship with it); returns the scores and the
+    path written last."""
     from rapidfuzz.distance import Levenshtein
 
     from .engine import Engine
@@ -94,10 +114,15 @@ def calibrate(model, mmproj, pages, ratio: float = 0.05, k_min: int = 16, steps:
     finally:
         eng.close()
     best = max(scores, key=lambda s: (s.agreement, -s.layer))
-    out = cache_dir() / f"{fingerprint(model)}.json"
+    fp = fingerprint(model)
+    record = {"model": str(Path(model).resolve()), "fingerprint": fp, "focal_layers": [best.layer],
+              "ratio": ratio, "k_min": k_min, "steps": steps, "pages": [str(p) for p in pages],
+              "table": [s.__dict__ for s in scores]}
+    out = cache_dir() / f"{fp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model": str(Path(model).resolve()), "focal_layers": [best.layer],
-                               "ratio": ratio, "k_min": k_min, "steps": steps,
-                               "pages": [str(p) for p in pages],
-                               "table": [s.__dict__ for s in scores]}, indent=1))
+    out.write_text(json.dumps(record, indent=1))
+    if beside:
+        out = sidecar(model)
+        record.update(model=Path(model).name, pages=[Path(p).name for p in pages])
+        out.write_text(json.dumps(record, indent=1) + "\n")
     return scores, out

@@ -222,7 +222,7 @@ def cmd_calibrate(a) -> int:
     pages = [p for p, _ in page_pairs(a.pages)] if all(Path(p).is_dir() for p in a.pages) \
         else a.pages
     scores, out = calibrate(a.model, a.mmproj, pages, ratio=a.ratio, k_min=a.fixation_k_min,
-                            steps=a.steps, threads=a.threads, n_ctx=a.ctx_size)
+                            steps=a.steps, threads=a.threads, n_ctx=a.ctx_size, beside=a.beside)
     best = max(scores, key=lambda s: (s.agreement, -s.layer))
     print(f"| layer | agreement with dense decoding at ratio {a.ratio:g} (1 - token edit distance "
           f"/ length, free-running, {a.steps} steps per page) |\n|---|---|")
@@ -328,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     ca.add_argument("--steps", type=int, default=256, help="decode steps per page (at most)")
     ca.add_argument("-t", "--threads", type=int, default=None)
     ca.add_argument("-c", "--ctx-size", type=int, default=4096)
+    ca.add_argument("--beside", action="store_true",
+                    help="also write MODEL.focal.json next to the model file (ships the calibration)")
     ca.set_defaults(fn=cmd_calibrate)
 
     i = sub.add_parser("info", help="show the loaded libraries and patch series")
