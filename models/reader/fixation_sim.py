@@ -132,8 +132,11 @@ class Sim:
                     if comp:
                         hid = torch.ones(n_img, dtype=torch.bool)
                         hid[cur] = False
-                        Kv = torch.cat([Kv, K[:, i0:i1][:, hid].mean(1, keepdim=True)], 1)
-                        Vv = torch.cat([Vv, V[:, i0:i1][:, hid].mean(1, keepdim=True)], 1)
+                        # comp="all": the mean over every image cell (computable once per image,
+                        # e.g. as one summary cell per image), not over the hidden ones per step
+                        pool = torch.ones(n_img, dtype=torch.bool) if comp == "all" else hid
+                        Kv = torch.cat([Kv, K[:, i0:i1][:, pool].mean(1, keepdim=True)], 1)
+                        Vv = torch.cat([Vv, V[:, i0:i1][:, pool].mean(1, keepdim=True)], 1)
                         bias = torch.cat([bias, torch.full((s.n_head, 1), math.log(int(hid.sum())))], 1)
                     a, _ = self._attend(q, Kv, Vv, bias)
                 x = x + blk.o(a.reshape(1, 1, -1))
@@ -222,6 +225,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_model_args(ap)
     ap.add_argument("--ratio", type=float, default=0.05)
+    ap.add_argument("--only", help="run only the configs whose name contains this text")
     ap.add_argument("--focal", type=int, default=2,
                     help="the model's calibrated focal layer (grid reader: 2, session 3; layout reader: 3)")
     args = ap.parse_args()
@@ -234,9 +238,13 @@ def main():
     configs = [("dense", {})]
     for f, why in ((model.s.n_layer // 3, "default n_layer/3"), (args.focal, "calibrated"), (last, "last")):
         configs += [(f"method, focal {f} ({why})", dict(focal=(f,))),
-                    (f"method, focal {f} ({why}), compensation", dict(focal=(f,), comp=True))]
+                    (f"method, focal {f} ({why}), compensation", dict(focal=(f,), comp=True)),
+                    (f"method, focal {f} ({why}), compensation from all image cells",
+                     dict(focal=(f,), comp="all"))]
     configs += [("oracle (each layer its own top-k)", dict(oracle=True)),
                 ("oracle, compensation", dict(oracle=True, comp=True))]
+    if args.only:
+        configs = [c for c in configs if c[0] == "dense" or args.only in c[0]]
     print(f"\ngreedy decoding, {len(pages)} held-out pages (heldout 100.., {args.layout} layout), ratio {args.ratio:g}, k_min 4")
     print("| config | CER | accuracy |")
     print("|---|---|---|")
