@@ -41,7 +41,6 @@ sys.path.insert(0, str(HERE.parents[1] / "tests"))
 import fixation_sim as FS  # noqa: E402
 import rtprune_reference as R  # noqa: E402
 from foveate import pages as P  # noqa: E402
-from foveate.evaluate import cer  # noqa: E402
 
 
 def line_cells(truth, at, n, cols):
@@ -134,14 +133,16 @@ def dropped_table(model, pages, ratios, names):
     print(f"{len(pages)} held-out pages (heldout 100..): what the dropped rows are")
     print("| score | keep ratio | dropped: layout-redundant | dropped: characters | page: layout-redundant | page: characters |")
     print("|---|---|---|---|---|---|")
+    per_page = []   # the projector rows and cell kinds of each page, computed once
+    for img_t, truth, at in pages:
+        x = model.vision(img_t[None])[0][0].double().numpy()
+        per_page.append((x, img_t, truth, at, *cell_kinds(truth, at, len(x), img_t.shape[2] // P.CELL)))
     for ratio in ratios:
         for name in names:
             shares = []
-            for img_t, truth, at in pages:
-                x = model.vision(img_t[None])[0][0].double().numpy()
+            for x, img_t, truth, at, needed, char in per_page:
                 _, kept, _ = R.merge(x, ratio=ratio, score=scores(name, x, img_t, truth, at))
                 gone = np.setdiff1d(np.arange(len(x)), kept)
-                needed, char = cell_kinds(truth, at, len(x), img_t.shape[2] // P.CELL)
                 spare = ~needed
                 shares.append((spare[gone].mean(), char[gone].mean(), spare.mean(), char.mean()))
             cells = " | ".join(f"{v:.2f}" for v in np.mean(shares, 0))
@@ -172,13 +173,13 @@ def main():
         base, _, prop = name.partition("+")
         sim.proportional = {"": False, "prop": "hard", "softprop": "soft"}[prop]
         sim.score, sim.ratio = ("norm" if name == "dense" else base), ratio
-        err = tot = 0.0
-        for img_t, truth, at in pages:
-            sim.truth, sim.at = truth, at
-            text = sim.read(img_t)
-            err += cer(text, truth) * len(truth)
-            tot += len(truth)
-        print(f"| {name} | {ratio:g} | {err / tot:.4f} | {1 - err / tot:.4f} |", flush=True)
+
+        def read(img_t, truth, at):
+            sim.truth, sim.at = truth, at   # the layout oracle reads the ground truth
+            return sim.read(img_t)
+
+        c, acc = FS.whole_output_accuracy(pages, read)
+        print(f"| {name} | {ratio:g} | {c:.4f} | {acc:.4f} |", flush=True)
 
 
 if __name__ == "__main__":

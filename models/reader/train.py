@@ -74,10 +74,9 @@ def make_batch(tok, split, indices, rows, margin=1, layout="grid"):
     spec = page_spec(layout, rows, margin)
     imgs, answers = [], []
     for i in indices:
-        rng = P._rng(split, int(i))
-        lines = P.make_lines(rng, spec)
-        imgs.append(pixels(P.render(lines, spec, P.place(rng, spec))))
-        answers.append(tok.encode("\n".join(lines)) + [tok.special("<|im_end|>")])
+        page = P.make_page(split, int(i), spec)
+        imgs.append(pixels(page.image))
+        answers.append(tok.encode(page.text) + [tok.special("<|im_end|>")])
     L = max(map(len, answers))
     suffix = torch.full((len(indices), len(prompt) + L), tok.special("<unk>"), dtype=torch.long)
     target = torch.full_like(suffix, -100)
@@ -158,7 +157,7 @@ def train(args):
         step, seen = ck["step"], ck["seen"]
         start = step
     t_budget = args.minutes * 60 if args.minutes else float("inf")
-    max_rows = P.LAYOUTS[args.layout].rows if args.layout != "grid" else 16
+    max_rows = P.LAYOUTS[args.layout].rows   # the curriculum's last pages: full ones
     elapsed0 = 0.0 if not start else ck.get("elapsed", 0.0)
     while step < args.steps:
         # progress drives LR decay and curriculum: steps or the time budget, whichever ends first
