@@ -3,7 +3,8 @@
 // fix_attn reads only the K/V rows of the listed cells, so at a 5% image budget a decode
 // step touches ~5% of the image K/V bytes instead of all of them (stock FA walks every
 // cell, and the non-FA path multiplies full matrices). Work unit = (stream, row, kv head):
-// each K/V row is loaded once for all query heads sharing it (GQA).
+// each K/V row is loaded once for all query heads sharing it (GQA). A compensation sample
+// (idx_c) is one more list, its entries weighted by a logit offset computed per unit.
 // fix_select needs every cell's logit for the softmax denominator: cells are split over
 // threads (phase 1 logits, phase 2 partial sums, phase 3 candidate scores), one thread
 // then picks the top-b with nth_element.
@@ -233,9 +234,32 @@ extern "C" void ggml_compute_forward_fix_select(const struct ggml_compute_params
     }
 }
 
+namespace {
+
+// the sample list of row (t, s) (spec: ggml-fixation.c): the logit offset of its entries,
+// or -inf when none of them enters; ib[0, nb_sorted) is idx_b's ascending prefix
+float sample_log_weight(const ggml_tensor * dst, int64_t t, int64_t s, int64_t N,
+                        const int32_t * ib, int64_t nb_sorted, int64_t nb) {
+    const ggml_tensor * mask = dst->src[3], * lc = dst->src[6], * pool = dst->src[7];
+    int64_t n_sel = 0;
+    for (int64_t i = 0; i < nb; ++i) {
+        n_sel += ib[i] >= 0 && ib[i] < N && mask_at(mask, ib[i], t, s) != -INFINITY;
+    }
+    const int32_t * ic = (const int32_t *) row_ptr(lc, t, s, 0);
+    int64_t m = 0;
+    for (int64_t i = 0; i < lc->ne[0]; ++i) {
+        const int32_t c = ic[i];
+        m += c >= 0 && c < N && mask_at(mask, c, t, s) != -INFINITY && !std::binary_search(ib, ib + nb_sorted, c);
+    }
+    const int64_t n_hid = (int64_t) ((const int32_t *) pool->data)[s*pool->ne[0] + t] - n_sel;
+    return m > 0 && n_hid > 0 ? logf((float) n_hid / (float) m) : -INFINITY;
+}
+
+} // namespace
+
 extern "C" void ggml_compute_forward_fix_attn(const struct ggml_compute_params * params, struct ggml_tensor * dst) {
     const ggml_tensor * q = dst->src[0], * k = dst->src[1], * v = dst->src[2], * mask = dst->src[3];
-    const ggml_tensor * lists[2] = { dst->src[4], dst->src[5] };
+    const ggml_tensor * lists[3] = { dst->src[4], dst->src[5], dst->src[6] };
     const int ith = params->ith, nth = params->nth;
     const int64_t D = q->ne[0], T = q->ne[1], H = q->ne[2], S = q->ne[3];
     const int64_t N = k->ne[1], Hkv = k->ne[2], rep = H/Hkv, Dv = v->ne[0];
@@ -258,8 +282,16 @@ extern "C" void ggml_compute_forward_fix_attn(const struct ggml_compute_params *
         std::fill(acc, acc + rep*Dv, 0.0f);
         std::fill(Mx, Mx + rep, -INFINITY);
         std::fill(Sm, Sm + rep, 0.0f);
-        for (const ggml_tensor * list : lists) {
-            if (!list) {
+        // the selection list (idx_b): its ascending prefix, for the sample's membership test
+        const int32_t * ib = lists[1] ? (const int32_t *) row_ptr(lists[1], t, s, 0) : nullptr;
+        int64_t nb_sorted = 0;
+        while (ib && nb_sorted < lists[1]->ne[0] && ib[nb_sorted] >= 0) {
+            nb_sorted++;
+        }
+        const float log_w = lists[2] ? sample_log_weight(dst, t, s, N, ib, nb_sorted, lists[1]->ne[0]) : -INFINITY;
+        for (int li = 0; li < 3; ++li) {
+            const ggml_tensor * list = lists[li];
+            if (!list || (li == 2 && log_w == -INFINITY)) {
                 continue;
             }
             const int32_t * idx = (const int32_t *) row_ptr(list, t, s, 0);
@@ -268,9 +300,15 @@ extern "C" void ggml_compute_forward_fix_attn(const struct ggml_compute_params *
                 if (c < 0 || c >= N) {
                     continue;
                 }
-                const float mv = mask_at(mask, c, t, s);
+                float mv = mask_at(mask, c, t, s);
                 if (mv == -INFINITY) {
                     continue;
+                }
+                if (li == 2) {
+                    if (std::binary_search(ib, ib + nb_sorted, c)) {
+                        continue;  // selected: already attended exactly
+                    }
+                    mv += log_w;
                 }
                 load_v(v, c, g, s, vrow);
                 const char * krow = row_ptr(k, c, g, s);

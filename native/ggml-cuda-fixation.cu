@@ -12,6 +12,9 @@
 //   T*Hkv*S blocks would not fill ~4 blocks/SM; their (max, sum, acc) partials go to the pool
 //   and fix_attn_combine merges them. Traffic per step: the K and V rows of the visited cells
 //   once per kv head, 4 B per list entry + its mask value, splits*H*(Dv+2)*4 B of partials x2.
+//   With a sample (idx_c), every block first counts idx_b's visible entries and the sample
+//   entries not in idx_b (binary search in idx_b's ascending prefix) to get the sample's logit
+//   offset; sample entries then join the list after idx_b with that offset added to the mask.
 // fix_select: (1) grid (N/32, Hkv, S): a warp keeps 8 K rows in registers and loops over the rows
 //   t and the G query heads (8 dots reduced in 9 shuffles): logits [S, T, H, N] = scale q.k +
 //   mask (-inf if hidden) into the pool (K read once); (2) a block per (s, t, h): logsumexp;
@@ -107,6 +110,29 @@ static __device__ __forceinline__ float fix_mask_val(const fix_params & p, const
     }
     const char * ptr = p.m + c*p.nbm0 + t*p.nbm1 + (s % p.nem3)*p.nbm3;
     return p.m_f16 ? __half2float(*(const half *) ptr) : *(const float *) ptr;
+}
+
+// fix_attn's sample list (ggml_fix_attn_add_sample): idx_c entries per row, n_pool[t, s]
+struct fix_sample {
+    const char * ic;        // nullptr: no sample
+    int64_t nbc0, nbc1, nbc2;
+    int nc;
+    const int32_t * pool;   // I32 [T, S], contiguous
+};
+
+// is c among the first n entries (ascending) of a list row?
+static __device__ __forceinline__ bool fix_in_sorted(const char * row, const int64_t nb0, const int n, const int c) {
+    int lo = 0;
+    int hi = n;
+    while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        if (*(const int32_t *) (row + mid*nb0) < c) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < n && *(const int32_t *) (row + lo*nb0) == c;
 }
 
 // block-wide reductions, blockDim.x a multiple of 32; every thread gets the result
@@ -215,6 +241,7 @@ static __global__ void __launch_bounds__(FIX_NT) fix_attn_kernel(
         const fix_params p,
         const char * __restrict__ ia, const int64_t nba0, const int64_t nba1, const int64_t nba2, const int na,
         const char * __restrict__ ib, const int64_t nbb0, const int64_t nbb1, const int64_t nbb2, const int nb,
+        const fix_sample smp,
         const int split_len, const int n_hsub,
         char * __restrict__ dst, const int64_t nbd1, const int64_t nbd2, const int64_t nbd3,
         float2 * __restrict__ part_ms, float * __restrict__ part_acc) {
@@ -272,27 +299,70 @@ static __global__ void __launch_bounds__(FIX_NT) fix_attn_kernel(
     const char * kb = p.k + g*p.nbk2 + s*p.nbk3;
     const char * vb = p.v + g*p.nbv2 + s*p.nbv3;
 
-    const int L       = na + nb;
-    const int e_begin = min(L, split*split_len);
-    const int e_end   = min(L, e_begin + split_len);
-
     __shared__ int   s_cell[FIX_NT];
     __shared__ float s_mv[FIX_NT];
     __shared__ int   s_cnt[FIX_NW];
+    __shared__ int   s_smp[3];   // visible entries of idx_b, sample entries that enter, idx_b's sorted prefix
+
+    // the sample's logit offset (spec: ggml-fixation.c), every block of the row alike
+    const char * ib_row = ib + t*nbb1 + s*nbb2;
+    const char * ic_row = smp.ic ? smp.ic + t*smp.nbc1 + s*smp.nbc2 : nullptr;
+    float log_w = -INFINITY;
+    int   nb_sorted = 0;
+    if (ic_row) {
+        if (tid == 0) {
+            s_smp[0] = 0;
+            s_smp[1] = 0;
+            s_smp[2] = nb;
+        }
+        __syncthreads();
+        for (int i = tid; i < nb; i += FIX_NT) {
+            const int c = *(const int32_t *) (ib_row + i*nbb0);
+            if (c < 0) {
+                atomicMin(&s_smp[2], i);
+            } else if (c < p.N && fix_mask_val(p, c, t, s) != -INFINITY) {
+                atomicAdd(&s_smp[0], 1);
+            }
+        }
+        __syncthreads();
+        nb_sorted = s_smp[2];
+        for (int i = tid; i < smp.nc; i += FIX_NT) {
+            const int c = *(const int32_t *) (ic_row + i*smp.nbc0);
+            if (c >= 0 && c < p.N && fix_mask_val(p, c, t, s) != -INFINITY &&
+                !fix_in_sorted(ib_row, nbb0, nb_sorted, c)) {
+                atomicAdd(&s_smp[1], 1);
+            }
+        }
+        __syncthreads();
+        const int n_hid = smp.pool[s*p.T + t] - s_smp[0];
+        const int m_in  = s_smp[1];
+        log_w = m_in > 0 && n_hid > 0 ? logf((float) n_hid / (float) m_in) : -INFINITY;
+    }
+
+    const int L       = na + nb + (ic_row ? smp.nc : 0);
+    const int e_begin = min(L, split*split_len);
+    const int e_end   = min(L, e_begin + split_len);
 
     for (int e0 = e_begin; e0 < e_end; e0 += FIX_NT) {
         // compact the visible cells of this tile, in list order
         const int e = e0 + tid;
         int c = -1;
+        const bool in_c = e >= na + nb;
         if (e < e_end) {
             c = e < na ? *(const int32_t *) (ia + e*nba0 + t*nba1 + s*nba2)
-                       : *(const int32_t *) (ib + (e - na)*nbb0 + t*nbb1 + s*nbb2);
+              : !in_c  ? *(const int32_t *) (ib_row + (e - na)*nbb0)
+                       : *(const int32_t *) (ic_row + (e - na - nb)*smp.nbc0);
         }
         bool  ok = c >= 0 && c < p.N;
         float mv = 0.0f;
         if (ok) {
             mv = fix_mask_val(p, c, t, s);
             ok = mv != -INFINITY;
+        }
+        if (ok && in_c) {
+            // a sample entry: skipped when selected (attended exactly) or when none enters
+            ok = log_w != -INFINITY && !fix_in_sorted(ib_row, nbb0, nb_sorted, c);
+            mv += log_w;
         }
         const unsigned bal = __ballot_sync(0xffffffff, ok);
         if (lane == 0) {
@@ -896,7 +966,7 @@ static fix_params fix_make_params(const ggml_tensor * q, const ggml_tensor * k, 
 }
 
 template <int DMAX, int GB, bool VEC>
-static void fix_attn_launch(const fix_params & p, const ggml_tensor * ia, const ggml_tensor * ib,
+static void fix_attn_launch(const fix_params & p, const ggml_tensor * ia, const ggml_tensor * ib, const fix_sample & smp,
                             const int split_len, const int n_splits, const int n_hsub, ggml_tensor * dst,
                             float2 * part_ms, float * part_acc, cudaStream_t stream) {
     const dim3 grid((unsigned) ((int64_t) p.T*p.Hkv*n_hsub), (unsigned) n_splits, (unsigned) p.S);
@@ -905,20 +975,20 @@ static void fix_attn_launch(const fix_params & p, const ggml_tensor * ia, const 
         (const char *) ia->data, ia->nb[0], ia->nb[1], ia->nb[2], (int) ia->ne[0],
         ib ? (const char *) ib->data : (const char *) ia->data,
         ib ? ib->nb[0] : 0, ib ? ib->nb[1] : 0, ib ? ib->nb[2] : 0, ib ? (int) ib->ne[0] : 0,
-        split_len, n_hsub,
+        smp, split_len, n_hsub,
         (char *) dst->data, dst->nb[1], dst->nb[2], dst->nb[3],
         part_ms, part_acc);
 }
 
 template <int DMAX, bool VEC>
-static void fix_attn_launch_gb(const int GB, const fix_params & p, const ggml_tensor * ia, const ggml_tensor * ib,
+static void fix_attn_launch_gb(const int GB, const fix_params & p, const ggml_tensor * ia, const ggml_tensor * ib, const fix_sample & smp,
                                const int split_len, const int n_splits, const int n_hsub, ggml_tensor * dst,
                                float2 * part_ms, float * part_acc, cudaStream_t stream) {
     switch (GB) {
-        case 1: fix_attn_launch<DMAX, 1, VEC>(p, ia, ib, split_len, n_splits, n_hsub, dst, part_ms, part_acc, stream); break;
-        case 2: fix_attn_launch<DMAX, 2, VEC>(p, ia, ib, split_len, n_splits, n_hsub, dst, part_ms, part_acc, stream); break;
-        case 4: fix_attn_launch<DMAX, 4, VEC>(p, ia, ib, split_len, n_splits, n_hsub, dst, part_ms, part_acc, stream); break;
-        case 8: fix_attn_launch<DMAX, 8, VEC>(p, ia, ib, split_len, n_splits, n_hsub, dst, part_ms, part_acc, stream); break;
+        case 1: fix_attn_launch<DMAX, 1, VEC>(p, ia, ib, smp, split_len, n_splits, n_hsub, dst, part_ms, part_acc, stream); break;
+        case 2: fix_attn_launch<DMAX, 2, VEC>(p, ia, ib, smp, split_len, n_splits, n_hsub, dst, part_ms, part_acc, stream); break;
+        case 4: fix_attn_launch<DMAX, 4, VEC>(p, ia, ib, smp, split_len, n_splits, n_hsub, dst, part_ms, part_acc, stream); break;
+        case 8: fix_attn_launch<DMAX, 8, VEC>(p, ia, ib, smp, split_len, n_splits, n_hsub, dst, part_ms, part_acc, stream); break;
         default: GGML_ABORT("fix_attn: bad head group %d", GB);
     }
 }
@@ -930,8 +1000,15 @@ void ggml_cuda_fix_attn(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
     const ggml_tensor * mask = dst->src[3];
     const ggml_tensor * ia   = dst->src[4];
     const ggml_tensor * ib   = dst->src[5];
+    const ggml_tensor * ic   = dst->src[6];
+    const ggml_tensor * pool = dst->src[7];
 
     GGML_ASSERT(q->type == GGML_TYPE_F32 && dst->type == GGML_TYPE_F32);
+    GGML_ASSERT(!ic || (ib && pool && ic->type == GGML_TYPE_I32 && pool->type == GGML_TYPE_I32));
+    const fix_sample smp = {
+        ic ? (const char *) ic->data : nullptr, ic ? ic->nb[0] : 0, ic ? ic->nb[1] : 0, ic ? ic->nb[2] : 0,
+        ic ? (int) ic->ne[0] : 0, pool ? (const int32_t *) pool->data : nullptr,
+    };
     GGML_ASSERT(fix_type_ok(k->type) && fix_type_ok(v->type));
     GGML_ASSERT(!mask || fix_type_ok(mask->type));
     GGML_ASSERT(ia && ia->type == GGML_TYPE_I32 && (!ib || ib->type == GGML_TYPE_I32));
@@ -955,7 +1032,7 @@ void ggml_cuda_fix_attn(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
     const int n_hsub = (p.G + GB - 1) / GB;
 
     // list splits: enough blocks to fill the GPU when T*Hkv*S is small
-    const int64_t L      = ia->ne[0] + (ib ? ib->ne[0] : 0);
+    const int64_t L      = ia->ne[0] + (ib ? ib->ne[0] : 0) + (ic ? ic->ne[0] : 0);
     GGML_ASSERT(L < INT_MAX);
     const int     nsm    = ggml_cuda_info().devices[ctx.device].nsm;
     const int64_t blocks = (int64_t) p.T*p.Hkv*n_hsub*p.S;
@@ -985,14 +1062,14 @@ void ggml_cuda_fix_attn(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
     const int sl = (int) split_len;
     const int ns = (int) n_splits;
     if (dmax == 64) {
-        if (vec) fix_attn_launch_gb< 64, true >(GB, p, ia, ib, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
-        else     fix_attn_launch_gb< 64, false>(GB, p, ia, ib, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
+        if (vec) fix_attn_launch_gb< 64, true >(GB, p, ia, ib, smp, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
+        else     fix_attn_launch_gb< 64, false>(GB, p, ia, ib, smp, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
     } else if (dmax == 128) {
-        if (vec) fix_attn_launch_gb<128, true >(GB, p, ia, ib, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
-        else     fix_attn_launch_gb<128, false>(GB, p, ia, ib, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
+        if (vec) fix_attn_launch_gb<128, true >(GB, p, ia, ib, smp, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
+        else     fix_attn_launch_gb<128, false>(GB, p, ia, ib, smp, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
     } else {
-        if (vec) fix_attn_launch_gb<256, true >(GB, p, ia, ib, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
-        else     fix_attn_launch_gb<256, false>(GB, p, ia, ib, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
+        if (vec) fix_attn_launch_gb<256, true >(GB, p, ia, ib, smp, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
+        else     fix_attn_launch_gb<256, false>(GB, p, ia, ib, smp, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
     }
     CUDA_CHECK(cudaGetLastError());
 
@@ -1166,6 +1243,12 @@ bool ggml_cuda_fix_supported(int device, const ggml_tensor * op) {
     const ggml_tensor * ia = op->src[4];
     const ggml_tensor * ib = op->src[5];
     if (!ia || !list_ok(ia) || (ib && !list_ok(ib))) {
+        return false;
+    }
+    const ggml_tensor * ic   = op->src[6];
+    const ggml_tensor * pool = op->src[7];
+    if (ic && (!ib || !list_ok(ic) || !pool || pool->type != GGML_TYPE_I32 || !ggml_is_contiguous(pool) ||
+               pool->ne[0] != T || pool->ne[1] != S)) {
         return false;
     }
     if (op->type != GGML_TYPE_F32 || op->nb[0] != sizeof(float) ||

@@ -11,6 +11,12 @@
 //   refreshed: its output is its img_idx list itself (valid ids, first k_max), no scoring.
 // fix_attn -> F32 [Dv, H, T, S]: attention over the listed cells only (idx_a then idx_b),
 //   with the mask still applied; a row with no visible cell gives 0.
+//   With a sample (ggml_fix_attn_add_sample: idx_c I32 [n_c, T, S], n_pool I32 [T, S]): idx_c
+//   lists a sample of a pool of n_pool[t,s] cells, of which idx_b holds the selected ones.
+//   The sample's visible entries not in idx_b (idx_b ascending, then -1 padding) stand for the
+//   pool's hidden cells: with n_hid = n_pool - (visible entries of idx_b) and m such entries,
+//   each is attended with logit + log(n_hid / m), an estimate of the hidden cells' softmax
+//   terms (nothing when m = 0 or n_hid <= 0).
 #include "ggml.h"
 #include "ggml-impl.h"
 
@@ -84,4 +90,17 @@ struct ggml_tensor * ggml_fix_attn(
     result->src[4] = idx_a;
     result->src[5] = idx_b;
     return result;
+}
+
+void ggml_fix_attn_add_sample(
+        struct ggml_tensor * a,
+        struct ggml_tensor * idx_c,
+        struct ggml_tensor * n_pool) {
+    GGML_ASSERT(a->op == GGML_OP_FIX_ATTN && a->src[5]);  // the sample needs the selection list
+    const struct ggml_tensor * q = a->src[0];
+    fix_check_row_list(idx_c, q);
+    GGML_ASSERT(n_pool->type == GGML_TYPE_I32 && ggml_is_contiguous(n_pool));
+    GGML_ASSERT(n_pool->ne[0] == q->ne[1] && n_pool->ne[1] == q->ne[3]);
+    a->src[6] = idx_c;
+    a->src[7] = n_pool;
 }

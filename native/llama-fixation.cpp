@@ -2,7 +2,8 @@
 //   host inputs per row (token): its sequence's image cells, text cells, budget k, and the
 //   previous step's selection (warm start for the layers below the first focal layer);
 //   focal layers: stock attention + ggml_fix_select -> the row's top-k image cells;
-//   other layers: ggml_fix_attn over text cells + the current selection only.
+//   other layers: ggml_fix_attn over text cells + the current selection only, plus a fixed
+//   stratified sample of the image cells standing in for the hidden ones (compensation).
 // Nothing is evicted: the KV cache is untouched, so fixation can be switched off any time.
 #include "llama-fixation.h"
 
@@ -34,6 +35,8 @@ struct llama_fixation_input {
     ggml_tensor * budget  = nullptr;  // I32 [n_tps, n_stream]
     ggml_tensor * txt_idx = nullptr;  // I32 [n_kv, n_tps, n_stream]
     ggml_tensor * pre_idx = nullptr;  // I32 [n_img_max, n_tps, n_stream]
+    ggml_tensor * smp_idx = nullptr;  // I32 [sample, n_tps, n_stream] or null (compensation off)
+    ggml_tensor * n_pool  = nullptr;  // I32 [n_tps, n_stream]: image cells the sample stands for
     ggml_tensor * sel_cur = nullptr;  // selection of the latest focal layer (while building)
     ggml_tensor * sel_out = nullptr;  // selection of the last focal layer (read back)
 
@@ -41,6 +44,7 @@ struct llama_fixation_input {
     std::vector<std::vector<int32_t>> row_img;    // set_input: image cells of each row
     std::vector<int64_t> row_warm;                // set_input: warm-start size of each row
     std::vector<int64_t> row_focal;               // set_input: image cells its focal layers see
+    std::vector<int64_t> row_sample;              // set_input: sample cells of each row
 };
 
 namespace {
@@ -150,6 +154,10 @@ std::shared_ptr<llama_fixation_input> llama_fixation_make_input(
     fi->budget  = input(p.n_tps, p.n_stream, 0, "fix_budget");
     fi->txt_idx = input(p.n_kv, p.n_tps, p.n_stream, "fix_txt_idx");
     fi->pre_idx = input(p.n_img_max, p.n_tps, p.n_stream, "fix_pre_idx");
+    if (fi->st->cfg.sample > 0) {
+        fi->smp_idx = input(fi->st->cfg.sample, p.n_tps, p.n_stream, "fix_smp_idx");
+        fi->n_pool  = input(p.n_tps, p.n_stream, 0, "fix_n_pool");
+    }
     return fi;
 }
 
@@ -169,10 +177,14 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
     int32_t * bud = host(fi.budget);
     int32_t * txt = host(fi.txt_idx);
     int32_t * pre = host(fi.pre_idx);
+    int32_t * smp = fi.smp_idx ? host(fi.smp_idx) : nullptr;
+    int32_t * pool = fi.n_pool ? host(fi.n_pool) : nullptr;
+    const int64_t n_smp = fi.smp_idx ? fi.smp_idx->ne[0] : 0;
     fi.row_seq.assign(n_rows, -1);
     fi.row_img.assign(n_rows, {});
     fi.row_warm.assign(n_rows, 0);
     fi.row_focal.assign(n_rows, 0);
+    fi.row_sample.assign(n_rows, 0);
     std::vector<int32_t> text;
     for (int64_t r = 0; r < n_rows; ++r) {
         const llama_seq_id seq = ubatch->seq_id[r][0];
@@ -199,6 +211,24 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
         if (txt) {
             std::fill(txt + r*fi.n_kv, txt + (r + 1)*fi.n_kv, -1);
             std::copy(text.begin(), text.end(), txt + r*fi.n_kv);
+        }
+        if (smp) {
+            // stratified over the image cells in reading order: the centre of each of n_smp
+            // equal spans (the same cells every step, so the estimate does not flicker)
+            const int64_t n = (int64_t) im.size();
+            int32_t * row = smp + r*n_smp;
+            std::fill(row, row + n_smp, -1);
+            int64_t m = 0;
+            for (int64_t j = 0; j < n_smp && n > 0; ++j) {
+                const int32_t c = im[std::min(n - 1, (j*n)/n_smp + n/(2*n_smp))];
+                if (m == 0 || row[m - 1] != c) {
+                    row[m++] = c;
+                }
+            }
+            fi.row_sample[r] = m;
+        }
+        if (pool) {
+            pool[r] = (int32_t) im.size();
         }
         if (!pre) {
             continue;
@@ -279,6 +309,9 @@ ggml_tensor * llama_fixation_build_attn(
     // the previous selection on the others); elsewhere the current selection or the warm start
     ggml_tensor * image_list = focal ? fi.img_idx : fi.sel_cur ? fi.sel_cur : fi.pre_idx;
     ggml_tensor * cur = ggml_fix_attn(ctx0, qp, kp, vp, kq_mask, fi.txt_idx, image_list, kq_scale);
+    if (fi.smp_idx) {
+        ggml_fix_attn_add_sample(cur, fi.smp_idx, fi.n_pool);  // the hidden image cells' share
+    }
     ggml_format_name(cur, "fix_attn-%d", il);
     return ggml_reshape_2d(ctx0, cur, cur->ne[0]*cur->ne[1], cur->ne[2]*cur->ne[3]);
 }
@@ -323,11 +356,15 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
         }
         // image cells attended per layer: warm start below the first focal layer, the focal
         // list on focal layers (all of them, or the kept selection between refreshes), the
-        // fresh selection above (layers are counted once each)
+        // fresh selection above (layers are counted once each); sparse layers add the sample
+        // (an upper bound: sample cells that are selected are not attended twice)
         const int64_t n_below = fi->focal.front(), n_focal = (int64_t) fi->focal.size();
         const int64_t n_above = fi->n_layer - n_below - n_focal;
-        st->sum_attended += (double) (n_below*fi->row_warm[r] + n_focal*fi->row_focal[r] +
-                                      n_above*(int64_t) cells.size()) / (double) fi->n_layer;
+        const int64_t n_img_r = (int64_t) im.size();
+        const int64_t smp_below = fi->row_warm[r] < n_img_r ? fi->row_sample[r] : 0;
+        const int64_t smp_above = (int64_t) cells.size() < n_img_r ? fi->row_sample[r] : 0;
+        st->sum_attended += (double) (n_below*(fi->row_warm[r] + smp_below) + n_focal*fi->row_focal[r] +
+                                      n_above*((int64_t) cells.size() + smp_above)) / (double) fi->n_layer;
         st->sum_k += (double) cells.size();
         st->sum_img += (double) im.size();
         st->n_rows += 1;
@@ -405,6 +442,18 @@ extern "C" int32_t llama_fixation_set_refresh(struct llama_context * ctx, int32_
     if (st->cfg.refresh != refresh) {
         st->cfg.refresh = refresh;
         st->epoch++;  // R = 1 and R > 1 build different focal layers
+    }
+    return 0;
+}
+
+extern "C" int32_t llama_fixation_set_sample(struct llama_context * ctx, int32_t sample) {
+    llama_fixation_state * st = ctx ? get_state(ctx, true) : nullptr;
+    if (!st || sample < 0 || sample > 4096) {
+        return -1;
+    }
+    if (st->cfg.sample != sample) {
+        st->cfg.sample = sample;
+        st->epoch++;  // the sample input's shape changes
     }
     return 0;
 }

@@ -28,12 +28,15 @@ struct llama_fixation_config {
                                  // order) after each cell of the previous selection
     int32_t refresh    = 1;      // R: focal layers score every R-th step of a sequence; on the
                                  // other steps they attend to the previous selection and keep it
+    int32_t sample     = 16;     // compensation: a fixed stratified sample of this many image
+                                 // cells stands in for the hidden ones (0 = off; docs/architecture.md)
 };
 
 // foveate extension without a llama.h declaration (so llama.h-dependent code does not
 // rebuild): extern "C" int32_t llama_fixation_set_dilation(llama_context *, int32_t)
 //           extern "C" double  llama_fixation_get_attended(llama_context *)  (mean over layers)
 //           extern "C" int32_t llama_fixation_set_refresh(llama_context *, int32_t)
+//           extern "C" int32_t llama_fixation_set_sample(llama_context *, int32_t)
 
 struct llama_fixation_input;
 

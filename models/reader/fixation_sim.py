@@ -9,14 +9,18 @@ attended (exp of the entropy), per head; (2) recall: share of layer l's image at
 inside the top-k of layer f's scores (same step / previous step); (3) greedy decoding CER on
 held-out pages for dense, foveate's method (one focal layer, warm start below it: what
 llama.cpp runs), an ORACLE (every layer attends to its own exact top-k: an upper bound for any
-top-k selection), each also with "compensation" (one extra pseudo-cell per KV head holding
-the mean K/V of the hidden image cells, logit + log(n_hidden); a candidate design, not in the
-ggml ops). Results: docs/benchmarks.md, "Fixation: why the reading model misses".
+top-k selection), each also with "compensation" for the hidden image cells, in several forms:
+one pseudo-cell per KV head holding the mean K/V of the hidden cells (logit + log(n_hidden)),
+the same from all image cells, one per chunk / band of rows, and a fixed stratified sample of
+image cells, each attended with logit + log(hidden cells / sample cells not selected): the
+form the ggml ops run (`--fixation-sample`, default 16). Results: docs/benchmarks.md,
+"Fixation: why the reading model misses" and "Compensation".
 """
 from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -80,6 +84,7 @@ class Sim:
         prefix, _ = self.tok.chat()
         img, ph, pw = m.vision(img_t[None])
         n_pre = len(prefix)
+        self.grid = (ph, pw)
         pos = m.positions(n_pre, ph, pw, len(suffix))
         x = torch.cat([m.embed(torch.tensor([prefix])), img, m.embed(torch.tensor([suffix]))], 1)
         return x, pos, (n_pre, n_pre + ph * pw)
@@ -134,10 +139,54 @@ class Sim:
                         hid[cur] = False
                         # comp="all": the mean over every image cell (computable once per image,
                         # e.g. as one summary cell per image), not over the hidden ones per step
-                        pool = torch.ones(n_img, dtype=torch.bool) if comp == "all" else hid
-                        Kv = torch.cat([Kv, K[:, i0:i1][:, pool].mean(1, keepdim=True)], 1)
-                        Vv = torch.cat([Vv, V[:, i0:i1][:, pool].mean(1, keepdim=True)], 1)
-                        bias = torch.cat([bias, torch.full((s.n_head, 1), math.log(int(hid.sum())))], 1)
+                        if isinstance(comp, str) and comp.startswith("sample"):
+                            # a stratified sample of the hidden image cells, each standing for
+                            # n_hidden / n_sample cells (logit bias log of that): an estimate of
+                            # the hidden cells' softmax sums, no per-image state
+                            # ("all": selected cells stay in the sample, the weight is
+                            # (image cells - k) / sample size, as an op can do without the selection)
+                            n_s = int(comp[6:].replace("all", ""))
+                            samp = torch.unique((torch.arange(n_s) * n_img) // n_s + n_img // (2 * n_s))
+                            if not comp.endswith("all"):
+                                samp = samp[hid[samp]]
+                            if len(samp):
+                                Kv = torch.cat([Kv, K[:, i0 + samp]], 1)
+                                Vv = torch.cat([Vv, V[:, i0 + samp]], 1)
+                                b = math.log(int(hid.sum()) / len(samp))
+                                bias = torch.cat([bias, torch.full((s.n_head, len(samp)), b)], 1)
+                        elif isinstance(comp, str) and comp.startswith("chunks"):
+                            # one summary cell per chunk of consecutive image cells (reading
+                            # order; the ops' layout-free form of row bands): the mean K/V of
+                            # all its cells, bias log(hidden cells of the chunk) or, "full",
+                            # log(cells of the chunk)
+                            n_c = int(comp[6:].replace("full", ""))
+                            for j in range(n_c):
+                                a0, a1 = j * n_img // n_c, (j + 1) * n_img // n_c
+                                nh = a1 - a0 if comp.endswith("full") else int(hid[a0:a1].sum())
+                                if nh == 0 or a1 == a0:
+                                    continue
+                                Kv = torch.cat([Kv, K[:, i0 + a0:i0 + a1].mean(1, keepdim=True)], 1)
+                                Vv = torch.cat([Vv, V[:, i0 + a0:i0 + a1].mean(1, keepdim=True)], 1)
+                                bias = torch.cat([bias, torch.full((s.n_head, 1), math.log(nh))], 1)
+                        elif isinstance(comp, str) and comp.startswith("rows"):
+                            # one summary cell per band of image rows (mean over all its cells),
+                            # bias log(hidden cells in the band)
+                            ph, pw = self.grid
+                            band = int(comp[4:] or 1)
+                            for r0 in range(0, ph, band):
+                                cells = torch.zeros(n_img, dtype=torch.bool)
+                                cells[r0 * pw:min(ph, r0 + band) * pw] = True
+                                nh = int((cells & hid).sum())
+                                if nh == 0:
+                                    continue
+                                Kv = torch.cat([Kv, K[:, i0:i1][:, cells].mean(1, keepdim=True)], 1)
+                                Vv = torch.cat([Vv, V[:, i0:i1][:, cells].mean(1, keepdim=True)], 1)
+                                bias = torch.cat([bias, torch.full((s.n_head, 1), math.log(nh))], 1)
+                        else:
+                            pool = torch.ones(n_img, dtype=torch.bool) if comp == "all" else hid
+                            Kv = torch.cat([Kv, K[:, i0:i1][:, pool].mean(1, keepdim=True)], 1)
+                            Vv = torch.cat([Vv, V[:, i0:i1][:, pool].mean(1, keepdim=True)], 1)
+                            bias = torch.cat([bias, torch.full((s.n_head, 1), math.log(int(hid.sum())))], 1)
                     a, _ = self._attend(q, Kv, Vv, bias)
                 x = x + blk.o(a.reshape(1, 1, -1))
                 h2 = blk.ln2(x)
@@ -235,7 +284,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_model_args(ap)
     ap.add_argument("--ratio", type=float, default=0.05)
-    ap.add_argument("--only", help="run only the configs whose name contains this text")
+    ap.add_argument("--only", help="run only the configs whose name matches this regular expression")
     ap.add_argument("--focal", type=int, default=2,
                     help="the model's calibrated focal layer (grid reader: 2, session 3; layout reader: 3)")
     args = ap.parse_args()
@@ -250,11 +299,31 @@ def main():
         configs += [(f"method, focal {f} ({why})", dict(focal=(f,))),
                     (f"method, focal {f} ({why}), compensation", dict(focal=(f,), comp=True)),
                     (f"method, focal {f} ({why}), compensation from all image cells",
-                     dict(focal=(f,), comp="all"))]
+                     dict(focal=(f,), comp="all")),
+                    (f"method, focal {f} ({why}), compensation from a sample of 16 hidden cells",
+                     dict(focal=(f,), comp="sample16")),
+                    (f"method, focal {f} ({why}), compensation from a sample of 32 hidden cells",
+                     dict(focal=(f,), comp="sample32")),
+                    (f"method, focal {f} ({why}), compensation from a sample of 8 hidden cells",
+                     dict(focal=(f,), comp="sample8")),
+                    (f"method, focal {f} ({why}), compensation from a sample of 16 image cells",
+                     dict(focal=(f,), comp="sample16all")),
+                    (f"method, focal {f} ({why}), compensation from 4 chunks",
+                     dict(focal=(f,), comp="chunks4")),
+                    (f"method, focal {f} ({why}), compensation from 8 chunks",
+                     dict(focal=(f,), comp="chunks8")),
+                    (f"method, focal {f} ({why}), compensation from 16 chunks",
+                     dict(focal=(f,), comp="chunks16")),
+                    (f"method, focal {f} ({why}), compensation from 8 chunks, bias log(chunk size)",
+                     dict(focal=(f,), comp="chunks8full")),
+                    (f"method, focal {f} ({why}), compensation from row bands of 4",
+                     dict(focal=(f,), comp="rows4")),
+                    (f"method, focal {f} ({why}), compensation from each image row",
+                     dict(focal=(f,), comp="rows1"))]
     configs += [("oracle (each layer its own top-k)", dict(oracle=True)),
                 ("oracle, compensation", dict(oracle=True, comp=True))]
     if args.only:
-        configs = [c for c in configs if c[0] == "dense" or args.only in c[0]]
+        configs = [c for c in configs if c[0] == "dense" or re.search(args.only, c[0])]
     print(f"\ngreedy decoding, {len(pages)} held-out pages (heldout 100.., {args.layout} layout), ratio {args.ratio:g}, k_min 4")
     print("| config | CER | accuracy |")
     print("|---|---|---|")

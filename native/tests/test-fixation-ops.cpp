@@ -41,8 +41,8 @@ struct Case {
 
 struct Inputs {
     std::vector<float> q, k, v, mask;              // host f32 copies (k/v after type rounding)
-    std::vector<int32_t> img, budget, idx_a, idx_b;
-    int64_t n_img, na, nb;
+    std::vector<int32_t> img, budget, idx_a, idx_b, idx_c, pool;  // idx_c / pool: the sample
+    int64_t n_img, na, nb, nc = 0;
 };
 
 std::mt19937 rng(1234);
@@ -72,7 +72,7 @@ void set_tensor(ggml_tensor * t, const std::vector<float> & x) {
     ggml_backend_tensor_set(t, buf.data(), 0, buf.size());
 }
 
-Inputs make_inputs(const Case & c, int64_t n_img, bool all_lists) {
+Inputs make_inputs(const Case & c, int64_t n_img, bool all_lists, bool sample) {
     Inputs in;
     in.q.resize(c.D * c.T * c.H * c.S);
     for (auto & x : in.q) x = urand(-1, 1);
@@ -119,6 +119,22 @@ Inputs make_inputs(const Case & c, int64_t n_img, bool all_lists) {
         if (!all_lists) std::shuffle(im.begin(), im.end(), rng);
         for (int64_t i = 0; i < in.nb && i < n_img; ++i) in.idx_b[r * in.nb + i] = im[i];
     }
+    if (!sample) return in;
+    // the sample needs the selection ascending (then -1): a shorter sorted idx_b, and a sample
+    // of image cells at a stride (some selected, one -1 entry), pool sizes per row including
+    // one too small for any hidden cell (the sample then stays out)
+    in.nc = 12;
+    in.idx_c.assign(in.nc * c.T * c.S, -1);
+    in.pool.assign(c.T * c.S, 0);
+    for (int64_t r = 0; r < c.T * c.S; ++r) {
+        int32_t * b = &in.idx_b[r * in.nb];
+        const int64_t n_sel = std::max<int64_t>(1, in.nb - 1 - r % 3);
+        std::fill(b + n_sel, b + in.nb, -1);
+        std::sort(b, b + n_sel);
+        for (int64_t j = 0; j + 1 < in.nc; ++j)
+            in.idx_c[r * in.nc + j] = j % 4 == 3 ? b[j % n_sel] : (int32_t) (img0 + (j * n_img) / in.nc + n_img / (2 * in.nc));
+        in.pool[r] = r % 4 == 3 ? 1 : (int32_t) (n_img - r % 2);
+    }
     return in;
 }
 
@@ -158,7 +174,7 @@ struct Graph {
     ~Graph() { if (buf) ggml_backend_buffer_free(buf); if (ctx) ggml_free(ctx); }
 };
 
-struct Tensors { ggml_tensor * q, * k, * v, * mask, * img, * budget, * a, * b; };
+struct Tensors { ggml_tensor * q, * k, * v, * mask, * img, * budget, * a, * b, * c = nullptr, * pool = nullptr; };
 
 Tensors make_tensors(ggml_context * ctx, const Case & c, const Inputs & in) {
     Tensors x;
@@ -170,6 +186,10 @@ Tensors make_tensors(ggml_context * ctx, const Case & c, const Inputs & in) {
     x.budget = ggml_new_tensor_2d(ctx, GGML_TYPE_I32, c.T, c.S);
     x.a = ggml_new_tensor_3d(ctx, GGML_TYPE_I32, in.na, c.T, c.S);
     x.b = ggml_new_tensor_3d(ctx, GGML_TYPE_I32, in.nb, c.T, c.S);
+    if (in.nc) {
+        x.c = ggml_new_tensor_3d(ctx, GGML_TYPE_I32, in.nc, c.T, c.S);
+        x.pool = ggml_new_tensor_2d(ctx, GGML_TYPE_I32, c.T, c.S);
+    }
     return x;
 }
 
@@ -179,6 +199,10 @@ void upload(const Tensors & x, const Inputs & in) {
     ggml_backend_tensor_set(x.budget, in.budget.data(), 0, in.budget.size() * 4);
     ggml_backend_tensor_set(x.a, in.idx_a.data(), 0, in.idx_a.size() * 4);
     ggml_backend_tensor_set(x.b, in.idx_b.data(), 0, in.idx_b.size() * 4);
+    if (x.c) {
+        ggml_backend_tensor_set(x.c, in.idx_c.data(), 0, in.idx_c.size() * 4);
+        ggml_backend_tensor_set(x.pool, in.pool.data(), 0, in.pool.size() * 4);
+    }
 }
 
 const char * tname(ggml_type t) { return ggml_type_name(t); }
@@ -194,8 +218,8 @@ std::string describe(const Case & c) {
 // returns "" when the backend does not support the case
 std::string run_case(ggml_backend_t be, const Case & c, const char * op, int & failures) {
     const int64_t n_img = std::max<int64_t>(4, c.N * 3 / 5);
-    const bool select = !strcmp(op, "select"), vs_fa = !strcmp(op, "attn_vs_fa");
-    Inputs in = make_inputs(c, n_img, vs_fa);
+    const bool select = !strcmp(op, "select"), vs_fa = !strcmp(op, "attn_vs_fa"), sample = !strcmp(op, "attn_sample");
+    Inputs in = make_inputs(c, n_img, vs_fa, sample);
     const float scale = 1.0f / std::sqrt((float) c.D);
     Graph g;
     ggml_init_params ip = {64 * ggml_tensor_overhead() + ggml_graph_overhead(), nullptr, true};
@@ -209,6 +233,7 @@ std::string run_case(ggml_backend_t be, const Case & c, const char * op, int & f
         out = ggml_fix_select(g.ctx, x.q, x.k, x.mask, x.img, x.budget, K, scale);
     } else {
         out = ggml_fix_attn(g.ctx, x.q, x.k, v_view, x.mask, x.a, x.b, scale);
+        if (sample) ggml_fix_attn_add_sample(out, x.c, x.pool);
         if (vs_fa) {  // llama.cpp's FA path: F16 K/V and mask, V rows contiguous
             if (c.kt != GGML_TYPE_F16 || c.vt != GGML_TYPE_F16 || c.mt != GGML_TYPE_F16 || c.v_trans) return "";
             ggml_tensor * q = x.q, * k = x.k, * v = v_view;
@@ -282,17 +307,37 @@ std::string run_case(ggml_backend_t be, const Case & c, const char * op, int & f
         for (int64_t t = 0; t < c.T; ++t) {
             const int64_t r = s * c.T + t;
             std::vector<int32_t> cells;
+            std::vector<double> bias;  // per listed cell: 0, or the sample's log weight
             for (int64_t i = 0; i < in.na; ++i) if (in.idx_a[r * in.na + i] >= 0) cells.push_back(in.idx_a[r * in.na + i]);
             for (int64_t i = 0; i < in.nb; ++i) if (in.idx_b[r * in.nb + i] >= 0) cells.push_back(in.idx_b[r * in.nb + i]);
+            bias.assign(cells.size(), 0.0);
+            if (in.nc) {  // spec: entries visible and not selected, each for n_hid / m hidden cells
+                const int32_t * b = &in.idx_b[r * in.nb];
+                int64_t n_sel = 0;
+                for (int64_t i = 0; i < in.nb; ++i) n_sel += b[i] >= 0 && in.mask[r * c.N + b[i]] != -INFINITY;
+                std::vector<int32_t> enter;
+                for (int64_t i = 0; i < in.nc; ++i) {
+                    const int32_t cell = in.idx_c[r * in.nc + i];
+                    if (cell >= 0 && in.mask[r * c.N + cell] != -INFINITY && std::find(b, b + in.nb, cell) == b + in.nb)
+                        enter.push_back(cell);
+                }
+                const int64_t n_hid = in.pool[r] - n_sel;
+                if (!enter.empty() && n_hid > 0)
+                    for (int32_t cell : enter) {
+                        cells.push_back(cell);
+                        bias.push_back(std::log((double) n_hid / (double) enter.size()));
+                    }
+            }
             for (int64_t h = 0; h < c.H; ++h) {
                 const int64_t gk = h / (c.H / c.Hkv);
                 std::vector<double> l;
                 std::vector<int32_t> vis;
                 double mx = -INFINITY;
-                for (int32_t cell : cells) {
+                for (size_t ci = 0; ci < cells.size(); ++ci) {
+                    const int32_t cell = cells[ci];
                     const float m = in.mask[r * c.N + cell];
                     if (m == -INFINITY) continue;
-                    l.push_back(scale * dot_qk(c, in, t, h, s, cell) + m);
+                    l.push_back(scale * dot_qk(c, in, t, h, s, cell) + m + bias[ci]);
                     vis.push_back(cell);
                     mx = std::max(mx, l.back());
                 }
@@ -333,10 +378,11 @@ std::string run_case(ggml_backend_t be, const Case & c, const char * op, int & f
 
 // --perf: time one decode row's attention at OCR shapes (head dim 128, GQA 16/2 like
 // Qwen2.5-VL-3B): stock flash attention over all cells vs fix_attn over 64 text cells + a
-// 5% image selection, and fix_select (the focal layer's extra work).
+// 5% image selection (and the same plus a 16-cell compensation sample), and fix_select (the
+// focal layer's extra work).
 int perf(ggml_backend_t be, const char * name, int threads) {
     printf("backend %s, threads %d: ms per layer-step (median), D=128, H=16, Hkv=2, 64 text cells\n", name, threads);
-    printf("| image cells | streams | stock FA | fix_attn 5%% | speed-up | fix_select | FA bytes K+V | fix bytes K+V |\n|---|---|---|---|---|---|---|---|\n");
+    printf("| image cells | streams | stock FA | fix_attn 5%% | speed-up | + sample 16 | speed-up | fix_select | FA bytes K+V | fix bytes K+V |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for (int64_t S : {1, 8})
         for (int64_t n_img : {1024, 4096, 16384}) {
             const int64_t D = 128, H = 16, Hkv = 2, T = 1, n_txt = 64, N = n_img + n_txt;
@@ -356,11 +402,17 @@ int perf(ggml_backend_t be, const char * name, int threads) {
             ggml_tensor * fa = ggml_flash_attn_ext(g.ctx, q, kk, v, m, scale, 0.0f, 0.0f);
             ggml_prec_set_acc(fa, GGML_PREC_F32);
             ggml_tensor * fx = ggml_fix_attn(g.ctx, q, kk, v, m, a, b, scale);
+            const int64_t n_smp = 16;
+            ggml_tensor * smp = ggml_new_tensor_3d(g.ctx, GGML_TYPE_I32, n_smp, T, S);
+            ggml_tensor * pool = ggml_new_tensor_2d(g.ctx, GGML_TYPE_I32, T, S);
+            ggml_tensor * fxs = ggml_fix_attn(g.ctx, q, kk, v, m, a, b, scale);
+            ggml_fix_attn_add_sample(fxs, smp, pool);
             ggml_tensor * sel = ggml_fix_select(g.ctx, q, kk, m, img, bud, k, scale);
             if (!ggml_backend_supports_op(be, fx) || !ggml_backend_supports_op(be, fa)) return 77;
             ggml_cgraph * g1 = ggml_new_graph(g.ctx); ggml_build_forward_expand(g1, fa);
             ggml_cgraph * g2 = ggml_new_graph(g.ctx); ggml_build_forward_expand(g2, fx);
             ggml_cgraph * g3 = ggml_new_graph(g.ctx); ggml_build_forward_expand(g3, sel);
+            ggml_cgraph * g4 = ggml_new_graph(g.ctx); ggml_build_forward_expand(g4, fxs);
             g.buf = ggml_backend_alloc_ctx_tensors(g.ctx, be);
             std::vector<float> x(ggml_nelements(kk));
             for (auto & e : x) e = urand(-1, 1);
@@ -369,20 +421,24 @@ int perf(ggml_backend_t be, const char * name, int threads) {
             for (auto & e : qv) e = urand(-1, 1);
             set_tensor(q, qv);
             set_tensor(m, std::vector<float>(ggml_nelements(m), 0.0f));
-            std::vector<int32_t> ai(N * S, -1), bi(k * S), ii(n_img * S), bb(S, (int32_t) k);
+            std::vector<int32_t> ai(N * S, -1), bi(k * S), ii(n_img * S), bb(S, (int32_t) k), si(n_smp * S), pi(S, (int32_t) n_img);
             for (int64_t s2 = 0; s2 < S; ++s2) {
                 for (int64_t i = 0; i < n_txt; ++i) ai[s2 * N + i] = (int32_t) (n_img + i);
                 for (int64_t i = 0; i < k; ++i) bi[s2 * k + i] = (int32_t) (i * (n_img / k));
                 for (int64_t i = 0; i < n_img; ++i) ii[s2 * n_img + i] = (int32_t) i;
+                for (int64_t i = 0; i < n_smp; ++i) si[s2 * n_smp + i] = (int32_t) ((i * n_img) / n_smp + n_img / (2 * n_smp) + 1);
             }
+            ggml_backend_tensor_set(smp, si.data(), 0, si.size() * 4);
+            ggml_backend_tensor_set(pool, pi.data(), 0, pi.size() * 4);
             ggml_backend_tensor_set(a, ai.data(), 0, ai.size() * 4);
             ggml_backend_tensor_set(b, bi.data(), 0, bi.size() * 4);
             ggml_backend_tensor_set(img, ii.data(), 0, ii.size() * 4);
             ggml_backend_tensor_set(bud, bb.data(), 0, bb.size() * 4);
             const double t_fa = time_graph(be, g1, 20), t_fx = time_graph(be, g2, 20), t_sel = time_graph(be, g3, 10);
+            const double t_fxs = time_graph(be, g4, 20);
             const double mb_fa = 2.0 * N * Hkv * D * 2 * S / 1e6, mb_fx = 2.0 * (n_txt + k) * Hkv * D * 2 * S / 1e6;
-            printf("| %lld | %lld | %.3f | %.3f | %.1fx | %.3f | %.1f MB | %.2f MB |\n", (long long) n_img, (long long) S,
-                   t_fa, t_fx, t_fa / t_fx, t_sel, mb_fa, mb_fx);
+            printf("| %lld | %lld | %.3f | %.3f | %.1fx | %.3f | %.1fx | %.3f | %.1f MB | %.2f MB |\n", (long long) n_img, (long long) S,
+                   t_fa, t_fx, t_fa / t_fx, t_fxs, t_fa / t_fxs, t_sel, mb_fa, mb_fx);
         }
     return 0;
 }
@@ -426,7 +482,7 @@ int main(int argc, char ** argv) {
         }
         printf("backend %s\n", ggml_backend_dev_name(dev));
         for (const Case & c : cases)
-            for (const char * op : {"select", "attn", "attn_vs_fa"}) {
+            for (const char * op : {"select", "attn", "attn_vs_fa", "attn_sample"}) {
                 std::string r = run_case(be, c, op, failures);
                 if (r.empty()) { printf("  %-10s %s: not supported, skipped\n", op, describe(c).c_str()); continue; }
                 ran++;

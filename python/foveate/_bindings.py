@@ -135,6 +135,8 @@ def _bind_fixation():
     lib.llama_fixation_set_dilation.restype = i32
     lib.llama_fixation_set_refresh.argtypes = [p, i32]     # native/llama-fixation.h
     lib.llama_fixation_set_refresh.restype = i32
+    lib.llama_fixation_set_sample.argtypes = [p, i32]      # native/llama-fixation.h
+    lib.llama_fixation_set_sample.restype = i32
     lib.llama_fixation_get_attended.argtypes = [p]
     lib.llama_fixation_get_attended.restype = ctypes.c_double
     lib.llama_fixation_reset_stats.argtypes = [p]

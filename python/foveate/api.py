@@ -18,12 +18,15 @@ class Reader:
                  n_batch: int = 2048, flash_attn: bool | None = None,
                  fixation: float | None = None, fixation_k_min: int = 16,
                  focal_layers: list[int] | None = None, fixation_dilation: int = 0,
-                 fixation_refresh: int = 1, merge=None, merge_positions: str = "original",
-                 merge_score: str = "auto"):
+                 fixation_refresh: int = 1, fixation_sample: int = 16, merge=None,
+                 merge_positions: str = "original", merge_score: str = "auto"):
         """fixation: share of image tokens attended per decode step (e.g. 0.05; None/0 =
         off, the stock computation). Flash attention defaults to on when fixation is on.
         fixation_refresh: the focal layers re-select every R-th step (1 = every step); in
         between they attend to the previous selection and keep it.
+        fixation_sample: that many fixed image tokens, spread over the page, also attend, each
+        standing for its share of the image tokens not selected (compensation for the early
+        layers' diffuse attention; 0 = off).
         merge: prefill token merging (RTPrune): a keep ratio in (0, 1] such as 0.84, "auto"
         (a ratio per page), or None/"off" (the stock computation). Fixation then selects
         among the merged tokens.
@@ -39,7 +42,8 @@ class Reader:
                              threads=threads, n_batch=n_batch, flash_attn=flash_attn,
                              fixation=fixation, fixation_k_min=fixation_k_min,
                              focal_layers=focal_layers, fixation_dilation=fixation_dilation,
-                             fixation_refresh=fixation_refresh, merge=merge,
+                             fixation_refresh=fixation_refresh,
+                             fixation_sample=fixation_sample, merge=merge,
                              merge_positions=merge_positions, merge_score=merge_score)
 
     def read(self, image, prompt: str | None = None, max_tokens: int = 1024, *,

@@ -38,8 +38,8 @@ class BenchRow:
     prompt_tokens: int = 0         # every prefilled token (text and image)
 
 
-def _refresh_tag(refresh: int) -> str:
-    return f", refresh {refresh}" if refresh > 1 else ""
+def _fixation_tag(refresh: int, sample: int) -> str:
+    return (f", refresh {refresh}" if refresh > 1 else "") + (f", sample {sample}" if sample != 16 else "")
 
 
 def _decode_fixed(eng: Engine, n_past: int, n: int) -> float:
@@ -150,13 +150,13 @@ def _time_fixations(eng: Engine, fixations, repetitions: int, config: tuple, res
                     n_decode: int) -> dict:
     """Seconds of decode(n_decode) per fixation ratio, `repetitions` times, interleaved, each
     from the same cache (restart() drops the decoded tokens). After switching config
-    (config = (k_min, focal_layers, refresh)) one untimed step builds its graph, so no timed
+    (config = (k_min, focal_layers, refresh, sample)) one untimed step builds its graph, so no timed
     run contains a rebuild. Fixation is off afterwards."""
-    k_min, focal_layers, refresh = config
+    k_min, focal_layers, refresh, sample = config
     per = {r: [] for r in fixations}
     for _ in range(repetitions):
         for r in fixations:
-            eng.set_fixation(r, k_min, focal_layers, refresh=refresh)
+            eng.set_fixation(r, k_min, focal_layers, refresh=refresh, sample=sample)
             restart()
             decode(1)
             restart()
@@ -188,7 +188,7 @@ def _decode_fixed_parallel(eng: Engine, n_past: int, n: int, n_seq: int) -> floa
 def run_parallel_configs(eng: Engine, image_tokens: int, n_decode: int, n_seq: int,
                          fixations: tuple[float, ...] = (0.0,), repetitions: int = 3,
                          fixation_k_min: int = 16, focal_layers=None,
-                         refresh: int = 1, fill: str = "prefill") -> list[BenchRow]:
+                         refresh: int = 1, fill: str = "prefill", sample: int = 16) -> list[BenchRow]:
     """n_seq pages decoding together: one synthetic image prefilled for sequence 0 and shared
     by sequences 1..n_seq-1 (llama_memory_seq_cp on a unified cache: every sequence owns
     the same image cells, so each row attends to a full page), then n_seq tokens per step.
@@ -207,13 +207,13 @@ def run_parallel_configs(eng: Engine, image_tokens: int, n_decode: int, n_seq: i
         for s in range(n_seq):
             llama.llama_memory_seq_rm(mem, s, n_past, -1)
 
-    per = _time_fixations(eng, fixations, repetitions, (fixation_k_min, focal_layers, refresh),
+    per = _time_fixations(eng, fixations, repetitions, (fixation_k_min, focal_layers, refresh, sample),
                           restart, lambda n: _decode_fixed_parallel(eng, n_past, n, n_seq), n_decode)
     rows = []
     for r in fixations:
         dt = statistics.median(per[r])
         name = (f"foveate x{n_seq}, fixation off" if r == 0
-                else f"foveate x{n_seq}, fixation {r:g}{_refresh_tag(refresh)}")
+                else f"foveate x{n_seq}, fixation {r:g}{_fixation_tag(refresh, sample)}")
         rows.append(BenchRow(name, image_tokens, 0.0, pre, first.prefill_tok_s, dt * 1e3,
                              n_decode * n_seq / dt if dt else 0.0))
     return rows
@@ -263,7 +263,7 @@ def stock_row(model: str, n_prompt: int, n_decode: int, threads: int, repetition
 def run_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32,
                 fixations: tuple[float, ...] = (0.0,), repetitions: int = 3,
                 fixation_k_min: int = 16, focal_layers=None, refresh: int = 1,
-                fill: str = "prefill") -> list[BenchRow]:
+                fill: str = "prefill", sample: int = 16) -> list[BenchRow]:
     """Prefill once, then time the same fixed-length decode under each fixation ratio
     (0 = dense), interleaved, `repetitions` times; the decoded tokens are removed from the
     cache between runs, so every row decodes from the identical context. Median per row."""
@@ -271,13 +271,13 @@ def run_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 
     mem = llama.llama_get_memory(eng._ctx)
     _decode_fixed(eng, n_past, min(4, n_decode))  # warm-up
     # greedy from whatever logits are current: timing does not depend on the tokens
-    per = _time_fixations(eng, fixations, repetitions, (fixation_k_min, focal_layers, refresh),
+    per = _time_fixations(eng, fixations, repetitions, (fixation_k_min, focal_layers, refresh, sample),
                           lambda: llama.llama_memory_seq_rm(mem, 0, n_past, -1),
                           lambda n: _decode_fixed(eng, n_past, n), n_decode)
     rows = []
     for r in fixations:
         dt = statistics.median(per[r])
-        name = "foveate, fixation off" if r == 0 else f"foveate, fixation {r:g}{_refresh_tag(refresh)}"
+        name = "foveate, fixation off" if r == 0 else f"foveate, fixation {r:g}{_fixation_tag(refresh, sample)}"
         rows.append(BenchRow(name, first.image_tokens, first.encode_ms, first.prefill_ms,
                              first.prefill_tok_s, dt * 1e3, n_decode / dt if dt else 0.0))
     return rows

@@ -32,6 +32,9 @@ def _fixation_args(p: argparse.ArgumentParser) -> None:
                    help="warm start also attends the N image tokens after each selected one")
     p.add_argument("--fixation-refresh", type=int, default=1, metavar="R",
                    help="focal layers re-select every R-th step (1 = every step)")
+    p.add_argument("--fixation-sample", type=int, default=16, metavar="N",
+                   help="N fixed image tokens spread over the page also attend, each for its "
+                        "share of the unselected ones (compensation; 0 = off)")
 
 
 def _merge_args(p: argparse.ArgumentParser) -> None:
@@ -68,7 +71,8 @@ def _engine_kwargs(a) -> dict:
     if isinstance(getattr(a, "fixation", None), float) and a.fixation:
         kw.update(fixation=a.fixation, fixation_k_min=a.fixation_k_min,
                   focal_layers=_focal(a.focal_layers), fixation_dilation=a.fixation_dilation,
-                  fixation_refresh=a.fixation_refresh)
+                  fixation_refresh=a.fixation_refresh,
+                  fixation_sample=getattr(a, "fixation_sample", 16))
     if getattr(a, "merge", "off") not in ("off", None):
         kw.update(merge=a.merge, merge_positions=getattr(a, "merge_positions", "original"),
                   merge_score=getattr(a, "merge_score", "auto"))
@@ -134,7 +138,7 @@ def cmd_bench(a) -> int:
         from .bench import run_parallel_configs
         rows = run_parallel_configs(eng, a.image_tokens, a.n_decode, a.parallel, (0.0, *fix),
                                     a.repetitions, a.fixation_k_min, _focal(a.focal_layers),
-                                    a.fixation_refresh, a.fill)
+                                    a.fixation_refresh, a.fill, a.fixation_sample)
     elif merges:
         from .bench import run_merge_configs
         from .merging import parse_merge
@@ -145,7 +149,7 @@ def cmd_bench(a) -> int:
     elif fix:  # one prefill, then dense and each ratio decode from the same cache
         rows = run_configs(eng, a.image, a.image_tokens or 0, a.n_decode, (0.0, *fix),
                            a.repetitions, a.fixation_k_min, _focal(a.focal_layers),
-                           a.fixation_refresh, a.fill)
+                           a.fixation_refresh, a.fill, a.fixation_sample)
     else:
         run_once(eng, a.image, a.image_tokens or 0, min(4, a.n_decode), a.fill)  # warm-up
         rows = [median_row([run_once(eng, a.image, a.image_tokens or 0, a.n_decode, a.fill)
@@ -274,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--focal-layers", default="auto")
     b.add_argument("--fixation-refresh", type=int, default=1, metavar="R",
                    help="focal layers re-select every R-th step (fixation rows)")
+    b.add_argument("--fixation-sample", type=int, default=16, metavar="N",
+                   help="compensation sample of N image tokens (fixation rows; 0 = off)")
     b.add_argument("--merge", default="", metavar="M1,M2",
                    help="add a row per merge setting (keep ratio or auto) beside merging off")
     _merge_score_arg(b)

@@ -74,7 +74,7 @@ class Engine:
                  image_max_pixels: int = MAX_PIXELS, fixation: float | None = None,
                  fixation_k_min: int = 16, focal_layers: list[int] | None = None,
                  fixation_max_tokens: int = 8, fixation_dilation: int = 0,
-                 fixation_refresh: int = 1, n_seq: int = 1,
+                 fixation_refresh: int = 1, fixation_sample: int = 16, n_seq: int = 1,
                  kv_unified: bool = False, merge=None, merge_positions: str = "original",
                  merge_score: str = "auto"):
         self.model_path = str(model)
@@ -136,7 +136,7 @@ class Engine:
 
         self.fixation = 0.0
         self.set_fixation(fixation or 0.0, fixation_k_min, focal_layers, fixation_max_tokens,
-                          fixation_dilation, fixation_refresh)
+                          fixation_dilation, fixation_refresh, fixation_sample)
 
         self._batch = llama.llama_batch_init(1, 0, 1)
         self._template = llama.llama_model_chat_template(self._model, None)
@@ -197,10 +197,13 @@ class Engine:
         stats.merge_ms += ms.value
 
     def set_fixation(self, ratio: float, k_min: int = 16, focal_layers=None,
-                     max_tokens: int = 8, dilation: int = 0, refresh: int = 1) -> None:
+                     max_tokens: int = 8, dilation: int = 0, refresh: int = 1,
+                     sample: int = 16) -> None:
         """Decode-time visual KV selection: attend to `ratio` of the image tokens per step
         (0 = off). `focal_layers` None / "auto": the layer `foveate calibrate` chose for this
-        model file, else one layer at a third of the depth."""
+        model file, else one layer at a third of the depth. `sample`: that many fixed image
+        tokens (spread over the page) also attend, each standing for its share of the hidden
+        ones (compensation; 0 = off)."""
         ratio = float(ratio)
         n_layer = llama.llama_model_n_layer(self._model)
         if not 0.0 <= ratio <= 1.0:
@@ -220,6 +223,8 @@ class Engine:
             raise ValueError(f"fixation dilation must be >= 0, got {dilation}")
         if int(refresh) != refresh or refresh < 1:
             raise ValueError(f"fixation refresh interval must be an integer >= 1, got {refresh}")
+        if int(sample) != sample or not 0 <= sample <= 4096:
+            raise ValueError(f"fixation sample must be an integer in [0, 4096], got {sample}")
         arr = (ctypes.c_int32 * max(1, len(focal)))(*[int(f) for f in focal])
         rc = B.fixation.llama_fixation_set(self._ctx, ratio, int(k_min), arr, len(focal),
                                            int(max_tokens))
@@ -229,6 +234,7 @@ class Engine:
         if ratio > 0:
             B.fixation.llama_fixation_set_dilation(self._ctx, int(dilation))
             B.fixation.llama_fixation_set_refresh(self._ctx, int(refresh))
+            B.fixation.llama_fixation_set_sample(self._ctx, int(sample))
         self.fixation = ratio
 
     def logits(self, i: int = -1):
