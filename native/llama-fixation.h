@@ -28,7 +28,7 @@ struct llama_fixation_config {
                                  // order) after each cell of the previous selection
     int32_t refresh    = 1;      // R: focal layers score every R-th step of a sequence; on the
                                  // other steps they attend to the previous selection and keep it
-    int32_t sample     = 16;     // compensation: a fixed stratified sample of this many image
+    int32_t sample     = 64;     // compensation: a fixed stratified sample of this many image
                                  // cells stands in for the hidden ones (0 = off; docs/architecture.md)
 };
 

@@ -13,7 +13,7 @@ top-k selection), each also with "compensation" for the hidden image cells, in s
 one pseudo-cell per KV head holding the mean K/V of the hidden cells (logit + log(n_hidden)),
 the same from all image cells, one per chunk / band of rows, and a fixed stratified sample of
 image cells, each attended with logit + log(hidden cells / sample cells not selected): the
-form the ggml ops run (`--fixation-sample`, default 16). Results: docs/benchmarks.md,
+form the ggml ops run (`--fixation-sample`, default 64). Results: docs/benchmarks.md,
 "Fixation: why the reading model misses" and "Compensation".
 """
 from __future__ import annotations

@@ -378,17 +378,17 @@ std::string run_case(ggml_backend_t be, const Case & c, const char * op, int & f
 
 // --perf: time one decode row's attention at OCR shapes (head dim 128, GQA 16/2 like
 // Qwen2.5-VL-3B): stock flash attention over all cells vs fix_attn over 64 text cells + a
-// 5% image selection (and the same plus a 16-cell compensation sample), and fix_select (the
+// 5% image selection (and the same plus a 64-cell compensation sample), and fix_select (the
 // focal layer's extra work).
 int perf(ggml_backend_t be, const char * name, int threads) {
     printf("backend %s, threads %d: ms per layer-step (median), D=128, H=16, Hkv=2, 64 text cells\n", name, threads);
-    printf("| image cells | streams | stock FA | fix_attn 5%% | speed-up | + sample 16 | speed-up | fix_select | FA bytes K+V | fix bytes K+V |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("| image cells | streams | stock FA | fix_attn 5%% | speed-up | + sample 64 | speed-up | fix_select | FA bytes K+V | fix bytes K+V |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for (int64_t S : {1, 8})
         for (int64_t n_img : {1024, 4096, 16384}) {
             const int64_t D = 128, H = 16, Hkv = 2, T = 1, n_txt = 64, N = n_img + n_txt;
             const int64_t k = (n_img * 5 + 99) / 100;
             Graph g;
-            ggml_init_params ip = {64 * ggml_tensor_overhead() + 3 * ggml_graph_overhead(), nullptr, true};
+            ggml_init_params ip = {64 * ggml_tensor_overhead() + 4 * ggml_graph_overhead(), nullptr, true};
             g.ctx = ggml_init(ip);
             ggml_tensor * q = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, D, T, H, S);
             ggml_tensor * kk = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F16, D, N, Hkv, S);
@@ -402,7 +402,7 @@ int perf(ggml_backend_t be, const char * name, int threads) {
             ggml_tensor * fa = ggml_flash_attn_ext(g.ctx, q, kk, v, m, scale, 0.0f, 0.0f);
             ggml_prec_set_acc(fa, GGML_PREC_F32);
             ggml_tensor * fx = ggml_fix_attn(g.ctx, q, kk, v, m, a, b, scale);
-            const int64_t n_smp = 16;
+            const int64_t n_smp = 64;
             ggml_tensor * smp = ggml_new_tensor_3d(g.ctx, GGML_TYPE_I32, n_smp, T, S);
             ggml_tensor * pool = ggml_new_tensor_2d(g.ctx, GGML_TYPE_I32, T, S);
             ggml_tensor * fxs = ggml_fix_attn(g.ctx, q, kk, v, m, a, b, scale);

@@ -32,7 +32,7 @@ def _fixation_args(p: argparse.ArgumentParser) -> None:
                    help="warm start also attends the N image tokens after each selected one")
     p.add_argument("--fixation-refresh", type=int, default=1, metavar="R",
                    help="focal layers re-select every R-th step (1 = every step)")
-    p.add_argument("--fixation-sample", type=int, default=16, metavar="N",
+    p.add_argument("--fixation-sample", type=int, default=64, metavar="N",
                    help="N fixed image tokens spread over the page also attend, each for its "
                         "share of the unselected ones (compensation; 0 = off)")
 
@@ -72,7 +72,7 @@ def _engine_kwargs(a) -> dict:
         kw.update(fixation=a.fixation, fixation_k_min=a.fixation_k_min,
                   focal_layers=_focal(a.focal_layers), fixation_dilation=a.fixation_dilation,
                   fixation_refresh=a.fixation_refresh,
-                  fixation_sample=getattr(a, "fixation_sample", 16))
+                  fixation_sample=getattr(a, "fixation_sample", 64))
     if getattr(a, "merge", "off") not in ("off", None):
         kw.update(merge=a.merge, merge_positions=getattr(a, "merge_positions", "original"),
                   merge_score=getattr(a, "merge_score", "auto"))
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--focal-layers", default="auto")
     b.add_argument("--fixation-refresh", type=int, default=1, metavar="R",
                    help="focal layers re-select every R-th step (fixation rows)")
-    b.add_argument("--fixation-sample", type=int, default=16, metavar="N",
+    b.add_argument("--fixation-sample", type=int, default=64, metavar="N",
                    help="compensation sample of N image tokens (fixation rows; 0 = off)")
     b.add_argument("--merge", default="", metavar="M1,M2",
                    help="add a row per merge setting (keep ratio or auto) beside merging off")

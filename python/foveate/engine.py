@@ -74,7 +74,7 @@ class Engine:
                  image_max_pixels: int = MAX_PIXELS, fixation: float | None = None,
                  fixation_k_min: int = 16, focal_layers: list[int] | None = None,
                  fixation_max_tokens: int = 8, fixation_dilation: int = 0,
-                 fixation_refresh: int = 1, fixation_sample: int = 16, n_seq: int = 1,
+                 fixation_refresh: int = 1, fixation_sample: int = 64, n_seq: int = 1,
                  kv_unified: bool = False, merge=None, merge_positions: str = "original",
                  merge_score: str = "auto"):
         self.model_path = str(model)
@@ -198,7 +198,7 @@ class Engine:
 
     def set_fixation(self, ratio: float, k_min: int = 16, focal_layers=None,
                      max_tokens: int = 8, dilation: int = 0, refresh: int = 1,
-                     sample: int = 16) -> None:
+                     sample: int = 64) -> None:
         """Decode-time visual KV selection: attend to `ratio` of the image tokens per step
         (0 = off). `focal_layers` None / "auto": the layer `foveate calibrate` chose for this
         model file, else one layer at a third of the depth. `sample`: that many fixed image
