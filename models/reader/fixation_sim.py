@@ -295,31 +295,18 @@ def main():
     sim = Sim(tok, model)
     last = model.s.n_layer - 1
     configs = [("dense", {})]
+    # compensation forms (Sim.read's comp): "" = none, True = mean of the hidden cells
+    comps = [("", None), (", compensation", True), (", compensation from all image cells", "all")]
+    comps += [(f", compensation from a sample of {n} hidden cells", f"sample{n}") for n in (8, 16, 32)]
+    comps += [(", compensation from a sample of 16 image cells", "sample16all")]
+    comps += [(f", compensation from {n} chunks", f"chunks{n}") for n in (4, 8, 16)]
+    comps += [(", compensation from 8 chunks, bias log(chunk size)", "chunks8full"),
+              (", compensation from row bands of 4", "rows4"),
+              (", compensation from each image row", "rows1")]
     for f, why in ((model.s.n_layer // 3, "default n_layer/3"), (args.focal, "calibrated"), (last, "last")):
-        configs += [(f"method, focal {f} ({why})", dict(focal=(f,))),
-                    (f"method, focal {f} ({why}), compensation", dict(focal=(f,), comp=True)),
-                    (f"method, focal {f} ({why}), compensation from all image cells",
-                     dict(focal=(f,), comp="all")),
-                    (f"method, focal {f} ({why}), compensation from a sample of 16 hidden cells",
-                     dict(focal=(f,), comp="sample16")),
-                    (f"method, focal {f} ({why}), compensation from a sample of 32 hidden cells",
-                     dict(focal=(f,), comp="sample32")),
-                    (f"method, focal {f} ({why}), compensation from a sample of 8 hidden cells",
-                     dict(focal=(f,), comp="sample8")),
-                    (f"method, focal {f} ({why}), compensation from a sample of 16 image cells",
-                     dict(focal=(f,), comp="sample16all")),
-                    (f"method, focal {f} ({why}), compensation from 4 chunks",
-                     dict(focal=(f,), comp="chunks4")),
-                    (f"method, focal {f} ({why}), compensation from 8 chunks",
-                     dict(focal=(f,), comp="chunks8")),
-                    (f"method, focal {f} ({why}), compensation from 16 chunks",
-                     dict(focal=(f,), comp="chunks16")),
-                    (f"method, focal {f} ({why}), compensation from 8 chunks, bias log(chunk size)",
-                     dict(focal=(f,), comp="chunks8full")),
-                    (f"method, focal {f} ({why}), compensation from row bands of 4",
-                     dict(focal=(f,), comp="rows4")),
-                    (f"method, focal {f} ({why}), compensation from each image row",
-                     dict(focal=(f,), comp="rows1"))]
+        configs += [(f"method, focal {f} ({why}){label}",
+                     dict(focal=(f,), **({"comp": comp} if comp is not None else {})))
+                    for label, comp in comps]
     configs += [("oracle (each layer its own top-k)", dict(oracle=True)),
                 ("oracle, compensation", dict(oracle=True, comp=True))]
     if args.only:
