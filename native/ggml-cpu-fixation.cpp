@@ -239,11 +239,11 @@ namespace {
 // the sample list of row (t, s) (spec: ggml-fixation.c): the logit offset of its entries,
 // or -inf when none of them enters; ib[0, nb_sorted) is idx_b's ascending prefix
 float sample_log_weight(const ggml_tensor * dst, int64_t t, int64_t s, int64_t N,
-                        const int32_t * ib, int64_t nb_sorted, int64_t nb) {
+                        const int32_t * ib, int64_t nb_sorted) {
     const ggml_tensor * mask = dst->src[3], * lc = dst->src[6], * pool = dst->src[7];
     int64_t n_sel = 0;
-    for (int64_t i = 0; i < nb; ++i) {
-        n_sel += ib[i] >= 0 && ib[i] < N && mask_at(mask, ib[i], t, s) != -INFINITY;
+    for (int64_t i = 0; i < nb_sorted; ++i) {
+        n_sel += ib[i] < N && mask_at(mask, ib[i], t, s) != -INFINITY;
     }
     const int32_t * ic = (const int32_t *) row_ptr(lc, t, s, 0);
     int64_t m = 0;
@@ -285,10 +285,10 @@ extern "C" void ggml_compute_forward_fix_attn(const struct ggml_compute_params *
         // the selection list (idx_b): its ascending prefix, for the sample's membership test
         const int32_t * ib = lists[1] ? (const int32_t *) row_ptr(lists[1], t, s, 0) : nullptr;
         int64_t nb_sorted = 0;
-        while (ib && nb_sorted < lists[1]->ne[0] && ib[nb_sorted] >= 0) {
+        while (lists[2] && nb_sorted < lists[1]->ne[0] && ib[nb_sorted] >= 0) {
             nb_sorted++;
         }
-        const float log_w = lists[2] ? sample_log_weight(dst, t, s, N, ib, nb_sorted, lists[1]->ne[0]) : -INFINITY;
+        const float log_w = lists[2] ? sample_log_weight(dst, t, s, N, ib, nb_sorted) : -INFINITY;
         for (int li = 0; li < 3; ++li) {
             const ggml_tensor * list = lists[li];
             if (!list || (li == 2 && log_w == -INFINITY)) {

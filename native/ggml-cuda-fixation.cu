@@ -12,9 +12,10 @@
 //   T*Hkv*S blocks would not fill ~4 blocks/SM; their (max, sum, acc) partials go to the pool
 //   and fix_attn_combine merges them. Traffic per step: the K and V rows of the visited cells
 //   once per kv head, 4 B per list entry + its mask value, splits*H*(Dv+2)*4 B of partials x2.
-//   With a sample (idx_c), every block first counts idx_b's visible entries and the sample
-//   entries not in idx_b (binary search in idx_b's ascending prefix) to get the sample's logit
-//   offset; sample entries then join the list after idx_b with that offset added to the mask.
+//   With a sample (idx_c), the blocks whose split holds sample entries first find idx_b's
+//   ascending prefix (binary search for its first -1), count its visible entries and the sample
+//   entries not in it (binary search) to get the sample's logit offset; sample entries then
+//   join the list after idx_b with that offset added to the mask value.
 // fix_select: (1) grid (N/32, Hkv, S): a warp keeps 8 K rows in registers and loops over the rows
 //   t and the G query heads (8 dots reduced in 9 shuffles): logits [S, T, H, N] = scale q.k +
 //   mask (-inf if hidden) into the pool (K read once); (2) a block per (s, t, h): logsumexp;
@@ -302,35 +303,60 @@ static __global__ void __launch_bounds__(FIX_NT) fix_attn_kernel(
     __shared__ int   s_cell[FIX_NT];
     __shared__ float s_mv[FIX_NT];
     __shared__ int   s_cnt[FIX_NW];
-    __shared__ int   s_smp[3];   // visible entries of idx_b, sample entries that enter, idx_b's sorted prefix
+    __shared__ int   s_smp[2];   // visible entries of idx_b's sorted prefix, sample entries that enter
 
-    // the sample's logit offset (spec: ggml-fixation.c), every block of the row alike
     const char * ib_row = ib + t*nbb1 + s*nbb2;
     const char * ic_row = smp.ic ? smp.ic + t*smp.nbc1 + s*smp.nbc2 : nullptr;
+    const int L       = na + nb + (ic_row ? smp.nc : 0);
+    const int e_begin = min(L, split*split_len);
+    const int e_end   = min(L, e_begin + split_len);
+
+    // the sample's logit offset (spec: ggml-fixation.c); only blocks whose split holds sample
+    // entries need it (the condition is uniform over the block, so the barriers are safe)
     float log_w = -INFINITY;
     int   nb_sorted = 0;
-    if (ic_row) {
+    if (ic_row && e_end > na + nb) {
+        // idx_b's ascending prefix ends at its first negative entry: binary search
+        int lo = 0;
+        int hi = nb;
+        while (lo < hi) {
+            const int mid = (lo + hi) / 2;
+            if (*(const int32_t *) (ib_row + mid*nbb0) >= 0) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        nb_sorted = lo;
         if (tid == 0) {
             s_smp[0] = 0;
             s_smp[1] = 0;
-            s_smp[2] = nb;
         }
         __syncthreads();
-        for (int i = tid; i < nb; i += FIX_NT) {
-            const int c = *(const int32_t *) (ib_row + i*nbb0);
-            if (c < 0) {
-                atomicMin(&s_smp[2], i);
-            } else if (c < p.N && fix_mask_val(p, c, t, s) != -INFINITY) {
-                atomicAdd(&s_smp[0], 1);
+        // visible selected cells, then sample entries that enter: one atomic per warp
+        for (int i0 = 0; i0 < nb_sorted; i0 += FIX_NT) {
+            const int i = i0 + tid;
+            bool vis = false;
+            if (i < nb_sorted) {
+                const int c = *(const int32_t *) (ib_row + i*nbb0);
+                vis = c < p.N && fix_mask_val(p, c, t, s) != -INFINITY;
+            }
+            const unsigned bal = __ballot_sync(0xffffffff, vis);
+            if (lane == 0 && bal) {
+                atomicAdd(&s_smp[0], __popc(bal));
             }
         }
-        __syncthreads();
-        nb_sorted = s_smp[2];
-        for (int i = tid; i < smp.nc; i += FIX_NT) {
-            const int c = *(const int32_t *) (ic_row + i*smp.nbc0);
-            if (c >= 0 && c < p.N && fix_mask_val(p, c, t, s) != -INFINITY &&
-                !fix_in_sorted(ib_row, nbb0, nb_sorted, c)) {
-                atomicAdd(&s_smp[1], 1);
+        for (int i0 = 0; i0 < smp.nc; i0 += FIX_NT) {
+            const int i = i0 + tid;
+            bool in = false;
+            if (i < smp.nc) {
+                const int c = *(const int32_t *) (ic_row + i*smp.nbc0);
+                in = c >= 0 && c < p.N && fix_mask_val(p, c, t, s) != -INFINITY &&
+                     !fix_in_sorted(ib_row, nbb0, nb_sorted, c);
+            }
+            const unsigned bal = __ballot_sync(0xffffffff, in);
+            if (lane == 0 && bal) {
+                atomicAdd(&s_smp[1], __popc(bal));
             }
         }
         __syncthreads();
@@ -338,10 +364,6 @@ static __global__ void __launch_bounds__(FIX_NT) fix_attn_kernel(
         const int m_in  = s_smp[1];
         log_w = m_in > 0 && n_hid > 0 ? logf((float) n_hid / (float) m_in) : -INFINITY;
     }
-
-    const int L       = na + nb + (ic_row ? smp.nc : 0);
-    const int e_begin = min(L, split*split_len);
-    const int e_end   = min(L, e_begin + split_len);
 
     for (int e0 = e_begin; e0 < e_end; e0 += FIX_NT) {
         // compact the visible cells of this tile, in list order
@@ -1249,6 +1271,10 @@ bool ggml_cuda_fix_supported(int device, const ggml_tensor * op) {
     const ggml_tensor * pool = op->src[7];
     if (ic && (!ib || !list_ok(ic) || !pool || pool->type != GGML_TYPE_I32 || !ggml_is_contiguous(pool) ||
                pool->ne[0] != T || pool->ne[1] != S)) {
+        return false;
+    }
+    // the kernel indexes the concatenated lists with int (plus a tile of threads)
+    if (ia->ne[0] + (ib ? ib->ne[0] : 0) + (ic ? ic->ne[0] : 0) >= INT_MAX - FIX_NT) {
         return false;
     }
     if (op->type != GGML_TYPE_F32 || op->nb[0] != sizeof(float) ||

@@ -13,8 +13,9 @@
 //   with the mask still applied; a row with no visible cell gives 0.
 //   With a sample (ggml_fix_attn_add_sample: idx_c I32 [n_c, T, S], n_pool I32 [T, S]): idx_c
 //   lists a sample of a pool of n_pool[t,s] cells, of which idx_b holds the selected ones.
-//   The sample's visible entries not in idx_b (idx_b ascending, then -1 padding) stand for the
-//   pool's hidden cells: with n_hid = n_pool - (visible entries of idx_b) and m such entries,
+//   The sample's visible entries not in idx_b (idx_b ascending, then -1 padding; its prefix
+//   before the first negative entry is what counts) stand for the pool's hidden cells: with
+//   n_hid = n_pool - (visible entries of that prefix) and m such entries,
 //   each is attended with logit + log(n_hid / m), an estimate of the hidden cells' softmax
 //   terms (nothing when m = 0 or n_hid <= 0).
 #include "ggml.h"

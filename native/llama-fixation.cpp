@@ -363,7 +363,10 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
         const int64_t n_img_r = (int64_t) im.size();
         const int64_t smp_below = fi->row_warm[r] < n_img_r ? fi->row_sample[r] : 0;
         const int64_t smp_above = (int64_t) cells.size() < n_img_r ? fi->row_sample[r] : 0;
-        st->sum_attended += (double) (n_below*(fi->row_warm[r] + smp_below) + n_focal*fi->row_focal[r] +
+        // focal layers attend through fix_attn (so with the sample) only between refreshes
+        const int64_t smp_focal = fi->refresh_mode && fi->row_focal[r] < n_img_r ? fi->row_sample[r] : 0;
+        st->sum_attended += (double) (n_below*(fi->row_warm[r] + smp_below) +
+                                      n_focal*(fi->row_focal[r] + smp_focal) +
                                       n_above*((int64_t) cells.size() + smp_above)) / (double) fi->n_layer;
         st->sum_k += (double) cells.size();
         st->sum_img += (double) im.size();

@@ -132,7 +132,9 @@ Inputs make_inputs(const Case & c, int64_t n_img, bool all_lists, bool sample) {
         std::fill(b + n_sel, b + in.nb, -1);
         std::sort(b, b + n_sel);
         for (int64_t j = 0; j + 1 < in.nc; ++j)
-            in.idx_c[r * in.nc + j] = j % 4 == 3 ? b[j % n_sel] : (int32_t) (img0 + (j * n_img) / in.nc + n_img / (2 * in.nc));
+            in.idx_c[r * in.nc + j] = j % 4 == 3 || r % 5 == 4  // every 5th row: all selected (m = 0)
+                ? b[j % n_sel] : (int32_t) (img0 + (j * n_img) / in.nc + n_img / (2 * in.nc));
+        if (r % 2 == 0) in.idx_c[r * in.nc + in.nc - 2] = (int32_t) (c.N + 2);  // past the cache: skipped
         in.pool[r] = r % 4 == 3 ? 1 : (int32_t) (n_img - r % 2);
     }
     return in;
@@ -318,7 +320,7 @@ std::string run_case(ggml_backend_t be, const Case & c, const char * op, int & f
                 std::vector<int32_t> enter;
                 for (int64_t i = 0; i < in.nc; ++i) {
                     const int32_t cell = in.idx_c[r * in.nc + i];
-                    if (cell >= 0 && in.mask[r * c.N + cell] != -INFINITY && std::find(b, b + in.nb, cell) == b + in.nb)
+                    if (cell >= 0 && cell < c.N && in.mask[r * c.N + cell] != -INFINITY && std::find(b, b + in.nb, cell) == b + in.nb)
                         enter.push_back(cell);
                 }
                 const int64_t n_hid = in.pool[r] - n_sel;

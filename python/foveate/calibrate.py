@@ -86,7 +86,8 @@ def _greedy(eng, page, steps: int) -> list[int]:
 
 def calibrate(model, mmproj, pages, ratio: float = 0.05, k_min: int = 16, steps: int = 256,
               layers: list[int] | None = None, threads: int | None = None,
-              n_ctx: int = 4096, beside: bool = False) -> tuple[list[LayerScore], Path]:
+              n_ctx: int = 4096, beside: bool = False,
+              sample: int = 64) -> tuple[list[LayerScore], Path]:
     """Scores every candidate layer, saves the best in the cache (and, with `beside`, in
     `MODEL.focal.json` next to the model file, to ship with it); returns the scores and the
     path written last."""
@@ -107,7 +108,7 @@ def calibrate(model, mmproj, pages, ratio: float = 0.05, k_min: int = 16, steps:
             raise ValueError("calibrate: dense decoding produced no tokens (context full?)")
         scores = []
         for layer in cand:
-            eng.set_fixation(ratio, k_min, [layer])
+            eng.set_fixation(ratio, k_min, [layer], sample=sample)
             dist = sum(Levenshtein.distance(_greedy(eng, page, steps), toks) for page, toks in runs)
             scores.append(LayerScore(layer, max(0.0, 1.0 - dist / total)))
             eng.set_fixation(0.0)
@@ -116,7 +117,8 @@ def calibrate(model, mmproj, pages, ratio: float = 0.05, k_min: int = 16, steps:
     best = max(scores, key=lambda s: (s.agreement, -s.layer))
     fp = fingerprint(model)
     record = {"model": str(Path(model).resolve()), "fingerprint": fp, "focal_layers": [best.layer],
-              "ratio": ratio, "k_min": k_min, "steps": steps, "pages": [str(p) for p in pages],
+              "ratio": ratio, "k_min": k_min, "sample": sample, "steps": steps,
+              "pages": [str(p) for p in pages],
               "table": [s.__dict__ for s in scores]}
     out = cache_dir() / f"{fp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -226,7 +226,8 @@ def cmd_calibrate(a) -> int:
     pages = [p for p, _ in page_pairs(a.pages)] if all(Path(p).is_dir() for p in a.pages) \
         else a.pages
     scores, out = calibrate(a.model, a.mmproj, pages, ratio=a.ratio, k_min=a.fixation_k_min,
-                            steps=a.steps, threads=a.threads, n_ctx=a.ctx_size, beside=a.beside)
+                            steps=a.steps, threads=a.threads, n_ctx=a.ctx_size, beside=a.beside,
+                            sample=a.fixation_sample)
     best = max(scores, key=lambda s: (s.agreement, -s.layer))
     print(f"| layer | agreement with dense decoding at ratio {a.ratio:g} (1 - token edit distance "
           f"/ length, free-running, {a.steps} steps per page) |\n|---|---|")
@@ -331,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     ca.add_argument("--mmproj", required=True)
     ca.add_argument("--ratio", type=float, default=0.05)
     ca.add_argument("--fixation-k-min", type=int, default=16)
+    ca.add_argument("--fixation-sample", type=int, default=64, metavar="N",
+                    help="compensation sample during the fixation runs (0 = off)")
     ca.add_argument("--steps", type=int, default=256, help="decode steps per page (at most)")
     ca.add_argument("-t", "--threads", type=int, default=None)
     ca.add_argument("-c", "--ctx-size", type=int, default=4096)
