@@ -60,6 +60,7 @@ def load_committed(text=HERE / "foveate-reader-f16.gguf", proj=HERE / "foveate-r
 
 class Sim:
     key_bias = None   # (n prefill keys,) logit bias per key, or None (merge_sim's proportional attention)
+    bias_from = 0     # prefill queries before this row attend without key_bias (merge_sim "text")
 
     def __init__(self, tok, model):
         self.tok, self.m, self.s = tok, model, model.s
@@ -70,6 +71,13 @@ class Sim:
         b = torch.zeros(self.s.n_head, n)
         if self.key_bias is not None:
             b[:, :len(self.key_bias)] = self.key_bias
+        return b
+
+    def _prefill_bias(self, n):
+        if self.key_bias is None or self.bias_from == 0:
+            return self.key_bias
+        b = self.key_bias[None, :].repeat(n, 1)
+        b[:self.bias_from] = 0.0
         return b
 
     def _attend(self, q, K, V, bias):
@@ -99,7 +107,7 @@ class Sim:
             h = blk.ln1(x)
             Ks.append(M.rotate(blk.k(h).view(1, n, s.n_head_kv, -1).transpose(1, 2), cos, sin)[0])
             Vs.append(blk.v(h).view(1, n, s.n_head_kv, -1).transpose(1, 2)[0])
-            x = blk(x, cos, sin, self.key_bias)
+            x = blk(x, cos, sin, self._prefill_bias(n))
         return Ks, Vs, span, int(pos[-1, 0]), m.out(m.norm(x[:, -1]))[0]
 
     @torch.no_grad()

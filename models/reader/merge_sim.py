@@ -24,6 +24,9 @@ Scores (higher = kept):
   S+prop      score S with proportional attention: each kept row's key carries log(size) in
               every layer (size = 1 + the dropped rows nearest to it)
   S+softprop  the same with sizes from the Sinkhorn plan's shares (merged_sizes(hard=False))
+  S+spaceprop the same with each dropped cell counted for the kept cell nearest on the page
+  S+proptext, S+spaceproptext: the sizes seen only by the text after the image (not by the
+              image rows' own prefill attention)
 Results: docs/benchmarks.md, "Merging: which rows to drop".
 """
 from __future__ import annotations
@@ -101,12 +104,25 @@ def merged_sizes(x, kept, hard=True):
     return 1.0 + (plan / plan.sum(0, keepdims=True)).sum(1)
 
 
+def spatial_sizes(kept, ph, pw):
+    """Like merged_sizes(hard=True), but each dropped cell goes to the kept cell nearest to it
+    on the page grid (row, column), not in embedding space: its attention mass stays where it was."""
+    n = ph * pw
+    dropped = np.setdiff1d(np.arange(n), kept)
+    if not len(dropped):
+        return np.ones(len(kept))
+    ky, kx = np.divmod(np.asarray(kept), pw)
+    dy, dx = np.divmod(dropped, pw)
+    d2 = (dy[:, None] - ky[None]) ** 2 + (dx[:, None] - kx[None]) ** 2
+    return 1.0 + np.bincount(d2.argmin(1), minlength=len(kept))
+
+
 class MergeSim(FS.Sim):
     """Sim whose image rows go through a merge before the text model sees them. With
     `proportional` ("hard" / "soft" sizes, see merged_sizes), each kept row's key gets the
     logit bias log(size) in every layer (ToMe's proportional attention: a row standing for s
     rows draws s rows' attention)."""
-    score, ratio, truth, at, proportional, alpha = "norm", 1.0, "", P.Placement(), False, 0.1
+    score, ratio, truth, at, proportional, alpha, text_only = "norm", 1.0, "", P.Placement(), False, 0.1, False
 
     def inputs(self, img_t, suffix):
         m = self.m
@@ -121,8 +137,13 @@ class MergeSim(FS.Sim):
         self.key_bias = None
         if self.proportional:
             kb = np.zeros(len(keep))
-            kb[n_pre:n_pre + len(kept)] = np.log(merged_sizes(x, kept, hard=self.proportional == "hard"))
+            sizes = (spatial_sizes(kept, ph, pw) if self.proportional == "space"
+                     else merged_sizes(x, kept, hard=self.proportional == "hard"))
+            kb[n_pre:n_pre + len(kept)] = np.log(sizes)
             self.key_bias = torch.from_numpy(kb).float()
+            # "...text": only the text after the image (prompt suffix, generated tokens) sees
+            # the sizes; the image rows' own prefill attention stays plain
+            self.bias_from = n_pre + len(kept) if self.text_only else 0
         img = torch.from_numpy(rows).float()[None]
         x = torch.cat([m.embed(torch.tensor([prefix])), img, m.embed(torch.tensor([suffix]))], 1)
         return x, pos[torch.from_numpy(keep)], (n_pre, n_pre + len(kept))
@@ -171,7 +192,9 @@ def main():
     runs = [("dense", 1.0)] + [(s, float(r)) for r in args.ratios.split(",") for s in args.scores.split(",")]
     for name, ratio in runs:
         base, _, prop = name.partition("+")
-        sim.proportional = {"": False, "prop": "hard", "softprop": "soft"}[prop]
+        sim.text_only = prop.endswith("text")
+        prop = prop.removesuffix("text")
+        sim.proportional = {"": False, "prop": "hard", "softprop": "soft", "spaceprop": "space"}[prop]
         sim.score, sim.ratio = ("norm" if name == "dense" else base), ratio
 
         def read(img_t, truth, at):

@@ -143,8 +143,9 @@ class TextBlock(nn.Module):
         self.s = s
 
     def forward(self, x, cos, sin, key_bias=None):
-        """key_bias: optional (N,) logit added for every query to each key (experiments:
-        proportional attention for merged tokens in merge_sim.py); None = plain causal."""
+        """key_bias: optional (N,) logit added for every query to each key, or (N, N) per query
+        and key (experiments: proportional attention for merged tokens in merge_sim.py);
+        None = plain causal."""
         B, N, D = x.shape
         s = self.s
         h = self.ln1(x)
@@ -156,7 +157,7 @@ class TextBlock(nn.Module):
             a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
         else:
             mask = (torch.full((N, N), float("-inf"), dtype=q.dtype, device=q.device).triu(1)
-                    + key_bias.to(q.dtype)[None, :])
+                    + (key_bias if key_bias.dim() == 2 else key_bias[None, :]).to(q.dtype))
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
         x = x + self.o(a.transpose(1, 2).reshape(B, N, D))
         h = self.ln2(x)
