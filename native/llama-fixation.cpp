@@ -165,9 +165,10 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
                               const llama_ubatch * ubatch) {
     llama_fixation_state * st = fi.st;
     const int64_t n_rows = fi.n_tps * fi.n_stream;
-    // an input no layer reads (e.g. the warm start when layer 0 is focal) is not allocated
+    // an input no layer reads (e.g. the warm start when layer 0 is focal) is not allocated;
+    // one not built (the sample when compensation is off) is null
     auto host = [](ggml_tensor * t) -> int32_t * {
-        if (!t->buffer) {
+        if (!t || !t->buffer) {
             return nullptr;
         }
         GGML_ASSERT(ggml_backend_buffer_is_host(t->buffer));
@@ -177,8 +178,8 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
     int32_t * bud = host(fi.budget);
     int32_t * txt = host(fi.txt_idx);
     int32_t * pre = host(fi.pre_idx);
-    int32_t * smp = fi.smp_idx ? host(fi.smp_idx) : nullptr;
-    int32_t * pool = fi.n_pool ? host(fi.n_pool) : nullptr;
+    int32_t * smp = host(fi.smp_idx);
+    int32_t * pool = host(fi.n_pool);
     const int64_t n_smp = fi.smp_idx ? fi.smp_idx->ne[0] : 0;
     fi.row_seq.assign(n_rows, -1);
     fi.row_img.assign(n_rows, {});

@@ -264,8 +264,7 @@ def _doc_accuracy(**kw) -> float:
     from foveate.evaluate import evaluate, page_pairs
 
     reader = Reader(str(LAYOUT_MODEL), str(MMPROJ), n_ctx=2048, threads=2, flash_attn=True, **kw)
-    res = evaluate(reader, page_pairs([DOC_PAGES]), max_tokens=600)
-    return 1.0 - res.edits / res.chars
+    return evaluate(reader, page_pairs([DOC_PAGES]), max_tokens=600).accuracy
 
 
 @pytest.fixture(scope="module")

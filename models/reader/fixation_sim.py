@@ -145,8 +145,13 @@ class Sim:
                     if comp:
                         hid = torch.ones(n_img, dtype=torch.bool)
                         hid[cur] = False
-                        # comp="all": the mean over every image cell (computable once per image,
-                        # e.g. as one summary cell per image), not over the hidden ones per step
+                        extra = []   # (K rows, V rows, logit bias) per compensation cell group
+
+                        def summary(cells, n_for):
+                            """one pseudo-cell: the mean K/V of `cells`, standing for n_for cells"""
+                            extra.append((K[:, i0:i1][:, cells].mean(1, keepdim=True),
+                                          V[:, i0:i1][:, cells].mean(1, keepdim=True), math.log(n_for)))
+
                         if isinstance(comp, str) and comp.startswith("sample"):
                             # a stratified sample of the hidden image cells, each standing for
                             # n_hidden / n_sample cells (logit bias log of that): an estimate of
@@ -158,43 +163,34 @@ class Sim:
                             if not comp.endswith("all"):
                                 samp = samp[hid[samp]]
                             if len(samp):
-                                Kv = torch.cat([Kv, K[:, i0 + samp]], 1)
-                                Vv = torch.cat([Vv, V[:, i0 + samp]], 1)
-                                b = math.log(int(hid.sum()) / len(samp))
-                                bias = torch.cat([bias, torch.full((s.n_head, len(samp)), b)], 1)
-                        elif isinstance(comp, str) and comp.startswith("chunks"):
+                                extra.append((K[:, i0 + samp], V[:, i0 + samp],
+                                              math.log(int(hid.sum()) / len(samp))))
+                        elif isinstance(comp, str) and comp.startswith(("chunks", "rows")):
                             # one summary cell per chunk of consecutive image cells (reading
-                            # order; the ops' layout-free form of row bands): the mean K/V of
-                            # all its cells, bias log(hidden cells of the chunk) or, "full",
-                            # log(cells of the chunk)
-                            n_c = int(comp[6:].replace("full", ""))
-                            for j in range(n_c):
-                                a0, a1 = j * n_img // n_c, (j + 1) * n_img // n_c
-                                nh = a1 - a0 if comp.endswith("full") else int(hid[a0:a1].sum())
-                                if nh == 0 or a1 == a0:
-                                    continue
-                                Kv = torch.cat([Kv, K[:, i0 + a0:i0 + a1].mean(1, keepdim=True)], 1)
-                                Vv = torch.cat([Vv, V[:, i0 + a0:i0 + a1].mean(1, keepdim=True)], 1)
-                                bias = torch.cat([bias, torch.full((s.n_head, 1), math.log(nh))], 1)
-                        elif isinstance(comp, str) and comp.startswith("rows"):
-                            # one summary cell per band of image rows (mean over all its cells),
-                            # bias log(hidden cells in the band)
-                            ph, pw = self.grid
-                            band = int(comp[4:] or 1)
-                            for r0 in range(0, ph, band):
+                            # order; the ops' layout-free form of row bands) or per band of
+                            # image rows: the mean K/V of all its cells, bias log(hidden cells
+                            # in it) or, "chunks...full", log(cells in it)
+                            if comp.startswith("chunks"):
+                                n_c = int(comp[6:].replace("full", ""))
+                                bounds = [(j * n_img // n_c, (j + 1) * n_img // n_c) for j in range(n_c)]
+                            else:
+                                ph, pw = self.grid
+                                band = int(comp[4:] or 1)
+                                bounds = [(r0 * pw, min(ph, r0 + band) * pw) for r0 in range(0, ph, band)]
+                            for a0, a1 in bounds:
                                 cells = torch.zeros(n_img, dtype=torch.bool)
-                                cells[r0 * pw:min(ph, r0 + band) * pw] = True
-                                nh = int((cells & hid).sum())
-                                if nh == 0:
-                                    continue
-                                Kv = torch.cat([Kv, K[:, i0:i1][:, cells].mean(1, keepdim=True)], 1)
-                                Vv = torch.cat([Vv, V[:, i0:i1][:, cells].mean(1, keepdim=True)], 1)
-                                bias = torch.cat([bias, torch.full((s.n_head, 1), math.log(nh))], 1)
+                                cells[a0:a1] = True
+                                nh = a1 - a0 if comp.endswith("full") else int((cells & hid).sum())
+                                if nh > 0:
+                                    summary(cells, nh)
                         else:
-                            pool = torch.ones(n_img, dtype=torch.bool) if comp == "all" else hid
-                            Kv = torch.cat([Kv, K[:, i0:i1][:, pool].mean(1, keepdim=True)], 1)
-                            Vv = torch.cat([Vv, V[:, i0:i1][:, pool].mean(1, keepdim=True)], 1)
-                            bias = torch.cat([bias, torch.full((s.n_head, 1), math.log(int(hid.sum())))], 1)
+                            # comp="all": the mean over every image cell (computable once per image,
+                            # e.g. as one summary cell per image), not over the hidden ones per step
+                            summary(torch.ones(n_img, dtype=torch.bool) if comp == "all" else hid,
+                                    int(hid.sum()))
+                        for Ke, Ve, b in extra:
+                            Kv, Vv = torch.cat([Kv, Ke], 1), torch.cat([Vv, Ve], 1)
+                            bias = torch.cat([bias, torch.full((s.n_head, Ke.shape[1]), b)], 1)
                     a, _ = self._attend(q, Kv, Vv, bias)
                 x = x + blk.o(a.reshape(1, 1, -1))
                 h2 = blk.ln2(x)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .engine import Engine, Result, Sampling
+from .engine import FIXATION_SAMPLE, Engine, Result, Sampling
 
 
 class Reader:
@@ -18,7 +18,7 @@ class Reader:
                  n_batch: int = 2048, flash_attn: bool | None = None,
                  fixation: float | None = None, fixation_k_min: int = 16,
                  focal_layers: list[int] | None = None, fixation_dilation: int = 0,
-                 fixation_refresh: int = 1, fixation_sample: int = 64, merge=None,
+                 fixation_refresh: int = 1, fixation_sample: int = FIXATION_SAMPLE, merge=None,
                  merge_positions: str = "original", merge_score: str = "auto"):
         """fixation: share of image tokens attended per decode step (e.g. 0.05; None/0 =
         off, the stock computation). Flash attention defaults to on when fixation is on.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _bindings as B
-from .engine import Engine
+from .engine import FIXATION_SAMPLE, Engine
 from .errors import ContextError, DecodeError
 from .images import load_page
 from .synthetic_kv import fill_image_cells, grid_side, uses_mrope
@@ -39,7 +39,7 @@ class BenchRow:
 
 
 def _fixation_tag(refresh: int, sample: int) -> str:
-    return (f", refresh {refresh}" if refresh > 1 else "") + (f", sample {sample}" if sample != 64 else "")
+    return (f", refresh {refresh}" if refresh > 1 else "") + (f", sample {sample}" if sample != FIXATION_SAMPLE else "")
 
 
 def _decode_fixed(eng: Engine, n_past: int, n: int) -> float:
@@ -188,7 +188,7 @@ def _decode_fixed_parallel(eng: Engine, n_past: int, n: int, n_seq: int) -> floa
 def run_parallel_configs(eng: Engine, image_tokens: int, n_decode: int, n_seq: int,
                          fixations: tuple[float, ...] = (0.0,), repetitions: int = 3,
                          fixation_k_min: int = 16, focal_layers=None,
-                         refresh: int = 1, fill: str = "prefill", sample: int = 64) -> list[BenchRow]:
+                         refresh: int = 1, fill: str = "prefill", sample: int = FIXATION_SAMPLE) -> list[BenchRow]:
     """n_seq pages decoding together: one synthetic image prefilled for sequence 0 and shared
     by sequences 1..n_seq-1 (llama_memory_seq_cp on a unified cache: every sequence owns
     the same image cells, so each row attends to a full page), then n_seq tokens per step.
@@ -263,7 +263,7 @@ def stock_row(model: str, n_prompt: int, n_decode: int, threads: int, repetition
 def run_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32,
                 fixations: tuple[float, ...] = (0.0,), repetitions: int = 3,
                 fixation_k_min: int = 16, focal_layers=None, refresh: int = 1,
-                fill: str = "prefill", sample: int = 64) -> list[BenchRow]:
+                fill: str = "prefill", sample: int = FIXATION_SAMPLE) -> list[BenchRow]:
     """Prefill once, then time the same fixed-length decode under each fixation ratio
     (0 = dense), interleaved, `repetitions` times; the decoded tokens are removed from the
     cache between runs, so every row decodes from the identical context. Median per row."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import _bindings as B
+from .engine import FIXATION_SAMPLE
 
 llama = B.llama
 
@@ -87,7 +88,7 @@ def _greedy(eng, page, steps: int) -> list[int]:
 def calibrate(model, mmproj, pages, ratio: float = 0.05, k_min: int = 16, steps: int = 256,
               layers: list[int] | None = None, threads: int | None = None,
               n_ctx: int = 4096, beside: bool = False,
-              sample: int = 64) -> tuple[list[LayerScore], Path]:
+              sample: int = FIXATION_SAMPLE) -> tuple[list[LayerScore], Path]:
     """Scores every candidate layer, saves the best in the cache (and, with `beside`, in
     `MODEL.focal.json` next to the model file, to ship with it); returns the scores and the
     path written last."""

@@ -72,7 +72,7 @@ def _engine_kwargs(a) -> dict:
         kw.update(fixation=a.fixation, fixation_k_min=a.fixation_k_min,
                   focal_layers=_focal(a.focal_layers), fixation_dilation=a.fixation_dilation,
                   fixation_refresh=a.fixation_refresh,
-                  fixation_sample=getattr(a, "fixation_sample", 64))
+                  fixation_sample=a.fixation_sample)
     if getattr(a, "merge", "off") not in ("off", None):
         kw.update(merge=a.merge, merge_positions=getattr(a, "merge_positions", "original"),
                   merge_score=getattr(a, "merge_score", "auto"))

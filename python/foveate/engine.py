@@ -17,6 +17,10 @@ from .errors import ContextError, DecodeError, ModelError, ProjectorError
 from .gguf_check import read_gguf_info
 from .images import MAX_PIXELS, Page, load_page
 
+# fixation's compensation sample: image cells per row standing in for the unselected ones
+# (docs/benchmarks.md, "Fixation: compensation"); the CLI repeats it as a literal
+FIXATION_SAMPLE = 64
+
 llama, mtmd = B.llama, B.mtmd
 
 DEFAULT_PROMPT = "Read the text in the image."
@@ -74,7 +78,7 @@ class Engine:
                  image_max_pixels: int = MAX_PIXELS, fixation: float | None = None,
                  fixation_k_min: int = 16, focal_layers: list[int] | None = None,
                  fixation_max_tokens: int = 8, fixation_dilation: int = 0,
-                 fixation_refresh: int = 1, fixation_sample: int = 64, n_seq: int = 1,
+                 fixation_refresh: int = 1, fixation_sample: int = FIXATION_SAMPLE, n_seq: int = 1,
                  kv_unified: bool = False, merge=None, merge_positions: str = "original",
                  merge_score: str = "auto"):
         self.model_path = str(model)
@@ -198,7 +202,7 @@ class Engine:
 
     def set_fixation(self, ratio: float, k_min: int = 16, focal_layers=None,
                      max_tokens: int = 8, dilation: int = 0, refresh: int = 1,
-                     sample: int = 64) -> None:
+                     sample: int = FIXATION_SAMPLE) -> None:
         """Decode-time visual KV selection: attend to `ratio` of the image tokens per step
         (0 = off). `focal_layers` None / "auto": the layer `foveate calibrate` chose for this
         model file, else one layer at a third of the depth. `sample`: that many fixed image
