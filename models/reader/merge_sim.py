@@ -21,6 +21,8 @@ Scores (higher = kept):
               first trailing blank (margins, spacing rows, the rest of each line, the blank
               lower page) first (the cells a reader needs least), in random order
   random      a seeded random order (floor)
+  windowR     near-duplicates counted over the cell's page neighbours only ((2R+1)^2 window):
+              the big empty areas go first, the cells around text stay (a measured negative)
   S+prop      score S with proportional attention: each kept row's key carries log(size) in
               every layer (size = 1 + the dropped rows nearest to it)
   S+softprop  the same with sizes from the Sinkhorn plan's shares (merged_sizes(hard=False))
@@ -75,6 +77,8 @@ def scores(name, x, img_t, truth, at=P.Placement()):
         return np.linalg.norm(x, axis=1)
     if name == "duplicates":
         return -R.near_duplicates(x)
+    if name.startswith("window"):
+        return -window_duplicates(x, img_t.shape[2] // P.CELL, int(name[6:]))
     if name == "layout":
         return cell_kinds(truth, at, len(x), img_t.shape[2] // P.CELL)[0].astype(float) + tie
     if name == "distinct":
@@ -87,6 +91,20 @@ def scores(name, x, img_t, truth, at=P.Placement()):
     if name == "random":
         return np.random.default_rng(0).random(len(x))
     raise ValueError(name)
+
+
+def window_duplicates(x, cols, r, temperature=0.05):
+    """The near-duplicate count over the cell's page neighbours only ((2r+1)^2 window): a
+    blank cell inside a blank area counts every neighbour, one next to a line's end or a glyph
+    counts fewer, so the big empty areas go first and the text's surroundings stay; ties
+    broken by the whole page's count."""
+    u = R.unit(x)
+    n = len(x)
+    yy, xx = np.divmod(np.arange(n), cols)
+    near = (np.abs(yy[:, None] - yy[None]) <= r) & (np.abs(xx[:, None] - xx[None]) <= r)
+    np.fill_diagonal(near, False)
+    w = np.exp((u @ u.T - 1.0) / temperature)
+    return (w * near).sum(1) + 1e-3 * R.near_duplicates(x) / n
 
 
 def merged_sizes(x, kept, hard=True):
