@@ -13,13 +13,12 @@ import time
 from dataclasses import dataclass, field
 
 from . import _bindings as B
+from . import controls as C
+from .controls import FIXATION_SAMPLE
 from .errors import ContextError, DecodeError, ModelError, ProjectorError
 from .gguf_check import read_gguf_info
 from .images import MAX_PIXELS, Page, load_page
 
-# fixation's compensation sample: image cells per row standing in for the unselected ones
-# (docs/benchmarks.md, "Fixation: compensation"); the CLI repeats it as a literal
-FIXATION_SAMPLE = 64
 
 llama, mtmd = B.llama, B.mtmd
 
@@ -160,45 +159,26 @@ class Engine:
         1-D RoPE model decodes the kept rows (M-RoPE models always keep original ones).
         score ("auto" / "norm" / "duplicates", None = unchanged): which rows a keep ratio
         keeps; "auto" = "norm" on DeepSeek-OCR's projector, "duplicates" on others."""
-        from .merging import (check_merge_positions, check_merge_score, parse_merge,
-                              resolve_merge_score)
-
-        mode, ratio = parse_merge(merge)
+        self.merge, positions, score = C.apply_merge(self._mtmd, self.projector_type, merge,
+                                                     positions, score)
         if positions is not None:
-            check_merge_positions(positions)
-        if score is not None:
-            score = resolve_merge_score(score, self.projector_type)
-            if B.merge.mtmd_merge_set_score(self._mtmd, check_merge_score(score)) != 0:
-                raise ValueError(f"mtmd_merge_set_score rejected {score!r}")
-            self.merge_score = score
-        if B.merge.mtmd_merge_set(self._mtmd, mode, ratio) != 0:
-            raise ValueError(f"mtmd_merge_set rejected merge={merge!r}")
-        if positions is not None:
-            if B.merge.mtmd_merge_set_1d_positions(self._mtmd, int(positions == "consecutive")):
-                raise ValueError(f"mtmd_merge_set_1d_positions rejected {positions!r}")
             self.merge_positions = positions
-        self.merge = {B.MERGE_OFF: "off", B.MERGE_DYNAMIC: "auto"}.get(mode, ratio)
+        if score is not None:
+            self.merge_score = score
 
     def merge_kept(self) -> list[int]:
         """Original image-token ids kept by the last merge (ascending); [] if none merged."""
-        n = B.merge.mtmd_merge_get_kept(self._mtmd, None, 0)
-        if n < 0:
-            return []
-        out = (ctypes.c_int32 * max(1, n))()
-        B.merge.mtmd_merge_get_kept(self._mtmd, out, n)
-        return list(out[:n])
+        return C.merge_kept(self._mtmd)
 
     def _merge_stats(self, stats: "Stats", n_before: int) -> None:
-        nb, na = ctypes.c_int32(), ctypes.c_int32()
-        r, rs, ri, ms = ctypes.c_double(), ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
-        if B.merge.mtmd_merge_get_last(self._mtmd, ctypes.byref(nb), ctypes.byref(na), ctypes.byref(r),
-                                       ctypes.byref(rs), ctypes.byref(ri), ctypes.byref(ms)) != 0:
+        last = C.merge_last(self._mtmd)
+        if last is None:
             stats.image_tokens_merged += n_before
             return
-        stats.image_tokens_merged += na.value
-        stats.prompt_tokens -= nb.value - na.value   # cells the merged-away rows no longer take
-        stats.merge_ratio = r.value
-        stats.merge_ms += ms.value
+        stats.image_tokens_merged += last.tokens_after
+        stats.prompt_tokens -= last.tokens_before - last.tokens_after   # cells the merged-away rows no longer take
+        stats.merge_ratio = last.ratio
+        stats.merge_ms += last.merge_ms
 
     def set_fixation(self, ratio: float, k_min: int = 16, focal_layers=None,
                      max_tokens: int = 8, dilation: int = 0, refresh: int = 1,
@@ -208,38 +188,8 @@ class Engine:
         model file, else one layer at a third of the depth. `sample`: that many fixed image
         tokens (spread over the page) also attend, each standing for its share of the hidden
         ones (compensation; 0 = off)."""
-        ratio = float(ratio)
-        n_layer = llama.llama_model_n_layer(self._model)
-        if not 0.0 <= ratio <= 1.0:
-            raise ValueError(f"fixation ratio must be in [0, 1], got {ratio}")
-        if ratio > 0 and k_min < 1:
-            raise ValueError(f"fixation k_min must be >= 1, got {k_min}")
-        if focal_layers in (None, "auto"):  # calibrated for this model file, else the default
-            from .calibrate import saved_focal_layers
-            focal_layers = saved_focal_layers(self.model_path) if ratio > 0 else None
-        focal = list(focal_layers or [])
-        bad = [f for f in focal if not 0 <= int(f) < n_layer]
-        if bad:
-            raise ValueError(f"focal layers {bad} out of range: the model has {n_layer} layers")
-        if max_tokens < 1:
-            raise ValueError(f"fixation max_tokens must be >= 1, got {max_tokens}")
-        if dilation < 0:
-            raise ValueError(f"fixation dilation must be >= 0, got {dilation}")
-        if int(refresh) != refresh or refresh < 1:
-            raise ValueError(f"fixation refresh interval must be an integer >= 1, got {refresh}")
-        if int(sample) != sample or not 0 <= sample <= 4096:
-            raise ValueError(f"fixation sample must be an integer in [0, 4096], got {sample}")
-        arr = (ctypes.c_int32 * max(1, len(focal)))(*[int(f) for f in focal])
-        rc = B.fixation.llama_fixation_set(self._ctx, ratio, int(k_min), arr, len(focal),
-                                           int(max_tokens))
-        if rc != 0:
-            raise ValueError(f"llama_fixation_set rejected ratio={ratio} k_min={k_min} "
-                             f"focal={focal} (code {rc})")
-        if ratio > 0:
-            B.fixation.llama_fixation_set_dilation(self._ctx, int(dilation))
-            B.fixation.llama_fixation_set_refresh(self._ctx, int(refresh))
-            B.fixation.llama_fixation_set_sample(self._ctx, int(sample))
-        self.fixation = ratio
+        self.fixation, _ = C.apply_fixation(self._ctx, self._model, self.model_path, ratio, k_min,
+                                            focal_layers, max_tokens, dilation, refresh, sample)
 
     def logits(self, i: int = -1):
         """Logits of row i of the last decoded batch, as a numpy view of llama.cpp's buffer
@@ -251,22 +201,15 @@ class Engine:
 
     def fixation_selection(self, seq_id: int = 0) -> list[int]:
         """Image-token indices (row-major on the page grid) attended at the last step."""
-        n = B.fixation.llama_fixation_get_last(self._ctx, seq_id, None, 0)
-        out = (ctypes.c_int32 * max(1, n))()
-        n = B.fixation.llama_fixation_get_last(self._ctx, seq_id, out, n)
-        return list(out[:n])
+        return C.fixation_selection(self._ctx, seq_id)
 
     def _fixation_stats(self, stats: "Stats") -> None:
-        sel, img, rows = ctypes.c_double(), ctypes.c_double(), ctypes.c_int64()
-        focal = (ctypes.c_int32 * 64)()
-        n = B.fixation.llama_fixation_get_stats(self._ctx, ctypes.byref(sel), ctypes.byref(img),
-                                                ctypes.byref(rows), focal, 64)
+        fs = C.fixation_stats(self._ctx)
         stats.fixation_ratio = self.fixation
         dense = float(stats.image_tokens)
-        stats.visual_tokens_selected = sel.value if rows.value else dense
-        stats.visual_tokens_attended = (B.fixation.llama_fixation_get_attended(self._ctx)
-                                        if rows.value else dense)
-        stats.focal_layers = list(focal[:n]) if self.fixation else []
+        stats.visual_tokens_selected = fs.selected if fs.rows else dense
+        stats.visual_tokens_attended = fs.attended if fs.rows else dense
+        stats.focal_layers = fs.focal_layers if self.fixation else []
 
     def _init_projector(self, n_gpu_layers: int) -> None:
         model, mmproj = self.model_path, self.mmproj_path

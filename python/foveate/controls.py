@@ -1,0 +1,145 @@
+"""foveate's settings applied to raw llama.cpp / mtmd contexts: fixation on a llama_context,
+token merging on an mtmd_context, and reading their last results back.
+
+Shared by the Engine (foveate's own reader) and `foveate.enable` (an existing
+llama-cpp-python `Llama` and its `MTMDChatHandler`), so both validate alike and raise the
+same errors.
+"""
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass, field
+
+from . import _bindings as B
+
+llama = B.llama
+
+# fixation's compensation sample: image cells per row standing in for the unselected ones
+# (docs/benchmarks.md, "Fixation: compensation"); the CLI repeats it as a literal
+FIXATION_SAMPLE = 64
+
+
+def apply_fixation(ctx, model, model_path: str, ratio: float, k_min: int = 16, focal_layers=None,
+                   max_tokens: int = 8, dilation: int = 0, refresh: int = 1,
+                   sample: int = FIXATION_SAMPLE) -> tuple[float, list[int]]:
+    """Set decode-time visual KV selection on llama_context `ctx` (0 = off). `focal_layers`
+    None / "auto": the layer `foveate calibrate` chose for `model_path`, else one layer at a
+    third of the depth. Returns (ratio, focal layers asked for; [] = the default)."""
+    try:
+        ratio = float(ratio)
+    except (TypeError, ValueError):
+        raise ValueError(f"fixation ratio must be a number in [0, 1], got {ratio!r}") from None
+    n_layer = llama.llama_model_n_layer(model)
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"fixation ratio must be in [0, 1], got {ratio}")
+    if ratio > 0 and k_min < 1:
+        raise ValueError(f"fixation k_min must be >= 1, got {k_min}")
+    if focal_layers in (None, "auto"):  # calibrated for this model file, else the default
+        from .calibrate import saved_focal_layers
+        focal_layers = saved_focal_layers(model_path) if ratio > 0 else None
+    focal = list(focal_layers or [])
+    bad = [f for f in focal if not 0 <= int(f) < n_layer]
+    if bad:
+        raise ValueError(f"focal layers {bad} out of range: the model has {n_layer} layers")
+    if max_tokens < 1:
+        raise ValueError(f"fixation max_tokens must be >= 1, got {max_tokens}")
+    if dilation < 0:
+        raise ValueError(f"fixation dilation must be >= 0, got {dilation}")
+    if int(refresh) != refresh or refresh < 1:
+        raise ValueError(f"fixation refresh interval must be an integer >= 1, got {refresh}")
+    if int(sample) != sample or not 0 <= sample <= 4096:
+        raise ValueError(f"fixation sample must be an integer in [0, 4096], got {sample}")
+    arr = (ctypes.c_int32 * max(1, len(focal)))(*[int(f) for f in focal])
+    rc = B.fixation.llama_fixation_set(ctx, ratio, int(k_min), arr, len(focal), int(max_tokens))
+    if rc != 0:
+        raise ValueError(f"llama_fixation_set rejected ratio={ratio} k_min={k_min} "
+                         f"focal={focal} (code {rc})")
+    if ratio > 0:
+        B.fixation.llama_fixation_set_dilation(ctx, int(dilation))
+        B.fixation.llama_fixation_set_refresh(ctx, int(refresh))
+        B.fixation.llama_fixation_set_sample(ctx, int(sample))
+    return ratio, [int(f) for f in focal]
+
+
+@dataclass
+class FixationStats:
+    """Since the last reset (llama_fixation_reset_stats): per decode row, image tokens the
+    focal layers selected and attended (mean over layers), the image tokens of the row's
+    sequence, how many rows were counted, and the focal layers used."""
+    selected: float = 0.0
+    attended: float = 0.0
+    image_tokens: float = 0.0
+    rows: int = 0
+    focal_layers: list = field(default_factory=list)
+
+
+def fixation_stats(ctx) -> FixationStats:
+    sel, img, rows = ctypes.c_double(), ctypes.c_double(), ctypes.c_int64()
+    focal = (ctypes.c_int32 * 64)()
+    n = B.fixation.llama_fixation_get_stats(ctx, ctypes.byref(sel), ctypes.byref(img),
+                                            ctypes.byref(rows), focal, 64)
+    return FixationStats(selected=sel.value, attended=B.fixation.llama_fixation_get_attended(ctx),
+                         image_tokens=img.value, rows=rows.value, focal_layers=list(focal[:max(0, n)]))
+
+
+def fixation_selection(ctx, seq_id: int = 0) -> list[int]:
+    """Image-token indices (row-major on the page grid) attended at the last step."""
+    n = B.fixation.llama_fixation_get_last(ctx, seq_id, None, 0)
+    out = (ctypes.c_int32 * max(1, n))()
+    n = B.fixation.llama_fixation_get_last(ctx, seq_id, out, n)
+    return list(out[:n])
+
+
+def apply_merge(mctx, projector_type: str, merge, positions: str | None = None,
+                score: str | None = None) -> tuple[object, str | None, str | None]:
+    """Set prefill token merging (RTPrune) on mtmd_context `mctx`: None/"off", "auto" (ratio
+    per page) or a keep ratio in (0, 1]. positions ("original" / "consecutive", None =
+    unchanged): where a 1-D RoPE model decodes the kept rows. score ("auto" / "norm" /
+    "duplicates", None = unchanged); "auto" resolves by `projector_type`. Returns (merge as
+    set: "off", "auto" or the ratio; positions; the resolved score)."""
+    from .merging import check_merge_positions, check_merge_score, parse_merge, resolve_merge_score
+
+    mode, ratio = parse_merge(merge)
+    if positions is not None:
+        check_merge_positions(positions)
+    if score is not None:
+        score = resolve_merge_score(score, projector_type)
+        if B.merge.mtmd_merge_set_score(mctx, check_merge_score(score)) != 0:
+            raise ValueError(f"mtmd_merge_set_score rejected {score!r}")
+    if B.merge.mtmd_merge_set(mctx, mode, ratio) != 0:
+        raise ValueError(f"mtmd_merge_set rejected merge={merge!r}")
+    if positions is not None and B.merge.mtmd_merge_set_1d_positions(mctx, int(positions == "consecutive")):
+        raise ValueError(f"mtmd_merge_set_1d_positions rejected {positions!r}")
+    return {B.MERGE_OFF: "off", B.MERGE_DYNAMIC: "auto"}.get(mode, ratio), positions, score
+
+
+@dataclass
+class MergeResult:
+    """The last image mtmd merged: image tokens before and after, the keep ratio chosen,
+    the dynamic ratio's two terms, and the merge's own time."""
+    tokens_before: int
+    tokens_after: int
+    ratio: float
+    r_sim: float
+    r_info: float
+    merge_ms: float
+
+
+def merge_last(mctx) -> MergeResult | None:
+    """None when merging was off (or no image was encoded since it was set)."""
+    nb, na = ctypes.c_int32(), ctypes.c_int32()
+    r, rs, ri, ms = ctypes.c_double(), ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
+    if B.merge.mtmd_merge_get_last(mctx, ctypes.byref(nb), ctypes.byref(na), ctypes.byref(r),
+                                   ctypes.byref(rs), ctypes.byref(ri), ctypes.byref(ms)) != 0:
+        return None
+    return MergeResult(nb.value, na.value, r.value, rs.value, ri.value, ms.value)
+
+
+def merge_kept(mctx) -> list[int]:
+    """Original image-token ids kept by the last merge (ascending); [] if none merged."""
+    n = B.merge.mtmd_merge_get_kept(mctx, None, 0)
+    if n < 0:
+        return []
+    out = (ctypes.c_int32 * max(1, n))()
+    B.merge.mtmd_merge_get_kept(mctx, out, n)
+    return list(out[:n])
