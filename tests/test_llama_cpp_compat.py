@@ -28,3 +28,97 @@ def test_mtmd_chat_handler_reads_image(models, page):
     # position by max(16, 8) = 16, plus the <|vision_start|>/<|vision_end|> markers
     assert out["usage"]["prompt_tokens"] - without["usage"]["prompt_tokens"] >= 16
     assert isinstance(out["choices"][0]["message"]["content"], str)
+
+
+# --- foveate.enable: fixation and merging on a llama-cpp-python Llama --------------------------
+
+def _reader_chat():
+    """The bundled layout reader behind llama-cpp-python's MTMDChatHandler. Its GGUF template
+    prints message['content'] as is, and the chat handlers pass a list of parts, so the Llama
+    gets a ChatML template that joins the parts (the prompt foveate.Reader builds)."""
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import MTMDChatHandler
+
+    from conftest import REPO
+
+    handler = MTMDChatHandler(clip_model_path=str(REPO / "models/reader/foveate-reader-mmproj-f16.gguf"),
+                              verbose=False)
+    llm = Llama(model_path=str(REPO / "models/reader/foveate-reader-layout-q8_0.gguf"),
+                chat_handler=handler, n_ctx=2048, n_threads=2, flash_attn=True, verbose=False)
+    llm.metadata["tokenizer.chat_template"] = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}"
+        "{{ m['content'] }}{% else %}{% for p in m['content'] %}{{ p['text'] }}"
+        "{% if not loop.last %}\n{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    return llm, handler
+
+
+def _chat_read(llm, png):
+    uri = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
+    out = llm.create_chat_completion(
+        messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": uri}},
+                                               {"type": "text", "text": "Read the text in the image."}]}],
+        max_tokens=300, temperature=0.0)
+    return out["choices"][0]["message"]["content"]
+
+
+def test_enable_gives_llama_the_readers_fixation_and_merging():
+    """A page read through llama-cpp-python with foveate.enable: merging gives the same text
+    as foveate.Reader with the same setting; fixation selects 5% of the (merged) page per
+    step at the calibrated focal layer; turned off, the text is the stock one again."""
+    import foveate
+    from conftest import DATA, REPO
+    from foveate.evaluate import cer
+
+    png = DATA / "pages-document" / "heldout-00003.png"
+    truth = png.with_suffix(".txt").read_text()
+    llm, handler = _reader_chat()
+    dense = _chat_read(llm, png)
+    fov = foveate.enable(llm, merge=0.84)
+    merged = _chat_read(llm, png)
+    st = fov.stats()
+    assert st["image_tokens_before_merge"] == 624 and st["image_tokens_merged"] == 524
+    assert st["merge_ratio"] == 0.84 and st["merge"] == 0.84 and st["fixation_ratio"] == 0.0
+    fov.set_fixation(0.05, k_min=4)
+    both = _chat_read(llm, png)
+    st = fov.stats()
+    assert st["decode_rows"] > 0 and st["image_tokens"] == 524
+    assert st["visual_tokens_selected"] == 27          # ceil(0.05 * 524)
+    assert st["focal_layers"] == [3]                     # the calibrated layer (sidecar)
+    fov.set_merge("off")
+    fov.set_fixation(None)
+    fov.reset_stats()
+    assert _chat_read(llm, png) == dense                 # off again: the stock computation
+    assert fov.stats()["decode_rows"] == 0
+
+    with foveate.Reader(REPO / "models/reader/foveate-reader-layout-q8_0.gguf",
+                        REPO / "models/reader/foveate-reader-mmproj-f16.gguf", n_ctx=2048,
+                        threads=2, merge=0.84) as r:
+        assert r.read(png, max_tokens=300).text == merged
+        r.engine.set_merge(None)
+        assert r.read(png, max_tokens=300).text == dense
+    # llama-cpp-python evaluates the prompt's last token again as a one-token decode, so its
+    # first step is already sparse (the Reader's comes from the dense prefill): the two
+    # fixation texts may differ by a word; both must still read the page
+    assert cer(dense, truth) < 0.05 and cer(merged, truth) < 0.1 and cer(both, truth) < 0.1
+
+
+def test_enable_rejects_bad_arguments(models):
+    import pytest
+    from llama_cpp import Llama
+
+    import foveate
+
+    with pytest.raises(TypeError, match="llama_cpp.Llama"):
+        foveate.enable(object(), fixation=0.05)
+    llm = Llama(model_path=str(models["q8_0"]), n_ctx=256, n_threads=2, verbose=False)
+    with pytest.raises(ValueError, match="chat handler"):
+        foveate.enable(llm, merge=0.84)
+    with pytest.raises(ValueError, match=r"fixation ratio must be in \[0, 1\]"):
+        foveate.enable(llm, fixation=1.5)
+    with pytest.raises(ValueError, match="merge"):
+        foveate.enable(llm, fixation=0.05, merge=1.7)
+    with pytest.raises(ValueError, match="focal layers"):
+        foveate.enable(llm, fixation=0.05, focal_layers=[99])
+    fov = foveate.enable(llm, fixation=0.05)   # no handler: fixation alone is fine
+    assert fov.stats()["fixation_ratio"] == 0.05

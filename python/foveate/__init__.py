@@ -3,7 +3,7 @@ from .errors import (BuildError, ContextError, DecodeError, FoveateError, ImageE
                      ModelError, ProjectorError)
 
 __version__ = "0.1.0"
-__all__ = ["Reader", "Result", "FoveateError", "ModelError", "ProjectorError", "ImageError",
+__all__ = ["Reader", "Result", "enable", "FoveateError", "ModelError", "ProjectorError", "ImageError",
            "ContextError", "DecodeError", "BuildError", "__version__"]
 
 
@@ -11,6 +11,9 @@ def __getattr__(name):  # load the native libraries only when the API is used
     if name in ("Reader",):
         from .api import Reader
         return Reader
+    if name == "enable":   # fixation / merging on a llama-cpp-python Llama
+        from .llama_cpp_bridge import enable
+        return enable
     if name == "Result":
         from .engine import Result
         return Result
