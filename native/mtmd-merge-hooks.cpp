@@ -6,6 +6,7 @@
 #include "clip.h"
 #include "clip-impl.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace {
@@ -48,6 +49,8 @@ foveate_merge_pixels overview_pixels(const clip_ctx * clip, const clip_image_f32
 // hand `res` out as the last merge result, its rows into out_embd
 void publish(foveate_merge_state & st, const void * key, foveate_merge_result && res, std::vector<float> & out_embd) {
     st.last = std::move(res);
+    // a buffer even for no rows: mtmd_merge_kept_rows knows the result by this pointer
+    out_embd.reserve(std::max<size_t>(1, st.last.rows.size()));
     out_embd.assign(st.last.rows.begin(), st.last.rows.end());
     st.last.rows.clear();
     st.has_last  = true;

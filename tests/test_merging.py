@@ -290,3 +290,49 @@ def test_two_images_in_one_prompt_are_merged_each():
     assert m1 == 2 * int(408 * 0.5)
     assert p1 == p0
     assert np.isfinite(l1).all() and not np.array_equal(l0, l1)
+
+
+def test_merging_through_the_batch_api(monkeypatch):
+    """llama-server and llama-mtmd-cli encode through mtmd_batch_* (patches/0011). With
+    merging on, an image batch refuses a second chunk, mtmd_batch_get_output_embd returns the
+    image's merged rows, and the page reads exactly as through mtmd_encode_chunk."""
+    import ctypes
+
+    from foveate import Reader
+    from foveate import _bindings as B
+
+    lib, p = B.merge, ctypes.c_void_p
+    lib.mtmd_batch_init.argtypes, lib.mtmd_batch_init.restype = [p], p
+    lib.mtmd_batch_add_chunk.argtypes, lib.mtmd_batch_add_chunk.restype = [p, p], ctypes.c_int32
+    lib.mtmd_batch_encode.argtypes, lib.mtmd_batch_encode.restype = [p], ctypes.c_int32
+    lib.mtmd_batch_get_output_embd.argtypes = [p, p]
+    lib.mtmd_batch_get_output_embd.restype = ctypes.POINTER(ctypes.c_float)
+    lib.mtmd_batch_free.argtypes, lib.mtmd_batch_free.restype = [p], None
+
+    png = Path(__file__).parent / "data" / "pages-document" / "heldout-00003.png"
+    reader_dir = Path(__file__).resolve().parents[1] / "models" / "reader"
+    with Reader(reader_dir / "foveate-reader-layout-q8_0.gguf",
+                reader_dir / "foveate-reader-mmproj-f16.gguf", n_ctx=2048, threads=2,
+                merge=0.84) as r:
+        via_chunk = r.read(png, max_tokens=300)
+        batches = []
+
+        def encode_in_a_batch(mctx, chunk):
+            b = lib.mtmd_batch_init(mctx)
+            batches.append(b)
+            assert lib.mtmd_batch_add_chunk(b, chunk) == 0
+            assert lib.mtmd_batch_add_chunk(b, chunk) == 2   # merging: one image per batch
+            rc = lib.mtmd_batch_encode(b)
+            batches.append(lib.mtmd_batch_get_output_embd(b, chunk))
+            return rc
+
+        monkeypatch.setattr(B.mtmd, "mtmd_encode_chunk", encode_in_a_batch)
+        monkeypatch.setattr(B.mtmd, "mtmd_get_output_embd", lambda mctx: batches[-1])
+        try:
+            via_batch = r.read(png, max_tokens=300)
+        finally:
+            monkeypatch.undo()
+            lib.mtmd_batch_free(batches[0])
+    assert len(batches) == 2
+    assert via_chunk.stats.image_tokens_merged == via_batch.stats.image_tokens_merged == 524
+    assert via_batch.text == via_chunk.text
