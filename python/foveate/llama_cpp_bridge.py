@@ -63,7 +63,8 @@ class Foveation:
 
     def set_merge(self, merge, positions: str = "original", score: str = "auto") -> None:
         """As foveate.Reader's merge arguments; None/"off" = off (the stock projector output)."""
-        if merge in (None, "off") and self.handler is None:
+        if merge in (None, "off") and (self.handler is None or self.handler.mtmd_ctx is None):
+            # nothing to turn off: a projector context starts with merging off
             self.merge = "off"
             return
         self.merge, _, _ = C.apply_merge(self._mtmd(), self._projector_type, merge, positions, score)
