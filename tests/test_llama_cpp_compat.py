@@ -120,5 +120,8 @@ def test_enable_rejects_bad_arguments(models):
         foveate.enable(llm, fixation=0.05, merge=1.7)
     with pytest.raises(ValueError, match="focal layers"):
         foveate.enable(llm, fixation=0.05, focal_layers=[99])
+    with pytest.raises(ValueError, match="merge_score"):
+        foveate.enable(llm, fixation=0.05, merge_score="bogus")
+    assert foveate.enable(llm, merge=0).merge == "off"   # 0 = off: no handler needed
     fov = foveate.enable(llm, fixation=0.05)   # no handler: fixation alone is fine
     assert fov.stats()["fixation_ratio"] == 0.05

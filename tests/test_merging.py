@@ -295,7 +295,8 @@ def test_two_images_in_one_prompt_are_merged_each():
 def test_merging_through_the_batch_api(monkeypatch):
     """llama-server and llama-mtmd-cli encode through mtmd_batch_* (patches/0011). With
     merging on, an image batch refuses a second chunk, mtmd_batch_get_output_embd returns the
-    image's merged rows, and the page reads exactly as through mtmd_encode_chunk."""
+    image's merged rows while they are the context's last merge result, and the page reads
+    exactly as through mtmd_encode_chunk."""
     import ctypes
 
     from foveate import Reader
@@ -322,6 +323,11 @@ def test_merging_through_the_batch_api(monkeypatch):
             batches.append(b)
             assert lib.mtmd_batch_add_chunk(b, chunk) == 0
             assert lib.mtmd_batch_add_chunk(b, chunk) == 2   # merging: one image per batch
+            assert lib.mtmd_batch_encode(b) == 0
+            assert lib.mtmd_batch_get_output_embd(b, chunk)
+            # a new setting makes the merged rows stale: no pointer, the caller encodes again
+            assert B.merge.mtmd_merge_set(mctx, B.MERGE_FIXED, 0.84) == 0
+            assert not lib.mtmd_batch_get_output_embd(b, chunk)
             rc = lib.mtmd_batch_encode(b)
             batches.append(lib.mtmd_batch_get_output_embd(b, chunk))
             return rc

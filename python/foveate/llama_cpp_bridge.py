@@ -26,18 +26,21 @@ from .gguf_check import read_gguf_info
 
 class Foveation:
     """foveate's settings on one `Llama` (and its chat handler's projector context). Settings
-    stay until changed; `stats()` covers what ran since `reset_stats()`."""
+    stay until changed. `stats()`: fixation since `reset_stats()`, merging of the last image
+    merged (a tiled image: its last chunk)."""
 
     def __init__(self, llm, chat_handler=None):
         for attr in ("ctx", "model", "model_path"):
             if not hasattr(llm, attr):
                 raise TypeError(f"foveate.enable needs a llama_cpp.Llama, got {type(llm).__name__}")
         self.llm = llm
-        self.handler = chat_handler if chat_handler is not None else getattr(llm, "chat_handler", None)
-        if self.handler is not None and not hasattr(self.handler, "_init_mtmd_context"):
-            raise TypeError(f"chat handler {type(self.handler).__name__} has no image projector "
+        handler = chat_handler if chat_handler is not None else getattr(llm, "chat_handler", None)
+        if chat_handler is not None and not hasattr(chat_handler, "_init_mtmd_context"):
+            raise TypeError(f"chat handler {type(chat_handler).__name__} has no image projector "
                             f"context (use MTMDChatHandler or a Llava15ChatHandler subclass such "
                             f"as Qwen25VLChatHandler)")
+        # the Llama's own handler may be a text-only one: then only fixation applies
+        self.handler = handler if hasattr(handler, "_init_mtmd_context") else None
         self.fixation = 0.0
         self.merge = "off"
         self._projector_type = None
@@ -63,7 +66,9 @@ class Foveation:
 
     def set_merge(self, merge, positions: str = "original", score: str = "auto") -> None:
         """As foveate.Reader's merge arguments; None/"off" = off (the stock projector output)."""
-        if merge in (None, "off") and (self.handler is None or self.handler.mtmd_ctx is None):
+        from .merging import parse_merge
+
+        if parse_merge(merge)[0] == B.MERGE_OFF and (self.handler is None or self.handler.mtmd_ctx is None):
             # nothing to turn off: a projector context starts with merging off
             self.merge = "off"
             return
@@ -103,11 +108,14 @@ def enable(llm, chat_handler=None, *, fixation=None, fixation_k_min: int = 16, f
     foveate.Reader's). `chat_handler` defaults to the Llama's own; merging needs one.
     Returns the Foveation handle (change settings, read stats). Raises TypeError/ValueError
     naming the bad argument."""
-    from .merging import check_merge_positions, parse_merge
+    from .merging import check_merge_positions, parse_merge, resolve_merge_score
 
-    parse_merge(merge)   # bad merge settings fail before fixation changes
+    merging = parse_merge(merge)[0] != B.MERGE_OFF   # bad merge settings fail before fixation changes
     check_merge_positions(merge_positions)
+    resolve_merge_score(merge_score, "")
     fov = Foveation(llm, chat_handler)
+    if merging and fov.handler is None:
+        fov._mtmd()   # raises: merging needs the image chat handler
     fov.set_fixation(fixation, fixation_k_min, focal_layers, fixation_dilation, fixation_refresh,
                      fixation_sample)
     fov.set_merge(merge, merge_positions, merge_score)
