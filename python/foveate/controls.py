@@ -21,10 +21,10 @@ FIXATION_SAMPLE = 64
 
 def apply_fixation(ctx, model, model_path: str, ratio: float, k_min: int = 16, focal_layers=None,
                    max_tokens: int = 8, dilation: int = 0, refresh: int = 1,
-                   sample: int = FIXATION_SAMPLE) -> tuple[float, list[int]]:
+                   sample: int = FIXATION_SAMPLE) -> float:
     """Set decode-time visual KV selection on llama_context `ctx` (0 = off). `focal_layers`
     None / "auto": the layer `foveate calibrate` chose for `model_path`, else one layer at a
-    third of the depth. Returns (ratio, focal layers asked for; [] = the default)."""
+    third of the depth. Returns the ratio set."""
     try:
         ratio = float(ratio)
     except (TypeError, ValueError):
@@ -58,7 +58,7 @@ def apply_fixation(ctx, model, model_path: str, ratio: float, k_min: int = 16, f
         B.fixation.llama_fixation_set_dilation(ctx, int(dilation))
         B.fixation.llama_fixation_set_refresh(ctx, int(refresh))
         B.fixation.llama_fixation_set_sample(ctx, int(sample))
-    return ratio, [int(f) for f in focal]
+    return ratio
 
 
 @dataclass

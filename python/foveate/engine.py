@@ -94,9 +94,7 @@ class Engine:
             if pinfo.arch != "clip":
                 raise ProjectorError(f"projector file is not an mmproj (architecture "
                                      f"'{pinfo.arch}'): {mmproj}")
-            # as clip.cpp: the default key, else (mixed-modality projectors) the vision one
-            self.projector_type = str(pinfo.metadata.get("clip.projector_type")
-                                      or pinfo.metadata.get("clip.vision.projector_type", ""))
+            self.projector_type = pinfo.projector_type
         if n_ctx <= 0:
             raise ContextError(f"n_ctx must be positive, got {n_ctx}")
         from .merging import check_merge_positions, parse_merge, resolve_merge_score
@@ -188,8 +186,8 @@ class Engine:
         model file, else one layer at a third of the depth. `sample`: that many fixed image
         tokens (spread over the page) also attend, each standing for its share of the hidden
         ones (compensation; 0 = off)."""
-        self.fixation, _ = C.apply_fixation(self._ctx, self._model, self.model_path, ratio, k_min,
-                                            focal_layers, max_tokens, dilation, refresh, sample)
+        self.fixation = C.apply_fixation(self._ctx, self._model, self.model_path, ratio, k_min,
+                                         focal_layers, max_tokens, dilation, refresh, sample)
 
     def logits(self, i: int = -1):
         """Logits of row i of the last decoded batch, as a numpy view of llama.cpp's buffer

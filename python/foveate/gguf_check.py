@@ -33,6 +33,13 @@ class GGUFInfo:
     def arch(self) -> str:
         return str(self.metadata.get("general.architecture", ""))
 
+    @property
+    def projector_type(self) -> str:
+        """An mmproj's projector, as clip.cpp reads it: the default key, else (mixed-modality
+        projectors) the vision one."""
+        return str(self.metadata.get("clip.projector_type")
+                   or self.metadata.get("clip.vision.projector_type", ""))
+
 
 class _Reader:
     def __init__(self, f, size: int):

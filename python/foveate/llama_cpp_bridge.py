@@ -51,18 +51,17 @@ class Foveation:
             raise ValueError("token merging needs the Llama's image chat handler "
                              "(Llama(chat_handler=MTMDChatHandler(...)) or enable(llm, chat_handler))")
         if self._projector_type is None:
-            info = read_gguf_info(self.handler.clip_model_path, ProjectorError, "projector")
-            self._projector_type = str(info.metadata.get("clip.projector_type")
-                                       or info.metadata.get("clip.vision.projector_type", ""))
+            self._projector_type = read_gguf_info(self.handler.clip_model_path, ProjectorError,
+                                                  "projector").projector_type
         self.handler._init_mtmd_context(self.llm)
         return self.handler.mtmd_ctx
 
     def set_fixation(self, ratio, k_min: int = 16, focal_layers=None, dilation: int = 0,
                      refresh: int = 1, sample: int = FIXATION_SAMPLE) -> None:
         """As foveate.Reader's fixation arguments; ratio None/0 = off (the stock graph)."""
-        self.fixation, _ = C.apply_fixation(self.llm.ctx, self.llm.model, self.llm.model_path,
-                                            ratio or 0.0, k_min, focal_layers, 8, dilation,
-                                            refresh, sample)
+        self.fixation = C.apply_fixation(self.llm.ctx, self.llm.model, self.llm.model_path,
+                                         ratio or 0.0, k_min, focal_layers, 8, dilation, refresh,
+                                         sample)
 
     def set_merge(self, merge, positions: str = "original", score: str = "auto") -> None:
         """As foveate.Reader's merge arguments; None/"off" = off (the stock projector output)."""
