@@ -9,6 +9,12 @@ directory is the pristine source plus patches/*.patch applied in order.
 Unchanged files keep their timestamps when the patches change, so an
 incremental build only recompiles what a patch touched.
 
+The download runs inside pip's isolated build environment, with `python -m pip download`:
+pyproject.toml lists pip as a build requirement so that it is importable there (an isolated
+build environment hides the venv's own pip). pip, not urllib, because it honours the user's
+index, proxy, certificate and find-links settings, the same ones that fetched the build
+backend a moment before.
+
 Offline builds: set FOVEATE_SDIST to a local copy of the tarball (its hash is
 checked), or FOVEATE_SDIST_DIR to an already extracted sdist directory.
 """
@@ -32,9 +38,12 @@ PIP_SPEC = "llama-cpp-python==0.3.36"
 SKIP_TOP = {"models", "docs", "media", ".github", "benches", ".git"}
 
 
-def fail(msg: str) -> None:
-    print(f"foveate: {msg}", file=sys.stderr)
-    sys.exit(1)
+class SourceError(Exception):
+    """The llama.cpp source cannot be prepared; the message says why and what to do."""
+
+
+def fail(msg: str):
+    raise SourceError(msg)
 
 
 def default_cache_dir() -> Path:
@@ -58,20 +67,26 @@ def fetch_sdist(cache: Path) -> Path:
     tarball = Path(local) if local else cache / SDIST_FILE
     if not tarball.exists():
         if local:
-            fail(f"FOVEATE_SDIST={local} does not exist")
+            fail(f"FOVEATE_SDIST={local} does not exist (it should be the file {SDIST_FILE})")
         cache.mkdir(parents=True, exist_ok=True)
         print(f"foveate: downloading {PIP_SPEC} sdist into {cache}", flush=True)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
                "--no-build-isolation", PIP_SPEC, "-d", str(cache)]
-        r = subprocess.run(cmd)
-        if r.returncode != 0 or not tarball.exists():
-            fail(f"could not download {PIP_SPEC}; for an offline build set FOVEATE_SDIST "
-                 f"(the tarball) or FOVEATE_SDIST_DIR (an extracted sdist)")
+        try:
+            r = subprocess.run(cmd)
+            ok = r.returncode == 0
+        except OSError:
+            ok = False
+        if not ok or not tarball.exists():
+            fail(f"could not download {PIP_SPEC} with pip (see pip's message above); for an "
+                 f"offline build set FOVEATE_SDIST (the tarball {SDIST_FILE}) or "
+                 f"FOVEATE_SDIST_DIR (an extracted sdist)")
     digest = sha256_of(tarball)
     if digest != SDIST_SHA256:
         if not local:
-            tarball.unlink()
-        fail(f"{tarball}: sha256 {digest} != pinned {SDIST_SHA256}; refusing to build")
+            tarball.unlink()  # a bad download must not poison the cache: the next run refetches
+        fail(f"{tarball}: sha256 {digest} does not match the pinned {SDIST_SHA256}; "
+             f"refusing to build" + ("" if local else " (removed from the cache)"))
     return tarball
 
 
@@ -79,7 +94,8 @@ def extracted_sdist(cache: Path) -> Path:
     if os.environ.get("FOVEATE_SDIST_DIR"):
         root = Path(os.environ["FOVEATE_SDIST_DIR"])
         if not (root / "vendor" / "llama.cpp" / "CMakeLists.txt").exists():
-            fail(f"FOVEATE_SDIST_DIR={root} holds no vendor/llama.cpp")
+            fail(f"FOVEATE_SDIST_DIR={root} holds no vendor/llama.cpp/CMakeLists.txt (it "
+                 f"should be the extracted {SDIST_NAME} folder)")
         return root
     tarball = fetch_sdist(cache)
     root = cache / SDIST_NAME
@@ -105,6 +121,8 @@ def apply_patches(tree: Path, patches: list[Path]) -> None:
     # The build tree may sit inside foveate's own git checkout: stop git from finding
     # it, so `git apply` patches this folder as a plain directory.
     env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tree.parent))
+    if not shutil.which("git"):
+        fail("git is needed to apply foveate's patches to llama.cpp: install git and retry")
     for p in patches:
         check = subprocess.run(["git", "apply", "--check", str(p)], cwd=tree, env=env,
                                capture_output=True, text=True)
@@ -144,7 +162,14 @@ def main() -> None:
     ap.add_argument("--python-layer-out", type=Path,
                     help="where to write the path of llama-cpp-python's llama_cpp/ package")
     args = ap.parse_args()
+    try:
+        prepare(args)
+    except SourceError as e:
+        print(f"foveate: {e}", file=sys.stderr)
+        sys.exit(1)
 
+
+def prepare(args) -> None:
     root = extracted_sdist(default_cache_dir())
     pristine = root / "vendor" / "llama.cpp"
     patches = sorted(args.patches.glob("*.patch"))
