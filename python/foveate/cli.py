@@ -12,11 +12,14 @@ from pathlib import Path
 from .errors import FoveateError
 
 
-def _model_args(p: argparse.ArgumentParser, need_mmproj: bool = True) -> None:
+def _model_args(p: argparse.ArgumentParser, need_mmproj: bool = True,
+                ctx_default: int | None = 4096) -> None:
     p.add_argument("-m", "--model", required=True, help="language model GGUF")
     p.add_argument("--mmproj", required=need_mmproj, help="image projector GGUF")
     p.add_argument("-ngl", "--n-gpu-layers", type=int, default=0, help="layers to offload (GPU builds)")
-    p.add_argument("-c", "--ctx-size", type=int, default=4096, help="context size (n_ctx)")
+    p.add_argument("-c", "--ctx-size", type=int, default=ctx_default,
+                   help="context size (n_ctx)" + (f"; default {ctx_default}" if ctx_default else
+                                                  "; default: sized for the run"))
     p.add_argument("-b", "--batch-size", type=int, default=2048, help="logical batch size")
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all)")
     p.add_argument("-fa", "--flash-attn", choices=["on", "off", "auto"], default="auto")
@@ -95,8 +98,11 @@ def cmd_read(a) -> int:
             if a.json:
                 results.append({"image": str(img), "error": str(e), "error_type": type(e).__name__})
             continue
+        for note in r.warnings:
+            print(f"foveate: {img}: {note}", file=sys.stderr)
         if a.json:
-            results.append({"image": r.image, "text": r.text, "stats": r.stats.as_dict()})
+            results.append({"image": r.image, "text": r.text, "stats": r.stats.as_dict(),
+                            "warnings": r.warnings})
         else:
             if len(a.images) > 1:
                 print(f"==> {img} <==")
@@ -107,6 +113,19 @@ def cmd_read(a) -> int:
         json.dump(results, sys.stdout, indent=2, ensure_ascii=False)
         print()
     return 1 if failed else 0
+
+
+# A bench page's text around its image (chat template, markers), with room to spare.
+BENCH_PROMPT_TOKENS = 128
+
+
+def bench_ctx_size(image_tokens: int | None, n_decode: int, parallel: int) -> int:
+    """n_ctx for a bench run when -c is not given: the synthetic image, the prompt and every
+    sequence's decoded tokens, rounded up to 256; a real page (--image) gets 4096, as read."""
+    if image_tokens is None:
+        return 4096
+    need = image_tokens + BENCH_PROMPT_TOKENS + max(1, parallel) * max(n_decode, 4)
+    return max(4096, -(-need // 256) * 256)
 
 
 def cmd_bench(a) -> int:
@@ -124,6 +143,8 @@ def cmd_bench(a) -> int:
     if a.fill == "state" and (a.image is not None or merges or not a.image_tokens):
         raise SystemExit("foveate bench: --fill state works with --image-tokens, not with "
                          "--image or --merge (it skips the prefill)")
+    if a.ctx_size is None:
+        a.ctx_size = bench_ctx_size(a.image_tokens, a.n_decode, a.parallel)
     kw = _engine_kwargs(a)
     kw.pop("merge", None)
     if fix and kw.get("flash_attn") is None:
@@ -267,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     r.set_defaults(fn=cmd_read)
 
     b = sub.add_parser("bench", help="time encode, prefill and decode")
-    _model_args(b, need_mmproj=False)
+    _model_args(b, need_mmproj=False, ctx_default=None)
     b.add_argument("--image", default=None, help="page image (real projector path)")
     b.add_argument("--image-tokens", type=int, default=None,
                    help="inject N random image embeddings instead of an image")

@@ -18,6 +18,7 @@ from .controls import FIXATION_SAMPLE
 from .errors import ContextError, DecodeError, ModelError, ProjectorError
 from .gguf_check import read_gguf_info
 from .images import MAX_PIXELS, Page, load_page
+from .instrument import page_warnings
 
 
 llama, mtmd = B.llama, B.mtmd
@@ -64,6 +65,7 @@ class Result:
     text: str
     stats: Stats = field(default_factory=Stats)
     image: str = ""
+    warnings: list = field(default_factory=list)   # one-line notes (the CLI prints them)
 
 
 def _threads(n: int | None) -> int:
@@ -88,6 +90,7 @@ class Engine:
         if minfo.arch == "clip":
             raise ModelError(f"model file is an image projector (mmproj), not a language "
                              f"model: {model}")
+        self.model_name = str(minfo.metadata.get("general.name", ""))
         self.projector_type = ""   # text-only engine: "auto" scores resolve to "duplicates"
         if mmproj is not None:  # None: text-only engine (benchmarks with synthetic images)
             pinfo = read_gguf_info(mmproj, ProjectorError, "projector")
@@ -288,7 +291,8 @@ class Engine:
         n_past, stats = self.prefill_page(page, prompt)
         out = self._generate(n_past, stats.prompt_tokens, max_tokens, sampling or Sampling(),
                              stats)
-        return Result(text=out, stats=stats, image=page.name)
+        notes = page_warnings(self.model_name, page.width, page.height, out)
+        return Result(text=out, stats=stats, image=page.name, warnings=notes)
 
     def prefill_page(self, page: Page, prompt: str | None = None, seq_id: int = 0,
                      clear: bool = True) -> tuple[int, Stats]:

@@ -1,0 +1,32 @@
+"""The bundled readers are instruments: they read foveate's generated pages and nothing else.
+
+On anything else (a screenshot, a photo, a scan, even a generated page rescaled) they print
+whitespace or noise. A user who tries one on their own page must hear why, not get an empty
+answer with exit code 0: `page_warnings` says it in one line, pointing to the README.
+"""
+from __future__ import annotations
+
+INSTRUMENT_PREFIX = "foveate-reader"   # general.name of every bundled reader
+CELL = 28                              # px per character cell (pages.CELL)
+PAGE_WIDTH = 24 * CELL                 # both layouts: 24 cells per line
+MAX_PAGE_HEIGHT = 26 * CELL            # the document layout's page; the grid's is 17 cells
+MIN_CHARS = 3                          # fewer non-blank characters read: "read nothing"
+SEE = "the bundled foveate-reader models read only foveate's generated pages; see README " \
+      "'Supported models'"
+
+
+def is_instrument(model_name: str) -> bool:
+    return model_name.startswith(INSTRUMENT_PREFIX)
+
+
+def page_warnings(model_name: str, width: int, height: int, text: str) -> list[str]:
+    """One-line notes for a page an instrument model cannot read (empty for other models)."""
+    if not is_instrument(model_name):
+        return []
+    if width != PAGE_WIDTH or height % CELL or height > MAX_PAGE_HEIGHT:
+        return [f"this image ({width}x{height}) is unlike {model_name}'s training pages "
+                f"({PAGE_WIDTH} px wide, {CELL} px character cells): its output is likely "
+                f"noise; {SEE}"]
+    if sum(not c.isspace() for c in text) < MIN_CHARS:
+        return [f"{model_name} read almost nothing on this image: {SEE}"]
+    return []
