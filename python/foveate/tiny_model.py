@@ -17,9 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+# ChatML. Content is a string (llama.cpp's own prompt, foveate.Reader) or, as chat handlers
+# pass it (llama-cpp-python's MTMDChatHandler, llama-server), a list of parts whose texts
+# (the image part carries the media marker) are joined by newlines: the prompt Reader builds.
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{{ part['text'] }}{% if not loop.last %}\n{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 SPECIAL = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>",
