@@ -3,7 +3,7 @@ from conftest import REPO
 
 
 def test_every_patch_is_compiled_into_libllama():
-    from foveate import _bindings as B
+    from foveate.native import bindings as B
 
     info = B.llama_build_info()
     assert info.startswith("foveate-native=1;")
@@ -14,7 +14,7 @@ def test_every_patch_is_compiled_into_libllama():
 
 
 def test_native_library_abi_and_backends():
-    from foveate import _bindings as B
+    from foveate.native import bindings as B
 
     assert B.foveate.foveate_abi_version() == B.FOVEATE_ABI_VERSION
     assert "CPU" in B.backends()

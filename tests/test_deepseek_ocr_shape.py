@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from foveate.deepseek_ocr_shape import (DEEPSEEK_OCR_SHAPE as S, deepseek_ocr_sizes,
+from foveate.instruments.deepseek_ocr_shape import (DEEPSEEK_OCR_SHAPE as S, deepseek_ocr_sizes,
                                         mmproj_tensors, text_tensors,
                                         write_deepseek_ocr_mmproj, write_deepseek_ocr_pair)
 
@@ -119,7 +119,7 @@ def test_files_read_back(ds_pair):
 
 def test_pair_reads_a_page(ds_pair, page):
     from foveate import Reader
-    from foveate.bench import run_once
+    from foveate.instruments.bench import run_once
 
     model, mmproj = ds_pair
     with Reader(model, mmproj, n_ctx=2048, threads=1) as r:
@@ -140,8 +140,8 @@ def test_pair_reads_with_merging(ds_pair, page, positions):
     """Token merging end to end on the DeepSeek-OCR layout: newline / view-separator rows are
     found, never merged, collapsed by the reference rule; 1-D positions are the kept rows'
     original ones (gaps; n_past as if unmerged) or renumbered, as asked."""
-    from foveate.engine import Engine
-    from foveate.images import load_page
+    from foveate.engine.core import Engine
+    from foveate.inputs.images import load_page
 
     model, mmproj = ds_pair
     eng = Engine(model, mmproj, n_ctx=2048, threads=1, merge_positions=positions)
@@ -186,8 +186,8 @@ def test_pair_reads_with_merging(ds_pair, page, positions):
 def test_1d_position_gaps_need_the_context_opt_in(ds_pair):
     """Stock's rule (1-D positions consecutive) holds unless the context opts in; with the
     opt-in, positions may jump forward but never repeat or go back."""
-    from foveate import _bindings as B
-    from foveate.engine import Engine
+    from foveate.native import bindings as B
+    from foveate.engine.core import Engine
     from foveate.errors import DecodeError
 
     llama = B.llama
@@ -226,8 +226,8 @@ def test_tiled_image_is_merged_as_one_pool(ds_pair, tmp_path):
     import gguf
     from PIL import Image
 
-    from foveate.engine import Engine
-    from foveate.images import load_page
+    from foveate.engine.core import Engine
+    from foveate.inputs.images import load_page
 
     model, mmproj = ds_pair
     t = {x.name: np.asarray(x.data, np.float32).ravel() for x in gguf.GGUFReader(mmproj).tensors
@@ -258,9 +258,9 @@ def test_image_cells_survive_a_state_load_with_1d_rope(ds_pair, page):
     trip, fixation still finds the image cells and decodes exactly as before the round trip."""
     import ctypes
 
-    from foveate import _bindings as B
-    from foveate.engine import Engine
-    from foveate.images import load_page
+    from foveate.native import bindings as B
+    from foveate.engine.core import Engine
+    from foveate.inputs.images import load_page
 
     llama = B.llama
     model, mmproj = ds_pair

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from foveate import _bindings as B
-from foveate.engine import Engine
+from foveate.native import bindings as B
+from foveate.engine.core import Engine
 
 llama = B.llama
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ IMAGE_TOKENS = 408  # 24 x 17 cells (16 lines + the bottom margin row)
 def _page_logits(eng, page=PAGE, steps: int = 12, after_step=None) -> np.ndarray:
     """Prefill the page, then teacher-force the greedy tokens of the run; logits per step
     (after_step() runs after each step's decode)."""
-    from foveate.images import load_page
+    from foveate.inputs.images import load_page
 
     n_past, _ = eng.prefill_page(load_page(page))
     out = []
@@ -117,7 +117,7 @@ def test_decode_graph_is_reused_with_fixation():
 
 
 def test_stats_report_attended_tokens_and_focal_layers():
-    from foveate.api import Reader
+    from foveate.surface.api import Reader
 
     r = Reader(str(MODEL), str(MMPROJ), n_ctx=2048, fixation=0.05, fixation_k_min=4,
                focal_layers=[2]).read(PAGE, max_tokens=30)
@@ -162,7 +162,7 @@ def test_bad_fixation_arguments_raise(kw, msg):
 def test_two_sequences_in_one_batch_keep_their_own_selection(unified):
     """Pages A and B decode together (one ubatch, one row each): each row's logits match the
     same page decoded alone, so neither sequence attends to the other's cells."""
-    from foveate.images import load_page
+    from foveate.inputs.images import load_page
 
     pages = [load_page(ROOT / "tests" / "data" / "pages" / f"heldout-0000{i}.png") for i in (0, 1)]
     kw = dict(n_ctx=4096, threads=2, flash_attn=True, fixation=0.05, fixation_k_min=4)
@@ -205,7 +205,7 @@ def test_a_calibration_beside_the_model_is_used_only_for_that_file(tmp_path, mon
     import json
     import shutil
 
-    from foveate.calibrate import cache_dir, fingerprint, saved_focal_layers, sidecar
+    from foveate.engine.focal_store import cache_dir, fingerprint, saved_focal_layers, sidecar
 
     monkeypatch.setenv("FOVEATE_CACHE_DIR", str(tmp_path / "cache"))
     m = tmp_path / "m.gguf"
@@ -230,7 +230,7 @@ def test_bundled_models_ship_their_calibration(tmp_path, monkeypatch, name):
     (a re-exported model without a new calibration fails here)."""
     import json
 
-    from foveate.calibrate import saved_focal_layers, sidecar
+    from foveate.engine.focal_store import saved_focal_layers, sidecar
 
     monkeypatch.setenv("FOVEATE_CACHE_DIR", str(tmp_path))
     model = MODEL.parent / f"{name}.gguf"
@@ -240,8 +240,9 @@ def test_bundled_models_ship_their_calibration(tmp_path, monkeypatch, name):
 
 
 def test_calibrate_saves_a_layer_that_auto_uses(tmp_path, monkeypatch):
-    from foveate.api import Reader
-    from foveate.calibrate import calibrate, saved_focal_layers
+    from foveate.surface.api import Reader
+    from foveate.engine.focal_store import saved_focal_layers
+    from foveate.instruments.calibrate import calibrate
 
     monkeypatch.setenv("FOVEATE_CACHE_DIR", str(tmp_path))
     scores, out = calibrate(str(MODEL), str(MMPROJ), [PAGE], ratio=0.05, k_min=4, steps=12,
@@ -260,8 +261,8 @@ DOC_PAGES = ROOT / "tests" / "data" / "pages-document"
 
 
 def _doc_accuracy(**kw) -> float:
-    from foveate.api import Reader
-    from foveate.evaluate import evaluate, page_pairs
+    from foveate.surface.api import Reader
+    from foveate.instruments.evaluate import evaluate, page_pairs
 
     reader = Reader(str(LAYOUT_MODEL), str(MMPROJ), n_ctx=2048, threads=2, flash_attn=True, **kw)
     return evaluate(reader, page_pairs([DOC_PAGES]), max_tokens=600).accuracy

@@ -68,7 +68,7 @@ def test_enable_gives_llama_the_readers_fixation_and_merging():
     step at the calibrated focal layer; turned off, the text is the stock one again."""
     import foveate
     from conftest import DATA, REPO
-    from foveate.evaluate import cer
+    from foveate.instruments.evaluate import cer
 
     png = DATA / "pages-document" / "heldout-00003.png"
     truth = png.with_suffix(".txt").read_text()

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import rtprune_reference as ref
-from foveate.engine import Engine
-from foveate.images import load_page
-from foveate.merging import merge_rows, parse_merge, resolve_merge_score
+from foveate.engine.core import Engine
+from foveate.inputs.images import load_page
+from foveate.engine.merging import merge_rows, parse_merge, resolve_merge_score
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "reader" / "foveate-reader-q8_0.gguf"
@@ -78,7 +78,7 @@ def test_duplicates_score_drops_repeated_rows_first():
 
 
 def test_bad_merge_score_raises():
-    from foveate import _bindings as B
+    from foveate.native import bindings as B
 
     with pytest.raises(ValueError, match="merge_score"):
         merge_rows(_embd(10, 8, 0), merge=0.5, score="largest")
@@ -194,7 +194,7 @@ def test_merged_image_keeps_its_mrope_positions():
 def test_duplicates_score_drops_blank_cells_of_the_page():
     """On the bundled reader's page, the rows merged away at 0.84 are blank cells when ranked by
     near-duplicates; the norm ranking drops characters (docs/benchmarks.md)."""
-    from foveate import _bindings as B
+    from foveate.native import bindings as B
 
     lines = PAGE.with_suffix(".txt").read_text().split("\n")
     cols = 24
@@ -215,7 +215,7 @@ def test_duplicates_score_drops_blank_cells_of_the_page():
 
 
 def test_merge_score_auto_is_norm_on_deepseek_ocr_and_duplicates_elsewhere():
-    from foveate import _bindings as B
+    from foveate.native import bindings as B
 
     assert resolve_merge_score("auto", "deepseekocr") == "norm"
     assert resolve_merge_score("auto", "qwen2.5vl_merger") == "duplicates"
@@ -259,8 +259,8 @@ def test_two_images_in_one_prompt_are_merged_each():
     after them sits where it would without merging."""
     import ctypes
 
-    from foveate import _bindings as B
-    from foveate.engine import Stats
+    from foveate.native import bindings as B
+    from foveate.engine.core import Stats
 
     mtmd = B.mtmd
     page = load_page(PAGE)
@@ -300,7 +300,7 @@ def test_merging_through_the_batch_api(monkeypatch):
     import ctypes
 
     from foveate import Reader
-    from foveate import _bindings as B
+    from foveate.native import bindings as B
 
     lib, p = B.merge, ctypes.c_void_p
     lib.mtmd_batch_init.argtypes, lib.mtmd_batch_init.restype = [p], p

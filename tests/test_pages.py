@@ -3,7 +3,7 @@ inked cell is a ground-truth character at its placement (margins, line spacing, 
 import numpy as np
 import pytest
 
-from foveate.pages import CELL, LAYOUTS, PageSpec, make_page
+from foveate.instruments.pages import CELL, LAYOUTS, PageSpec, make_page
 
 
 def inked_cells(img, edge=4):

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from foveate.api import Reader
-from foveate.evaluate import evaluate, page_pairs
-from foveate.pages import LAYOUTS, make_page
+from foveate.surface.api import Reader
+from foveate.instruments.evaluate import evaluate, page_pairs
+from foveate.instruments.pages import LAYOUTS, make_page
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "reader"

@@ -60,7 +60,7 @@ def test_readme_block_runs(block, tmp_path):
         r = subprocess.run(["bash", "-c", rest], cwd=R.REPO, env=env, capture_output=True,
                            text=True, timeout=600)
         _check(r, rest)
-        from foveate.evaluate import cer
+        from foveate.instruments.evaluate import cer
         truth = (R.BUNDLED / "sample-page.txt").read_text()
         assert cer(r.stdout.strip(), truth.strip()) < 0.05, r.stdout
         return

@@ -1,4 +1,4 @@
-"""The benchmark's synthetic KV fill (foveate.synthetic_kv): N image cells loaded as a state
+"""The benchmark's synthetic KV fill (foveate.instruments.synthetic_kv): N image cells loaded as a state
 must be the cells a real prefill of N image embeddings leaves (positions, image flag), so the
 decode graph that runs on them is the real one."""
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from foveate import _bindings as B
-from foveate.bench import _prefill_synthetic
-from foveate.engine import Engine
-from foveate.synthetic_kv import fill_image_cells, get_seq_state, parse_seq_state
+from foveate.native import bindings as B
+from foveate.instruments.synthetic_kv import prefill_synthetic
+from foveate.engine.core import Engine
+from foveate.instruments.synthetic_kv import fill_image_cells, get_seq_state, parse_seq_state
 
 llama = B.llama
 N, SAMPLE = 160, 16
@@ -17,7 +17,7 @@ N, SAMPLE = 160, 16
 
 @pytest.fixture(scope="module")
 def model_1d(tmp_path_factory):
-    from foveate.tiny_model import TinyShape, write_text_model
+    from foveate.instruments.tiny_model import TinyShape, write_text_model
 
     return write_text_model(tmp_path_factory.mktemp("rope1d") / "tiny-1d-f16.gguf",
                             TinyShape(rope_1d=True))
@@ -32,7 +32,7 @@ def test_state_fill_gives_the_cells_of_a_real_prefill(models, model_1d, kind, fl
     path = models["f16"] if kind == "mrope" else model_1d
     real = Engine(path, None, n_ctx=512, threads=2, flash_attn=flash_attn)
     llama.llama_memory_clear(llama.llama_get_memory(real._ctx), True)
-    n_past_real = _prefill_synthetic(real, N)
+    n_past_real = prefill_synthetic(real, N)
     want = _state(real)
 
     eng = Engine(path, None, n_ctx=512, threads=2, flash_attn=flash_attn, fixation=0.125,

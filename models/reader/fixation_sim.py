@@ -32,8 +32,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import model as M  # noqa: E402
 import train as T  # noqa: E402
-from foveate import pages as P  # noqa: E402
-from foveate.evaluate import cer  # noqa: E402
+from foveate.instruments import pages as P  # noqa: E402
+from foveate.instruments.evaluate import cer  # noqa: E402
 
 
 def load_committed(text=HERE / "foveate-reader-f16.gguf", proj=HERE / "foveate-reader-mmproj-f16.gguf"):
@@ -256,7 +256,7 @@ def attention_table(tok, model, pages, ratio):
 
 
 def held_out_pages(n, start=100, layout="grid"):
-    """(pixels, ground truth, placement) of held-out pages `start`.. in a foveate.pages layout."""
+    """(pixels, ground truth, placement) of held-out pages `start`.. in a foveate.instruments.pages layout."""
     out = []
     for i in range(start, start + n):
         page = P.make_page("heldout", i, P.LAYOUTS[layout])

@@ -45,7 +45,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "tests"))
 import fixation_sim as FS  # noqa: E402
 import rtprune_reference as R  # noqa: E402
-from foveate import pages as P  # noqa: E402
+from foveate.instruments import pages as P  # noqa: E402
 
 
 def line_cells(truth, at, n, cols):

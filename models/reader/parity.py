@@ -20,8 +20,8 @@ import train as T  # noqa: E402
 
 
 def llama_logits(model_path, mmproj_path, img, answer_ids):
-    from foveate.engine import Engine
-    from foveate.images import load_page
+    from foveate.engine.core import Engine
+    from foveate.inputs.images import load_page
 
     eng = Engine(str(model_path), str(mmproj_path), n_ctx=2048, threads=2)
     page = load_page(img)

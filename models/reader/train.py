@@ -26,8 +26,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "python"))
 
 from model import Reader, ReaderShape  # noqa: E402
-from foveate import pages as P  # noqa: E402
-from foveate.tiny_model import char_vocab  # noqa: E402
+from foveate.instruments import pages as P  # noqa: E402
+from foveate.instruments.tiny_model import char_vocab  # noqa: E402
 
 PROMPT = "Read the text in the image."   # foveate's DEFAULT_PROMPT
 COLS = 24
@@ -63,7 +63,7 @@ def pixels(img) -> torch.Tensor:
 
 def page_spec(layout, rows, margin=1):
     """`rows` lines per page in `layout` ("grid": the bundled reader's pages with `margin`
-    blank rows below; "document": foveate.pages.LAYOUTS["document"], fixed page height)."""
+    blank rows below; "document": foveate.instruments.pages.LAYOUTS["document"], fixed page height)."""
     if layout == "grid":
         return P.PageSpec(cols=COLS, rows=rows, margin=margin)
     return replace(P.LAYOUTS[layout], rows=rows, min_rows=0)
@@ -241,7 +241,7 @@ def gguf_weights(model: Reader):
 
 
 def tiny_shape(s: ReaderShape, name: str):
-    from foveate.tiny_model import TinyShape
+    from foveate.instruments.tiny_model import TinyShape
     return TinyShape(n_embd=s.n_embd, n_head=s.n_head, n_head_kv=s.n_head_kv, n_ff=s.n_ff,
                      n_layer=s.n_layer, n_ctx_train=4096, v_embd=s.v_embd, v_head=s.v_head,
                      v_ff=s.v_ff, v_layer=s.v_layer, v_wa_pattern=s.v_wa_pattern,
@@ -251,7 +251,7 @@ def tiny_shape(s: ReaderShape, name: str):
 
 
 def export(model: Reader, out: Path, name="foveate-reader", quants=("Q8_0", "Q4_K_M")):
-    from foveate.tiny_model import write_projector, write_text_model
+    from foveate.instruments.tiny_model import write_projector, write_text_model
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     text, proj = gguf_weights(model)
@@ -260,7 +260,7 @@ def export(model: Reader, out: Path, name="foveate-reader", quants=("Q8_0", "Q4_
     mm = write_projector(out / f"{name}-mmproj-f16.gguf", shape, weights=proj)
     paths = [f16, mm]
     if quants:
-        from foveate.tiny_model import quantize
+        from foveate.instruments.tiny_model import quantize
         for q in quants:
             paths.append(quantize(f16, out / f"{name}-{q.lower()}.gguf", q))
     return paths
@@ -282,7 +282,7 @@ def main():
     t.add_argument("--rows", help="lines per page drawn uniformly from LO:HI (no curriculum)")
     t.add_argument("--margin", type=int, default=1, help="blank cell rows below the text (grid)")
     t.add_argument("--layout", default="grid", choices=sorted(P.LAYOUTS),
-                   help="page layout (foveate.pages.LAYOUTS); document pages have a fixed height")
+                   help="page layout (foveate.instruments.pages.LAYOUTS); document pages have a fixed height")
     t.add_argument("--eos-weight", type=float, default=1.0, help="loss weight of the end token")
     t.add_argument("--rope-1d", action="store_true", help="1-D RoPE text model (arch qwen2)")
     t.add_argument("--freeze-vision", action="store_true", help="train the text model only")

@@ -9,12 +9,12 @@ __all__ = ["Reader", "Result", "enable", "FoveateError", "ModelError", "Projecto
 
 def __getattr__(name):  # load the native libraries only when the API is used
     if name in ("Reader",):
-        from .api import Reader
+        from .surface.api import Reader
         return Reader
     if name == "enable":   # fixation / merging on a llama-cpp-python Llama
-        from .llama_cpp_bridge import enable
+        from .surface.llama_cpp_bridge import enable
         return enable
     if name == "Result":
-        from .engine import Result
+        from .engine.core import Result
         return Result
     raise AttributeError(name)

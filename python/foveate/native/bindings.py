@@ -15,7 +15,7 @@ import os
 import threading
 from pathlib import Path
 
-from .errors import BuildError
+from ..errors import BuildError
 
 FOVEATE_ABI_VERSION = 1
 

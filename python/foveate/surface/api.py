@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .engine import FIXATION_SAMPLE, Engine, Result, Sampling
+from ..engine.core import FIXATION_SAMPLE, Engine, Result, Sampling
 
 
 class Reader:

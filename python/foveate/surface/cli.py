@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import FoveateError
+from ..errors import FoveateError
 
 
 def _model_args(p: argparse.ArgumentParser, need_mmproj: bool = True,
@@ -129,8 +129,8 @@ def bench_ctx_size(image_tokens: int | None, n_decode: int, parallel: int) -> in
 
 
 def cmd_bench(a) -> int:
-    from .bench import format_table, median_row, run_configs, run_once
-    from .engine import Engine
+    from ..instruments.bench import format_table, median_row, run_configs, run_once
+    from ..engine.core import Engine
 
     if (a.image is None) == (a.image_tokens is None):
         raise SystemExit("foveate bench: give exactly one of --image or --image-tokens")
@@ -156,13 +156,13 @@ def cmd_bench(a) -> int:
         kw.update(n_seq=a.parallel, kv_unified=True)
     eng = Engine(a.model, a.mmproj, **kw)  # mmproj None: synthetic tokens
     if a.parallel > 1:
-        from .bench import run_parallel_configs
+        from ..instruments.bench import run_parallel_configs
         rows = run_parallel_configs(eng, a.image_tokens, a.n_decode, a.parallel, (0.0, *fix),
                                     a.repetitions, a.fixation_k_min, _focal(a.focal_layers),
                                     a.fixation_refresh, a.fill, a.fixation_sample)
     elif merges:
-        from .bench import run_merge_configs
-        from .merging import parse_merge
+        from ..instruments.bench import run_merge_configs
+        from ..engine.merging import parse_merge
         for m in merges:
             parse_merge(m)
         rows = run_merge_configs(eng, a.image, a.image_tokens or 0, a.n_decode, merges,
@@ -176,7 +176,7 @@ def cmd_bench(a) -> int:
         rows = [median_row([run_once(eng, a.image, a.image_tokens or 0, a.n_decode, a.fill)
                             for _ in range(a.repetitions)])]
     if a.stock:
-        from .bench import stock_row
+        from ..instruments.bench import stock_row
         n_prompt = rows[0].image_tokens if a.image is None else rows[0].prompt_tokens
         rows.insert(0, stock_row(a.model, n_prompt, a.n_decode, eng.threads, a.repetitions,
                                  kw.get("flash_attn")))
@@ -188,10 +188,10 @@ def cmd_bench(a) -> int:
 
 
 def cmd_make_model(a) -> int:
-    from .tiny_model import make_shape, quantize, write_tiny_pair
+    from ..instruments.tiny_model import make_shape, quantize, write_tiny_pair
 
     if a.shape == "deepseek-ocr":
-        from .deepseek_ocr_shape import write_deepseek_ocr_pair
+        from ..instruments.deepseek_ocr_shape import write_deepseek_ocr_pair
         model, mmproj = write_deepseek_ocr_pair(Path(a.out), layers=a.layers, seed=a.seed)
     else:
         model, mmproj = write_tiny_pair(Path(a.out), make_shape(a.shape, a.layers), seed=a.seed,
@@ -206,7 +206,7 @@ def cmd_make_model(a) -> int:
 def cmd_pages(a) -> int:
     from dataclasses import replace
 
-    from .pages import LAYOUTS, write_pages
+    from ..instruments.pages import LAYOUTS, write_pages
 
     spec = LAYOUTS[a.layout]
     if a.rows is not None:   # a fixed line count
@@ -220,7 +220,7 @@ def cmd_pages(a) -> int:
 
 def cmd_eval(a) -> int:
     from .api import Reader
-    from .evaluate import evaluate, page_pairs
+    from ..instruments.evaluate import evaluate, page_pairs
 
     pairs = page_pairs(a.pages)
     if not pairs:
@@ -241,8 +241,8 @@ def cmd_eval(a) -> int:
 
 
 def cmd_calibrate(a) -> int:
-    from .calibrate import calibrate
-    from .evaluate import page_pairs
+    from ..instruments.calibrate import calibrate
+    from ..instruments.evaluate import page_pairs
 
     pages = [p for p, _ in page_pairs(a.pages)] if all(Path(p).is_dir() for p in a.pages) \
         else a.pages
@@ -259,7 +259,7 @@ def cmd_calibrate(a) -> int:
 
 
 def cmd_info(a) -> int:
-    from . import _bindings as B
+    from ..native import bindings as B
 
     print(f"libraries: {B.LIB_DIR}")
     print(f"backends: {', '.join(B.backends())}")

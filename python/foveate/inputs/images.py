@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ImageError
+from ..errors import ImageError
 
 MIN_SIDE = 8                 # smaller than one vision patch: nothing to read
 MAX_PIXELS = 64_000_000      # 8000 x 8000; larger pages are far beyond any OCR projector

@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import FoveateError
+from ..errors import FoveateError
 
 GGUF_MAGIC = b"GGUF"
 # GGUF value types -> struct format (scalars); 8 = string, 9 = array.

@@ -12,13 +12,13 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from . import _bindings as B
+from ..native import bindings as B
 from . import controls as C
 from .controls import FIXATION_SAMPLE
-from .errors import ContextError, DecodeError, ModelError, ProjectorError
-from .gguf_check import read_gguf_info
-from .images import MAX_PIXELS, Page, load_page
-from .instrument import page_warnings
+from ..errors import ContextError, DecodeError, ModelError, ProjectorError
+from ..inputs.gguf_check import read_gguf_info
+from ..inputs.images import MAX_PIXELS, Page, load_page
+from .notes import page_warnings
 
 
 llama, mtmd = B.llama, B.mtmd

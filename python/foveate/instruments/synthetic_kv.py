@@ -4,7 +4,7 @@ Decode time does not depend on the cached values, only on the cells: how many, t
 positions, which are image cells. Prefilling 16k tokens through a full-depth 3B takes most of
 an hour on 2 cores, so `fill_image_cells` prefills a small sample image for real, reads its
 sequence state back (`llama_state_seq_get_data`), writes a state with N cells laid out exactly
-as `bench._prefill_synthetic` would lay out N tokens (same positions, same image flag), whose
+as `prefill_synthetic` would lay out N tokens (same positions, same image flag), whose
 K/V rows repeat the sample's, and loads it (`llama_state_seq_set_data`). The decode graph that
 runs afterwards is the real one; only the attention values differ.
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._bindings import llama
-from .errors import DecodeError
+from ..native.bindings import llama
+from ..errors import DecodeError
 
 # one cell of a single-sequence state: pos, n_seq_id (1), ext x, y, tok, seq id
 CELL = np.dtype([("pos", "<i4"), ("n_seq", "<u4"), ("x", "<i4"), ("y", "<i4"),
@@ -124,7 +124,7 @@ def grid_side(n_tokens: int) -> int:
 
 
 def image_cell_layout(n_tokens: int, mrope: bool) -> np.ndarray:
-    """CELL records of n image tokens decoded as bench._prefill_synthetic decodes them: M-RoPE
+    """CELL records of n image tokens decoded as prefill_synthetic decodes them: M-RoPE
     at (t 0, grid y, grid x) on a square grid, 1-D at positions 0..n-1."""
     cells = np.zeros(n_tokens, CELL)
     j = np.arange(n_tokens)
@@ -140,13 +140,11 @@ def image_cell_layout(n_tokens: int, mrope: bool) -> np.ndarray:
 def fill_image_cells(eng, n_tokens: int, sample: int = 256) -> int:
     """Clear the cache and give sequence 0 n_tokens image cells (see the module docstring).
     Returns n_past, the position the next token takes."""
-    from .bench import _prefill_synthetic
-
     mrope = uses_mrope(eng._model)
     mem = llama.llama_get_memory(eng._ctx)
     llama.llama_memory_clear(mem, True)
     m = min(sample, n_tokens)
-    _prefill_synthetic(eng, m)
+    prefill_synthetic(eng, m)
     st = parse_seq_state(get_seq_state(eng._ctx), llama.llama_model_n_layer(eng._model))
     if not np.array_equal(st.cells, image_cell_layout(m, mrope)):   # the parse is right
         raise DecodeError("the sampled KV cells are not laid out as expected")
@@ -160,4 +158,48 @@ def fill_image_cells(eng, n_tokens: int, sample: int = 256) -> int:
     if llama.llama_state_seq_set_data(eng._ctx, buf, len(blob), 0) != len(blob):
         raise DecodeError(f"could not load a state of {n_tokens} image cells "
                           f"(n_ctx={eng.n_ctx})")
-    return grid_side(n_tokens) if mrope else n_tokens   # as _prefill_synthetic returns
+    return grid_side(n_tokens) if mrope else n_tokens   # as prefill_synthetic returns
+
+
+def prefill_synthetic(eng, n_tokens: int, seed: int = 0, image=None) -> int:
+    """Decode n_tokens random embeddings (or `image` = (rows, kept ids), e.g. merged by
+    bench._synthetic_image) as one image laid out on a square grid; merged rows keep their grid positions (M-RoPE), or
+    take consecutive ones (1-D models: decode timing is the same as at gapped positions)."""
+    n_embd = llama.llama_model_n_embd(eng._model)
+    n_pos = 4 if uses_mrope(eng._model) else 1
+    if image is None:   # the same random rows as bench._synthetic_image without merging
+        embd = np.random.default_rng(seed).standard_normal((n_tokens, n_embd)).astype(np.float32)
+        image = (embd, np.arange(n_tokens))
+    embd, grid_ids = image
+    side = grid_side(n_tokens)
+    n_tokens = len(embd)
+    idx = np.asarray(grid_ids) if n_pos == 4 else np.arange(n_tokens)
+    n_b = eng.n_batch
+    batch = llama.llama_batch_init(n_b, n_embd, 1)
+    # llama_batch_free frees batch.pos: keep its address (a field access would alias the
+    # struct's memory) and put it back before freeing
+    own_pos = ctypes.cast(batch.pos, ctypes.c_void_p).value
+    try:
+        for start in range(0, n_tokens, n_b):
+            m = min(n_b, n_tokens - start)
+            sl = slice(start, start + m)
+            ctypes.memmove(batch.embd, embd[sl].ctypes.data, embd[sl].nbytes)
+            if n_pos == 4:  # M-RoPE: (t, y, x, 0) sections, section-major
+                pos = np.concatenate([np.zeros(m), idx[sl] // side, idx[sl] % side,
+                                      np.zeros(m)]).astype(np.int32)
+            else:
+                pos = idx[sl].astype(np.int32)
+            pos_buf = (llama.llama_pos * len(pos))(*pos.tolist())
+            batch.pos = ctypes.cast(pos_buf, ctypes.POINTER(llama.llama_pos))
+            batch.n_tokens = m
+            for i in range(m):
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = start + i == n_tokens - 1
+            if llama.llama_decode(eng._ctx, batch) != 0:
+                raise DecodeError(f"synthetic prefill of {n_tokens} embeddings failed")
+    finally:
+        batch.pos = ctypes.cast(own_pos, ctypes.POINTER(llama.llama_pos))
+        llama.llama_batch_free(batch)
+    # M-RoPE: the next text position follows the image grid (as mtmd does); else the count
+    return side if n_pos == 4 else n_tokens

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass, field
 
-from . import _bindings as B
+from ..native import bindings as B
 
 llama = B.llama
 
@@ -35,7 +35,7 @@ def apply_fixation(ctx, model, model_path: str, ratio: float, k_min: int = 16, f
     if ratio > 0 and k_min < 1:
         raise ValueError(f"fixation k_min must be >= 1, got {k_min}")
     if focal_layers in (None, "auto"):  # calibrated for this model file, else the default
-        from .calibrate import saved_focal_layers
+        from .focal_store import saved_focal_layers
         focal_layers = saved_focal_layers(model_path) if ratio > 0 else None
     focal = list(focal_layers or [])
     bad = [f for f in focal if not 0 <= int(f) < n_layer]

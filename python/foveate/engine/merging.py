@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 
-from . import _bindings as B
+from ..native import bindings as B
 
 
 def parse_merge(value) -> tuple[int, float]:

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _bindings as B
-from .engine import FIXATION_SAMPLE, Engine
-from .errors import ContextError, DecodeError
-from .images import load_page
-from .synthetic_kv import fill_image_cells, grid_side, uses_mrope
+from ..native import bindings as B
+from ..engine.core import FIXATION_SAMPLE, Engine
+from ..errors import ContextError, DecodeError
+from ..inputs.images import load_page
+from .synthetic_kv import fill_image_cells, prefill_synthetic
 
 llama = B.llama
 
@@ -60,52 +60,11 @@ def _synthetic_image(eng: Engine, n_tokens: int, merge=None, seed: int = 0):
     embd = rng.standard_normal((n_tokens, n_embd)).astype(np.float32)
     if merge in (None, "off", 0):
         return embd, np.arange(n_tokens), 0.0
-    from .merging import merge_rows
+    from ..engine.merging import merge_rows
 
     t0 = time.perf_counter()
     rows, ids, _ = merge_rows(embd, merge=merge, threads=eng.threads, score=eng.merge_score)
     return rows, ids, (time.perf_counter() - t0) * 1e3
-
-
-def _prefill_synthetic(eng: Engine, n_tokens: int, seed: int = 0, image=None) -> int:
-    """Decode n_tokens random embeddings (or `image` = (rows, ids) from _synthetic_image) as
-    one image laid out on a square grid; merged rows keep their grid positions (M-RoPE), or
-    take consecutive ones (1-D models: decode timing is the same as at gapped positions)."""
-    n_embd = llama.llama_model_n_embd(eng._model)
-    n_pos = 4 if uses_mrope(eng._model) else 1
-    embd, grid_ids = image if image is not None else _synthetic_image(eng, n_tokens, seed=seed)[:2]
-    side = grid_side(n_tokens)
-    n_tokens = len(embd)
-    idx = np.asarray(grid_ids) if n_pos == 4 else np.arange(n_tokens)
-    n_b = eng.n_batch
-    batch = llama.llama_batch_init(n_b, n_embd, 1)
-    # llama_batch_free frees batch.pos: keep its address (a field access would alias the
-    # struct's memory) and put it back before freeing
-    own_pos = ctypes.cast(batch.pos, ctypes.c_void_p).value
-    try:
-        for start in range(0, n_tokens, n_b):
-            m = min(n_b, n_tokens - start)
-            sl = slice(start, start + m)
-            ctypes.memmove(batch.embd, embd[sl].ctypes.data, embd[sl].nbytes)
-            if n_pos == 4:  # M-RoPE: (t, y, x, 0) sections, section-major
-                pos = np.concatenate([np.zeros(m), idx[sl] // side, idx[sl] % side,
-                                      np.zeros(m)]).astype(np.int32)
-            else:
-                pos = idx[sl].astype(np.int32)
-            pos_buf = (llama.llama_pos * len(pos))(*pos.tolist())
-            batch.pos = ctypes.cast(pos_buf, ctypes.POINTER(llama.llama_pos))
-            batch.n_tokens = m
-            for i in range(m):
-                batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = 0
-                batch.logits[i] = start + i == n_tokens - 1
-            if llama.llama_decode(eng._ctx, batch) != 0:
-                raise DecodeError(f"synthetic prefill of {n_tokens} embeddings failed")
-    finally:
-        batch.pos = ctypes.cast(own_pos, ctypes.POINTER(llama.llama_pos))
-        llama.llama_batch_free(batch)
-    # M-RoPE: the next text position follows the image grid (as mtmd does); else the count
-    return side if n_pos == 4 else n_tokens
 
 
 def run_once(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32,
@@ -138,7 +97,7 @@ def _prefill(eng: Engine, image, image_tokens: int, n_decode: int,
                                     0.0, image_tokens, image_tokens)
         rows, ids, merge_ms = _synthetic_image(eng, image_tokens, merge)
         t0 = time.perf_counter()
-        n_past = _prefill_synthetic(eng, image_tokens, image=(rows, ids))
+        n_past = prefill_synthetic(eng, image_tokens, image=(rows, ids))
         enc, pre, n_img, n_pre = 0.0, (time.perf_counter() - t0) * 1e3, image_tokens, len(rows)
         n_merged = len(rows)
     return n_past, BenchRow("foveate (dense)", n_img, enc, pre,
@@ -252,7 +211,7 @@ def _run_merged(eng: Engine, image, image_tokens: int, n_decode: int, merge) -> 
 def stock_row(model: str, n_prompt: int, n_decode: int, threads: int, repetitions: int,
               flash_attn: bool | None) -> BenchRow:
     """Unpatched llama.cpp's llama-bench on the same model file: prefill of n_prompt tokens,
-    decode of n_decode tokens at depth n_prompt (see foveate.stock)."""
+    decode of n_decode tokens at depth n_prompt (see instruments.stock)."""
     from . import stock
 
     pre_ts, dec_ts = stock.run(model, n_prompt, n_decode, threads, repetitions, flash_attn)
