@@ -1,7 +1,7 @@
 """Float64 numpy port of RTPrune's merge as the authors' code does it (shared/design/rtprune.md):
 L2-norm top-k of the content rows, dustbin Sinkhorn (z 0.2, 100 iterations, u then v),
 kept += 0.1 * T x_dropped, dynamic ratio r = 1 - (1 - r_sim)(1 - r_info), newline collapse.
-Written from the specification, independently of native/mtmd-merge.cpp. score="duplicates"
+Written from the specification, independently of native/mtmd/mtmd-merge.cpp. score="duplicates"
 ranks by foveate's alternative (fewest near-duplicates first) instead of the L2 norm."""
 from __future__ import annotations
 

@@ -254,7 +254,7 @@ def test_tiled_image_is_merged_as_one_pool(ds_pair, tmp_path):
 
 def test_image_cells_survive_a_state_load_with_1d_rope(ds_pair, page):
     """DeepSeek-OCR uses 1-D RoPE, whose KV cells stock llama.cpp saves without their ext
-    (the image flag). patches/0007 saves it for every model: after a sequence state round
+    (the image flag). patches/0005 saves it for every model: after a sequence state round
     trip, fixation still finds the image cells and decodes exactly as before the round trip."""
     import ctypes
 

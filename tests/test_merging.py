@@ -293,7 +293,7 @@ def test_two_images_in_one_prompt_are_merged_each():
 
 
 def test_merging_through_the_batch_api(monkeypatch):
-    """llama-server and llama-mtmd-cli encode through mtmd_batch_* (patches/0011). With
+    """llama-server and llama-mtmd-cli encode through mtmd_batch_* (patches/0008). With
     merging on, an image batch refuses a second chunk, mtmd_batch_get_output_embd returns the
     image's merged rows while they are the context's last merge result, and the page reads
     exactly as through mtmd_encode_chunk."""

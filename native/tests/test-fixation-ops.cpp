@@ -4,6 +4,7 @@
 //   foveate-test-ops [-b CPU|CUDA0|...]   exit code 0 = all passed, 77 = backend missing
 //   foveate-test-ops -b CPU --perf [threads]   attention timing table (a benchmark, not a test)
 #include "ggml.h"
+#include "ggml-fixation.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 

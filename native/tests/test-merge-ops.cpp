@@ -1,6 +1,7 @@
 // Tests of foveate's merge ops (ot_sinkhorn, scatter_add_rows) against float64 references
 // on random inputs; called from foveate-test-ops' main for every backend it tests.
 #include "ggml.h"
+#include "ggml-merge.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 

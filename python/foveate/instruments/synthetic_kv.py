@@ -9,7 +9,7 @@ K/V rows repeat the sample's, and loads it (`llama_state_seq_set_data`). The dec
 runs afterwards is the real one; only the attention values differ.
 
 The state layout parsed here is llama_kv_cache::state_write (src/llama-kv-cache.cpp) with
-patches/0007 (every cell carries its ext: x, y, tok).
+patches/0005 (every cell carries its ext: x, y, tok).
 """
 from __future__ import annotations
 

@@ -116,7 +116,7 @@ log = _LogCapture()
 llama.llama_backend_init()
 
 
-# --- fixation C API (patches/0004, native/llama-fixation.cpp) ----------------------------------
+# --- fixation C API (patches/0004, native/llama/llama-foveate.h) ----------------------------------
 def _bind_fixation():
     lib = llama._lib
     i32, p = ctypes.c_int32, ctypes.c_void_p
@@ -131,17 +131,17 @@ def _bind_fixation():
                                              ctypes.POINTER(ctypes.c_double),
                                              ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(i32), i32]
     lib.llama_fixation_get_stats.restype = i32
-    lib.llama_fixation_set_dilation.argtypes = [p, i32]   # native/llama-fixation.h
+    lib.llama_fixation_set_dilation.argtypes = [p, i32]   # native/llama/llama-foveate.h
     lib.llama_fixation_set_dilation.restype = i32
-    lib.llama_fixation_set_refresh.argtypes = [p, i32]     # native/llama-fixation.h
+    lib.llama_fixation_set_refresh.argtypes = [p, i32]     # native/llama/llama-foveate.h
     lib.llama_fixation_set_refresh.restype = i32
-    lib.llama_fixation_set_sample.argtypes = [p, i32]      # native/llama-fixation.h
+    lib.llama_fixation_set_sample.argtypes = [p, i32]      # native/llama/llama-foveate.h
     lib.llama_fixation_set_sample.restype = i32
     lib.llama_fixation_get_attended.argtypes = [p]
     lib.llama_fixation_get_attended.restype = ctypes.c_double
     lib.llama_fixation_reset_stats.argtypes = [p]
     lib.llama_fixation_reset_stats.restype = None
-    lib.llama_foveate_allow_position_gaps.argtypes = [p, ctypes.c_bool]   # patches/0008
+    lib.llama_foveate_allow_position_gaps.argtypes = [p, ctypes.c_bool]   # patches/0006, native/llama/llama-foveate.h
     lib.llama_foveate_allow_position_gaps.restype = None
     return lib
 
@@ -149,7 +149,7 @@ def _bind_fixation():
 fixation = _bind_fixation()
 
 
-# --- token merging C API (patches/0006, native/mtmd-merge.cpp) ---------------------------------
+# --- token merging C API (patches/0007-0009, native/mtmd/mtmd-foveate.h) ---------------------------------
 MERGE_OFF, MERGE_FIXED, MERGE_DYNAMIC = 0, 1, 2
 MERGE_SCORES = {"norm": 0, "duplicates": 1}     # which rows a keep ratio keeps
 
@@ -167,13 +167,13 @@ def _bind_merge():
     lib.mtmd_merge_get_last.restype = i32
     lib.mtmd_merge_get_kept.argtypes = [p, P(i32), i32]
     lib.mtmd_merge_get_kept.restype = i32
-    lib.mtmd_merge_set_1d_positions.argtypes = [p, i32]      # patches/0009
+    lib.mtmd_merge_set_1d_positions.argtypes = [p, i32]      # native/mtmd/mtmd-merge-decode.h
     lib.mtmd_merge_set_1d_positions.restype = i32
     lib.mtmd_merge_get_1d_positions.argtypes = [p]
     lib.mtmd_merge_get_1d_positions.restype = i32
     if not hasattr(lib, "mtmd_merge_set_score"):
         raise BuildError(f"{LIB_DIR}/libmtmd.so predates the merge score API: reinstall foveate")
-    lib.mtmd_merge_set_score.argtypes = [p, i32]             # patches/0010
+    lib.mtmd_merge_set_score.argtypes = [p, i32]             # native/mtmd/mtmd-merge-hooks.cpp
     lib.mtmd_merge_set_score.restype = i32
     lib.mtmd_merge_get_score.argtypes = [p]
     lib.mtmd_merge_get_score.restype = i32

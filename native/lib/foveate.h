@@ -1,5 +1,5 @@
 // foveate's own C API (libfoveate). New entry points are plain extern "C" functions,
-// bound with ctypes in python/foveate/_bindings.py; no structs mirrored by
+// bound with ctypes in python/foveate/native/bindings.py; no structs mirrored by
 // llama-cpp-python are ever changed.
 #pragma once
 #include <stdint.h>

@@ -1,5 +1,6 @@
-// Constructors of foveate's fixation ops (compiled into ggml-base; declared in ggml.h by
-// patches/0003). Kernels: ggml-cpu-fixation.cpp (CPU), ggml-cuda-fixation.cu (CUDA).
+// Constructors of foveate's fixation ops (compiled into ggml-base; declared in
+// ggml-fixation.h, op codes registered by patches/0002). Kernels: ggml-cpu-fixation.cpp
+// (CPU), ggml-cuda-fixation.cu (CUDA).
 //
 // Spec (layouts are the ones ggml_flash_attn_ext receives in llama.cpp's build_attn_mha):
 //   q [D, T, H, S] F32, k [D, N, Hkv, S], v [Dv, N, Hkv, S] (any strides: the non-FA
@@ -18,7 +19,8 @@
 //   n_hid = n_pool - (visible entries of that prefix) and m such entries,
 //   each is attended with logit + log(n_hid / m), an estimate of the hidden cells' softmax
 //   terms (nothing when m = 0 or n_hid <= 0).
-#include "ggml.h"
+#include "ggml-fixation.h"
+
 #include "ggml-impl.h"
 
 // the q / k / mask contract both ops share (flash_attn_ext's layouts)

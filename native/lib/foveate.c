@@ -1,7 +1,7 @@
 #include "foveate.h"
 
 #include "ggml-backend.h"
-#include "llama.h"
+#include "llama-foveate.h"
 
 #include <string.h>
 

@@ -1,5 +1,5 @@
 // CUDA kernels of foveate's fixation ops (spec: ggml-fixation.c; CPU twin: ggml-cpu-fixation.cpp).
-// Compiled into ggml-cuda; declared and dispatched by patches/0003 in ggml-cuda.cu.
+// Compiled into ggml-cuda; entry points in ggml-cuda-fixation.cuh, dispatched by patches/0002 in ggml-cuda.cu.
 //
 // Design (everything on ctx.stream(), scratch from ctx.pool(), launch shapes depend on shapes
 // only: CUDA-graph safe, no host sync). Lane layout: lane holds elements (lane + 32 i)*E + [0, E)
@@ -24,7 +24,7 @@
 //   largest key, keys above it plus the first ties in list order, bitonic sort of the cell ids
 //   (shared memory up to 8192, else pool), -1 padding. Traffic: K once + logits ~3 x H*N*4 B.
 
-#include "common.cuh"
+#include "ggml-cuda-fixation.cuh"
 
 #include <algorithm>
 #include <climits>
@@ -43,10 +43,6 @@
 
 static_assert(WARP_SIZE == 32, "fixation kernels assume 32-wide warps");
 
-// entry points, dispatched by ggml-cuda.cu (patches/0003 declares them there too)
-void ggml_cuda_fix_select(ggml_backend_cuda_context & ctx, ggml_tensor * dst);
-void ggml_cuda_fix_attn(ggml_backend_cuda_context & ctx, ggml_tensor * dst);
-bool ggml_cuda_fix_supported(int device, const ggml_tensor * op);
 
 struct fix_params {
     const char * q;

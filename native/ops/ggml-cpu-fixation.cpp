@@ -8,6 +8,8 @@
 // fix_select needs every cell's logit for the softmax denominator: cells are split over
 // threads (phase 1 logits, phase 2 partial sums, phase 3 candidate scores), one thread
 // then picks the top-b with nth_element.
+#include "ggml-cpu-fixation.h"
+
 #include "ggml-cpu-impl.h"
 #include "ggml-cpu.h"
 #include "ggml-impl.h"

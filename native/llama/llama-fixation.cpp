@@ -6,6 +6,7 @@
 //   stratified sample of the image cells standing in for the hidden ones (compensation).
 // Nothing is evicted: the KV cache is untouched, so fixation can be switched off any time.
 #include "llama-fixation.h"
+#include "llama-foveate.h"
 
 #include "llama.h"
 #include "llama-batch.h"
@@ -17,6 +18,7 @@
 #include "llama-kv-cache.h"
 
 #include "ggml.h"
+#include "ggml-fixation.h"
 #include "ggml-backend.h"
 
 #include <algorithm>
@@ -379,7 +381,7 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
     }
 }
 
-// --- C API (declared in include/llama.h by patches/0004) -----------------------------------
+// --- C API (declared in llama-foveate.h) -----------------------------------------------------
 
 static llama_fixation_state * get_state(llama_context * ctx, bool create) {
     if (!ctx->fixation_owner && create) {

@@ -7,6 +7,8 @@
 // DeepSeek-OCR sizes (336 x 64 entries); 3440 x 656 (4096 tokens at 0.84) is 9 MB, from L3.
 // scatter_add_rows: threads split the feature dimension, each walks idx in order (no races,
 // same result for any thread count).
+#include "ggml-cpu-merge.h"
+
 #include "ggml-cpu-impl.h"
 #include "ggml-cpu.h"
 #include "ggml-impl.h"

@@ -1,5 +1,5 @@
 // CUDA kernels of foveate's merge ops (spec: ggml-merge.c; CPU twin: ggml-cpu-merge.cpp).
-// Compiled into ggml-cuda; declared and dispatched by patches/0005 in ggml-cuda.cu.
+// Compiled into ggml-cuda; entry points in ggml-cuda-merge.cuh, dispatched by patches/0003 in ggml-cuda.cu.
 //
 // Everything on ctx.stream(), scratch from ctx.pool(), launch shapes depend on shapes only
 // (CUDA-graph safe, no host sync).
@@ -10,15 +10,11 @@
 // scatter_add_rows: dst = a (device copy), then a thread per feature walks idx in order:
 //   deterministic (no atomics), coalesced over the feature dimension.
 
-#include "common.cuh"
+#include "ggml-cuda-merge.cuh"
 
 #include <cstdint>
 
 #define MERGE_NT 256
-
-void ggml_cuda_ot_sinkhorn(ggml_backend_cuda_context & ctx, ggml_tensor * dst);
-void ggml_cuda_scatter_add_rows(ggml_backend_cuda_context & ctx, ggml_tensor * dst);
-bool ggml_cuda_merge_supported(const ggml_tensor * op);
 
 // online log-sum-exp state (max, sum of exp(x - max))
 static __device__ __forceinline__ void lse_push(float & m, float & s, const float x) {

@@ -1,6 +1,8 @@
 // foveate token merging (RTPrune) for mtmd: the algorithm on one image's projector output
-// (mtmd-merge.cpp) and what mtmd's hooks call (mtmd-merge-hooks.cpp). Compiled into libmtmd;
-// hooked into mtmd.cpp / mtmd-helper.cpp / clip.cpp by patches/0006 and 0009.
+// (mtmd-merge.cpp) and what mtmd's encode hooks call (mtmd-merge-hooks.cpp). Compiled into
+// libmtmd; hooked into mtmd.cpp by patches/0008, using what clip.cpp exposes (patches/0007).
+// The C API is mtmd-foveate.h; the decode side (mtmd-helper.cpp, patches/0009) is
+// mtmd-merge-decode.h.
 #pragma once
 
 #include "ggml-backend.h"
@@ -87,7 +89,7 @@ struct clip_ctx;
 struct clip_image_f32;
 struct mtmd_context;
 
-// the merge state of an mtmd context (defined in mtmd.cpp by patches/0006)
+// the merge state of an mtmd context (defined in mtmd.cpp by patches/0008)
 foveate_merge_state * mtmd_foveate_state(mtmd_context * ctx);
 
 // one image as mtmd's encode hook hands it over
@@ -108,6 +110,14 @@ bool foveate_merge_begin(foveate_merge_state & st, const clip_ctx * clip);
 bool foveate_merge_image(foveate_merge_state & st, const clip_ctx * clip, int n_threads, int64_t d,
                          const void * key, uint64_t serial, const foveate_image_parts & img,
                          std::vector<float> & out_embd, std::string & err);
+
+// The encode hook, after the projector wrote the image `key`'s rows into out_embd: with
+// merging off, true and nothing touched; on, the image (describe() tells its parts) is merged
+// as foveate_merge_image does. False (logged) if that fails.
+bool foveate_merge_encoded(foveate_merge_state & st, const clip_ctx * clip, int n_threads, int64_t d,
+                           const void * key, uint64_t serial,
+                           const std::function<foveate_image_parts()> & describe,
+                           std::vector<float> & out_embd);
 
 // a later part of a tiled image merged with an earlier one (same serial): its rows from
 // st.pending into out_embd, as the last result; false if there are none

@@ -1,5 +1,5 @@
 // foveate fixation inside libllama: decode-time top-k selection of image KV cells.
-// Hooked into llama.cpp by patches/0004 (graph input, build_attn, context, C API).
+// Hooked into llama.cpp by patches/0004 (graph input, build_attn, decode, context).
 // The algorithm and its invariants: ../shared/design/fixation.md and docs/architecture.md.
 #pragma once
 
@@ -32,11 +32,7 @@ struct llama_fixation_config {
                                  // cells stands in for the hidden ones (0 = off; docs/architecture.md)
 };
 
-// foveate extension without a llama.h declaration (so llama.h-dependent code does not
-// rebuild): extern "C" int32_t llama_fixation_set_dilation(llama_context *, int32_t)
-//           extern "C" double  llama_fixation_get_attended(llama_context *)  (mean over layers)
-//           extern "C" int32_t llama_fixation_set_refresh(llama_context *, int32_t)
-//           extern "C" int32_t llama_fixation_set_sample(llama_context *, int32_t)
+// the C API (llama_fixation_set, ...) is declared in llama-foveate.h
 
 struct llama_fixation_input;
 

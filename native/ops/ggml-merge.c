@@ -1,5 +1,6 @@
 // Constructors of foveate's merge ops (RTPrune token merging; compiled into ggml-base,
-// declared in ggml.h by patches/0005). Kernels: ggml-cpu-merge.cpp, ggml-cuda-merge.cu.
+// declared in ggml-merge.h, op codes registered by patches/0003). Kernels:
+// ggml-cpu-merge.cpp, ggml-cuda-merge.cu.
 //
 // ot_sinkhorn(scores F32 [P, K], z, n_iter) -> F32 [P, K]: the real block of SuperGlue's
 //   dustbin optimal-transport plan between K destinations (rows) and P sources (columns).
@@ -12,7 +13,8 @@
 //   dst = a; dst[:, idx[i]] += b[:, i] for i in order; entries outside [0, N) are skipped.
 //   Repeated indices accumulate (hard, ToMe-style merges); the kernels add in index order,
 //   so the result is deterministic on both backends.
-#include "ggml.h"
+#include "ggml-merge.h"
+
 #include "ggml-impl.h"
 
 struct ggml_tensor * ggml_ot_sinkhorn(

@@ -9,11 +9,13 @@
 // The host picks k = floor(N_content * ratio) and the top-k by score in between (data-dependent
 // shapes cannot live in one graph).
 #include "mtmd-merge.h"
+#include "mtmd-foveate.h"
 #include "mtmd.h"
 
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml.h"
+#include "ggml-merge.h"
 
 #include <algorithm>
 #include <atomic>

@@ -1,8 +1,12 @@
-// foveate token merging: what mtmd's hooks (patches/0006, 0009) call. mtmd.cpp keeps only
+// foveate token merging: what mtmd's hooks (patches/0008, 0009) call. mtmd.cpp keeps only
 // what needs its private structs (the chunks of a tiled image, the encode call, the overview
-// image); pooling a tiled image, marker rows, pixels, pending chunks and the C API live here.
+// image); the encode hook's logic, pooling a tiled image, marker rows, pixels, pending chunks,
+// the decode rules of merged rows and the C API live here.
 #include "mtmd-merge.h"
+#include "mtmd-merge-decode.h"
+#include "mtmd-foveate.h"
 #include "mtmd.h"
+#include "llama-foveate.h"
 #include "clip.h"
 #include "clip-impl.h"
 
@@ -132,8 +136,57 @@ bool foveate_merge_image(foveate_merge_state & st, const clip_ctx * clip, int n_
     return true;
 }
 
+bool foveate_merge_encoded(foveate_merge_state & st, const clip_ctx * clip, int n_threads, int64_t d,
+                           const void * key, uint64_t serial,
+                           const std::function<foveate_image_parts()> & describe,
+                           std::vector<float> & out_embd) {
+    if (!foveate_merge_begin(st, clip)) {
+        return true;   // merging off: the stock path, nothing else is touched
+    }
+    std::string err;
+    if (!foveate_merge_image(st, clip, n_threads, d, key, serial, describe(), out_embd, err)) {
+        LOG_ERR("%s: %s\n", __func__, err.c_str());
+        return false;
+    }
+    return true;
+}
+
 //
-// C API (mtmd.h)
+// decoding merged rows (mtmd-merge-decode.h)
+//
+
+foveate_decode_rows foveate_merge_decode_rows(mtmd_context * ctx, const mtmd_input_chunk * chunk,
+                                              const float * embd) {
+    foveate_decode_rows r;
+    r.n_kept = mtmd_merge_kept_rows(ctx, chunk, embd, &r.kept);
+    // original positions unless a 1-D RoPE model was asked for consecutive ones
+    r.consecutive = r.n_kept >= 0 && !mtmd_decode_use_mrope(ctx) && mtmd_merge_get_1d_positions(ctx) == 1;
+    return r;
+}
+
+void foveate_decode_rows::select_mrope(std::vector<mtmd_decoder_pos> & rel_pos) const {
+    if (n_kept < 0) {
+        return;
+    }
+    std::vector<mtmd_decoder_pos> kept_pos(n_kept);
+    for (int32_t j = 0; j < n_kept; j++) {
+        kept_pos[j] = rel_pos[kept[j]];
+    }
+    rel_pos.swap(kept_pos);
+}
+
+void foveate_decode_rows::place_1d(llama_pos * pos, llama_pos n_past, llama_context * lctx) const {
+    if (n_kept < 0 || consecutive) {
+        return;
+    }
+    for (int32_t j = 0; j < n_kept; j++) {
+        pos[j] = n_past + kept[j];
+    }
+    llama_foveate_allow_position_gaps(lctx, true);
+}
+
+//
+// C API (mtmd-foveate.h)
 //
 
 int32_t mtmd_merge_set(mtmd_context * ctx, int32_t mode, double keep_ratio) {

@@ -1,0 +1,55 @@
+// foveate's C API in libllama: defined in llama-foveate.cpp and llama-fixation.cpp, compiled
+// into libllama by foveate's CMakeLists.txt. Declared here, not in llama.h, so no patch has
+// to touch llama.h for them (ctypes binds them by name; C callers include this header).
+#pragma once
+
+#include "llama.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Build information of the patched llama.cpp ("foveate-native=1;patches=<series>"): the
+// proof that the libllama loaded is foveate's, with every patch compiled in.
+LLAMA_API const char * llama_foveate_build_info(void);
+
+// Let this context's batches give 1-D positions that jump forward (still strictly increasing
+// per sequence, no repeats), so a merged image keeps its original positions. Off by default
+// (stock rule: consecutive). M-RoPE models always allow jumps. mtmd_helper_decode_image_chunk
+// turns it on when it decodes a merged image at its original positions and leaves it on: the
+// text after the image continues from the unmerged end, so turning it off while such cells
+// are cached makes the next decode fail.
+LLAMA_API void llama_foveate_allow_position_gaps(struct llama_context * ctx, bool allow);
+
+// --- fixation (llama-fixation.cpp) ------------------------------------------------------------
+// During decode, focal layers pick each sequence's most attended image cells and the other
+// layers attend to text + those cells only (nothing is evicted).
+// ratio: share of the image cells kept per step (0 = off; a budget covering every image cell
+// runs the stock graph), k_min: lower bound of that budget, focal: layer indices (n_focal 0 =
+// one layer at a third of the depth), max_tokens: ubatches with more tokens per sequence
+// (prefill) run dense. Returns 0, or < 0 on invalid arguments (logged).
+LLAMA_API int32_t llama_fixation_set(struct llama_context * ctx, float ratio, int32_t k_min,
+                                     const int32_t * focal, int32_t n_focal, int32_t max_tokens);
+// focal layers score every R-th step of a sequence (R >= 1); in between they keep the selection
+LLAMA_API int32_t llama_fixation_set_refresh(struct llama_context * ctx, int32_t refresh);
+// compensation: a fixed sample of this many image cells (0..4096, 0 = off) stands in for the
+// unselected ones
+LLAMA_API int32_t llama_fixation_set_sample(struct llama_context * ctx, int32_t sample);
+// warm start: also the next `dilation` image cells after each previously selected one
+LLAMA_API int32_t llama_fixation_set_dilation(struct llama_context * ctx, int32_t dilation);
+// image-token ordinals (0 = first image token of the sequence) selected at the sequence's last
+// decode step; returns their number (copies at most n_out)
+LLAMA_API int32_t llama_fixation_get_last(struct llama_context * ctx, llama_seq_id seq_id,
+                                          int32_t * out, int32_t n_out);
+// means over the decode rows since the last reset: image cells attended by sparse layers, image
+// cells of the sequence; returns the number of focal layers (copied to focal_out)
+LLAMA_API int32_t llama_fixation_get_stats(struct llama_context * ctx, double * mean_selected,
+                                           double * mean_image, int64_t * n_rows,
+                                           int32_t * focal_out, int32_t n_focal_out);
+// image cells attended per decode row, mean over every layer, since the last reset
+LLAMA_API double  llama_fixation_get_attended(struct llama_context * ctx);
+LLAMA_API void    llama_fixation_reset_stats(struct llama_context * ctx);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,52 @@
+// foveate's fixation ops (decode-time visual KV selection): constructors, in ggml-base.
+// The op codes GGML_OP_FIX_SELECT / GGML_OP_FIX_ATTN are registered in ggml.h by
+// patches/0002; kernels: ggml-cpu-fixation.h (CPU), ggml-cuda-fixation.cuh (CUDA).
+// The full spec is at the top of ggml-fixation.c.
+#pragma once
+
+#include "ggml.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Layouts are those ggml_flash_attn_ext receives:
+//   q [D, T, H, S] F32, k [D, N, Hkv, S], v [Dv, N, Hkv, S] (any strides), mask [N, >=T, 1, S]
+//   F16/F32; index lists I32 [n, T, S], entries in [0, N) or -1 (ignored).
+// fix_select: per query row, score(c) = sum_h softmax_c(scale*q_h.k_c + mask)[c] over all
+//   cells, restricted to img_idx; returns the budget[t, s] best cells, ascending, -1 padded:
+//   I32 [k_max, T, S]. Cells hidden by the mask are never returned.
+GGML_API struct ggml_tensor * ggml_fix_select(
+    struct ggml_context * ctx,
+    struct ggml_tensor  * q,
+    struct ggml_tensor  * k,
+    struct ggml_tensor  * mask,
+    struct ggml_tensor  * img_idx,  // I32 [n_img, T, S]
+    struct ggml_tensor  * budget,   // I32 [T, S]
+    int64_t               k_max,
+    float                 scale);
+
+// fix_attn with compensation: idx_c samples a pool of n_pool[t,s] cells (idx_b holds the
+//   selected ones, ascending); its entries not in idx_b also enter, each with logit
+//   + log(hidden cells / such entries), for the pool's hidden cells (native spec)
+GGML_API void ggml_fix_attn_add_sample(
+    struct ggml_tensor  * a,        // a ggml_fix_attn result with idx_b
+    struct ggml_tensor  * idx_c,    // I32 [nc, T, S]
+    struct ggml_tensor  * n_pool);  // I32 [T, S]
+
+// fix_attn: softmax(scale*q.k + mask) v over the cells listed in idx_a and idx_b only
+//   (a cell listed twice counts twice: keep the lists disjoint). Returns F32 [Dv, H, T, S],
+//   the layout of ggml_flash_attn_ext's result.
+GGML_API struct ggml_tensor * ggml_fix_attn(
+    struct ggml_context * ctx,
+    struct ggml_tensor  * q,
+    struct ggml_tensor  * k,
+    struct ggml_tensor  * v,
+    struct ggml_tensor  * mask,
+    struct ggml_tensor  * idx_a,    // I32 [na, T, S]
+    struct ggml_tensor  * idx_b,    // I32 [nb, T, S] or NULL
+    float                 scale);
+
+#ifdef __cplusplus
+}
+#endif
