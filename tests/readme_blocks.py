@@ -10,7 +10,7 @@ one marker line saying how:
 
 Unmarked blocks run in a fresh folder holding the placeholders the README uses, copies of
 the bundled reader: model.gguf, mmproj.gguf, page.png (the sample page) and model.gguf's
-calibration beside it.
+calibration beside it, and doc.pdf (three generated pages).
 """
 from __future__ import annotations
 
@@ -85,8 +85,13 @@ def commands(block: Block) -> list[str]:
 
 
 def placeholders(folder: Path) -> Path:
-    """Copies, not links: a command that writes beside model.gguf must not touch the bundle."""
+    """Copies, not links: a command that writes beside model.gguf must not touch the bundle.
+    doc.pdf: three held-out generated pages, one scanned image per page."""
+    from PIL import Image
+
     folder.mkdir(parents=True, exist_ok=True)
     for name, src in PLACEHOLDERS.items():
         shutil.copy(src, folder / name)
+    pages = [Image.open(p).convert("RGB") for p in sorted((REPO / "tests/data/pages").glob("*.png"))[:3]]
+    pages[0].save(folder / "doc.pdf", save_all=True, append_images=pages[1:], resolution=72)
     return folder

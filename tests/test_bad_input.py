@@ -143,4 +143,5 @@ def test_cli_reports_error_and_exit_code(models, tmp_path):
                           "--mmproj", str(models["mmproj"]), "-t", "2"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 1
-    assert f"ImageError: not an image Pillow can open: {bad}" in out.stderr
+    assert f"ImageError: not an image Pillow can open, nor a PDF: {bad}" in out.stderr
+    assert "Traceback" not in out.stderr

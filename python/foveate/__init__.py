@@ -1,10 +1,10 @@
 """foveate: fast OCR with quantized vision-language models on a patched llama.cpp."""
-from .errors import (BuildError, ContextError, DecodeError, FoveateError, ImageError,
-                     ModelError, ProjectorError)
+from .errors import (BuildError, ContextError, DecodeError, DocumentError, FoveateError,
+                     ImageError, ModelError, ProjectorError)
 
 __version__ = "0.1.0"
 __all__ = ["Reader", "Result", "enable", "FoveateError", "ModelError", "ProjectorError", "ImageError",
-           "ContextError", "DecodeError", "BuildError", "__version__"]
+           "DocumentError", "ContextError", "DecodeError", "BuildError", "__version__"]
 
 
 def __getattr__(name):  # load the native libraries only when the API is used

@@ -17,6 +17,12 @@ class ImageError(FoveateError):
     """The image cannot be opened, is empty, too small or too large."""
 
 
+class DocumentError(ImageError):
+    """A document (PDF, multi-page image, folder) cannot be read: corrupt, encrypted without
+    the password, empty, or a page range past its end. An ImageError, so callers that catch
+    bad images catch bad documents too."""
+
+
 class ContextError(FoveateError):
     """The prompt plus image does not fit the context window (n_ctx)."""
 

@@ -18,7 +18,8 @@ from .controls import FIXATION_SAMPLE
 from ..errors import ContextError, DecodeError, ModelError, ProjectorError
 from ..inputs.gguf_check import read_gguf_info
 from ..inputs.images import MAX_PIXELS, Page, load_page
-from .notes import page_warnings
+from .notes import cutoff_warnings, page_warnings
+from .trace import Trace, TraceStep, TraceUnavailable
 
 
 llama, mtmd = B.llama, B.mtmd
@@ -66,6 +67,12 @@ class Result:
     stats: Stats = field(default_factory=Stats)
     image: str = ""
     warnings: list = field(default_factory=list)   # one-line notes (the CLI prints them)
+    image_size: tuple = (0, 0)      # (width, height) of the page as given to the projector
+    source: str = ""                # read_document: the document's name ...
+    page: int = 0                   # ... the page number (1-based; 0: not from a document)
+    n_pages: int = 0                # ... and its page count
+    wall_s: float = 0.0             # the whole read, image decoding included
+    trace: object = None            # read(..., trace=True): engine.trace.Trace
 
 
 def _threads(n: int | None) -> int:
@@ -81,10 +88,17 @@ class Engine:
                  fixation_max_tokens: int = 8, fixation_dilation: int = 0,
                  fixation_refresh: int = 1, fixation_sample: int = FIXATION_SAMPLE, n_seq: int = 1,
                  kv_unified: bool = False, merge=None, merge_positions: str = "original",
-                 merge_score: str = "auto"):
+                 merge_score: str = "auto", image_min_tokens: int | None = None,
+                 image_max_tokens: int | None = None):
         self.model_path = str(model)
         self.mmproj_path = str(mmproj) if mmproj is not None else None
         self.image_max_pixels = image_max_pixels
+        for what, v in (("image_min_tokens", image_min_tokens), ("image_max_tokens", image_max_tokens)):
+            if v is not None and (int(v) != v or v < 1):
+                raise ValueError(f"{what} must be a positive integer, got {v!r}")
+        if image_min_tokens and image_max_tokens and image_min_tokens > image_max_tokens:
+            raise ValueError(f"image_min_tokens {image_min_tokens} > image_max_tokens {image_max_tokens}")
+        self.image_min_tokens, self.image_max_tokens = image_min_tokens, image_max_tokens
         self._model = self._ctx = self._mtmd = None
         minfo = read_gguf_info(model, ModelError, "model")
         if minfo.arch == "clip":
@@ -98,6 +112,7 @@ class Engine:
                 raise ProjectorError(f"projector file is not an mmproj (architecture "
                                      f"'{pinfo.arch}'): {mmproj}")
             self.projector_type = pinfo.projector_type
+            self.patch_size = int(pinfo.metadata.get("clip.vision.patch_size", 14) or 14)
         if n_ctx <= 0:
             raise ContextError(f"n_ctx must be positive, got {n_ctx}")
         from .merging import check_merge_positions, parse_merge, resolve_merge_score
@@ -219,6 +234,10 @@ class Engine:
         mparams.n_threads = self.threads
         mparams.print_timings = False
         mparams.warmup = False
+        if self.image_min_tokens:   # as llama.cpp's --image-min-tokens / --image-max-tokens
+            mparams.image_min_tokens = int(self.image_min_tokens)
+        if self.image_max_tokens:
+            mparams.image_max_tokens = int(self.image_max_tokens)
         mark = B.log.mark()
         self._mtmd = mtmd.mtmd_init_from_file(self.mmproj_path.encode(), self._model, mparams)
         if not self._mtmd:
@@ -226,6 +245,19 @@ class Engine:
                                  f"{B.log.cause_since(mark)}")
         if not mtmd.mtmd_support_vision(self._mtmd):
             raise ProjectorError(f"projector has no vision encoder: {mmproj}")
+
+    @property
+    def pixels_per_token(self) -> int:
+        """Image pixels per visual token, to size a rendered page: (patch x merge)^2. Qwen-style
+        mergers fold 2x2 patches into a token; other projectors are taken to do the same
+        (an estimate: it only chooses a PDF page's render size, mtmd sizes the image itself)."""
+        return (getattr(self, "patch_size", 14) * 2) ** 2
+
+    def image_token_budget(self, max_tokens: int) -> int:
+        """Visual tokens a page may take: --image-max-tokens, else what n_ctx leaves after the
+        prompt and `max_tokens` of text."""
+        room = max(64, self.n_ctx - max_tokens - 128)
+        return min(self.image_max_tokens, room) if self.image_max_tokens else room
 
     # --- prompt ------------------------------------------------------------------------------
     def format_prompt(self, prompt: str) -> str:
@@ -284,15 +316,34 @@ class Engine:
 
     # --- the page ----------------------------------------------------------------------------
     def read(self, image, prompt: str | None = None, max_tokens: int = 1024,
-             sampling: Sampling | None = None) -> Result:
+             sampling: Sampling | None = None, trace: bool = False) -> Result:
+        """trace: record where fixation looked at every step (Result.trace; needs fixation)."""
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+        if trace and not self.fixation:
+            raise ValueError("a trace shows fixation's selections: turn fixation on (--fixation 0.05)")
+        t0 = time.perf_counter()
         page = image if isinstance(image, Page) else load_page(image, self.image_max_pixels)
         n_past, stats = self.prefill_page(page, prompt)
+        tr = self._new_trace(page, stats) if trace else None
         out = self._generate(n_past, stats.prompt_tokens, max_tokens, sampling or Sampling(),
-                             stats)
+                             stats, tr)
         notes = page_warnings(self.model_name, page.width, page.height, out)
-        return Result(text=out, stats=stats, image=page.name, warnings=notes)
+        notes += cutoff_warnings(stats, max_tokens, self.n_ctx)
+        return Result(text=out, stats=stats, image=page.name, warnings=notes,
+                      image_size=(page.width, page.height), wall_s=time.perf_counter() - t0,
+                      trace=tr)
+
+    def _new_trace(self, page: Page, stats: "Stats") -> "Trace":
+        nx, ny, n_chunks = self._last_grid
+        if n_chunks != 1 or nx * ny != stats.image_tokens:
+            raise TraceUnavailable(
+                f"the trace cannot map {self.projector_type or 'this projector'}'s image tokens "
+                f"to the page yet ({n_chunks} image chunks, {stats.image_tokens} tokens on a "
+                f"{nx} x {ny} grid); it needs one grid of merged patches (Qwen-style projectors)")
+        merged = stats.image_tokens_merged and stats.image_tokens_merged != stats.image_tokens
+        return Trace(grid=(nx, ny), image_size=(page.width, page.height),
+                     kept=self.merge_kept() if merged else None, ratio=self.fixation, page=page)
 
     def prefill_page(self, page: Page, prompt: str | None = None, seq_id: int = 0,
                      clear: bool = True) -> tuple[int, Stats]:
@@ -316,11 +367,16 @@ class Engine:
                 raise DecodeError(f"mtmd could not tokenize image {page.name} (code {rc}): "
                                   f"{B.log.cause_since(mark)}")
             n_pos = mtmd.mtmd_helper_get_n_pos(chunks)
+            self._last_grid = (0, 0, 0)   # (nx, ny, image chunks) of this page, for traces
             n_chunks = mtmd.mtmd_input_chunks_size(chunks)
             for i in range(n_chunks):
                 ch = mtmd.mtmd_input_chunks_get(chunks, i)
                 if mtmd.mtmd_input_chunk_get_type(ch) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
                     stats.image_tokens += mtmd.mtmd_input_chunk_get_n_tokens(ch)
+                    it = mtmd.mtmd_input_chunk_get_tokens_image(ch)
+                    nx, ny, k = self._last_grid
+                    self._last_grid = (mtmd.mtmd_image_tokens_get_nx(it),
+                                       mtmd.mtmd_image_tokens_get_ny(it), k + 1)
                 stats.prompt_tokens += mtmd.mtmd_input_chunk_get_n_tokens(ch)
             if n_pos >= self.n_ctx or stats.prompt_tokens >= self.n_ctx:
                 raise ContextError(
@@ -375,13 +431,14 @@ class Engine:
         return n_past
 
     def _generate(self, n_past: int, n_cells: int, max_tokens: int, s: Sampling,
-                  stats: Stats) -> str:
+                  stats: Stats, trace: "Trace | None" = None) -> str:
         """Sample up to max_tokens from position n_past. The KV cache holds n_cells
         entries; with M-RoPE an image takes more cells than positions, so the context
         limit is checked on cells."""
         sampler = self._sampler(s)
         B.fixation.llama_fixation_reset_stats(self._ctx)
         out = bytearray()
+        first = True   # the first token comes from the prefill's logits: a dense step
         t0 = time.perf_counter()
         try:
             stats.stop_reason = "max_tokens"
@@ -390,8 +447,14 @@ class Engine:
                 if llama.llama_vocab_is_eog(self._vocab, tok):
                     stats.stop_reason = "eos"
                     break
-                out += self._piece(tok)
+                piece = self._piece(tok)
+                out += piece
                 stats.tokens_generated += 1
+                if trace is not None:   # the cells the step that produced `tok` attended
+                    sel = [] if first else C.fixation_selection(self._ctx, 0)
+                    trace.steps.append(TraceStep(piece.decode("utf-8", errors="replace"),
+                                                 trace.grid_ids(sel)))
+                first = False
                 if n_cells >= self.n_ctx:
                     stats.stop_reason = "n_ctx"
                     break

@@ -1,8 +1,11 @@
-"""The bundled readers are instruments: they read foveate's generated pages and nothing else.
+"""One-line notes on a page's result, for stderr and Result.warnings.
 
-On anything else (a screenshot, a photo, a scan, even a generated page rescaled) they print
-whitespace or noise. A user who tries one on their own page must hear why, not get an empty
-answer with exit code 0: `page_warnings` says it in one line, pointing to the README.
+`page_warnings`: the bundled readers are instruments: they read foveate's generated pages
+and nothing else. On anything else (a screenshot, a photo, a scan, even a generated page
+rescaled) they print whitespace or noise; a user who tries one on their own page must hear
+why, not get an empty answer with exit code 0.
+`cutoff_warnings`: the text stopped because the KV cache filled or max_tokens ran out, not
+because the model ended it (a 3000 x 4000 scan can take 4,000 image tokens and leave 30).
 """
 from __future__ import annotations
 
@@ -29,4 +32,15 @@ def page_warnings(model_name: str, width: int, height: int, text: str) -> list[s
                 f"noise; {SEE}"]
     if sum(not c.isspace() for c in text) < MIN_CHARS:
         return [f"{model_name} read almost nothing on this image: {SEE}"]
+    return []
+
+
+def cutoff_warnings(stats, max_tokens: int, n_ctx: int) -> list[str]:
+    """A note when the page's text was cut off, with the flags that fix it."""
+    if stats.stop_reason == "n_ctx":
+        return [f"output cut off: the context (n_ctx={n_ctx}) filled after "
+                f"{stats.tokens_generated} tokens; the page took {stats.image_tokens} image "
+                f"tokens: raise -c, or lower --image-max-tokens"]
+    if stats.stop_reason == "max_tokens":
+        return [f"output cut off at the {max_tokens}-token limit: raise -n"]
     return []

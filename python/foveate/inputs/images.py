@@ -57,10 +57,26 @@ def load_page(image, max_pixels: int = MAX_PIXELS) -> Page:
             raise ImageError(f"image is too large: {name}: {e}") from None
         _check_size(name, *img.size, max_pixels)
     try:
-        rgb = img.convert("RGB")
+        rgb = to_rgb(img)
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"image data is corrupt: {name}: {e}") from None
     return Page(name=name, width=rgb.width, height=rgb.height, rgb=rgb.tobytes())
+
+
+def to_rgb(img):
+    """The page as it is seen: EXIF orientation applied (phone photos, scanners), and any
+    transparency composited on white paper (converting RGBA straight to RGB turns black text
+    on a transparent background into black on black)."""
+    from PIL import Image, ImageOps
+
+    img = ImageOps.exif_transpose(img)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(paper, rgba).convert("RGB")
+    return img.convert("RGB")
 
 
 def _check_size(name: str, w: int, h: int, max_pixels: int) -> None:

@@ -37,15 +37,20 @@ class EvalResult:
         return max(0.0, 1.0 - self.cer)
 
 
-def page_pairs(paths) -> list[tuple[Path, str]]:
-    """Images with a same-named .txt ground truth; folders are expanded to their *.png."""
+def page_pairs(paths, missing: list | None = None) -> list[tuple[Path, str]]:
+    """Images with a same-named .txt ground truth; folders are expanded to their *.png.
+    An image without one is an error, unless `missing` is a list: then it is appended there
+    and skipped (`foveate eval` reports those pages and goes on)."""
     out = []
     for p in map(Path, paths):
         imgs = sorted(p.glob("*.png")) if p.is_dir() else [p]
         for img in imgs:
             gt = img.with_suffix(".txt")
             if not gt.is_file():
-                raise FileNotFoundError(f"no ground truth {gt} for {img}")
+                if missing is None:
+                    raise FileNotFoundError(f"no ground truth {gt} for {img}")
+                missing.append(img)
+                continue
             out.append((img, gt.read_text().rstrip("\n")))
     return out
 

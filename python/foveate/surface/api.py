@@ -19,7 +19,8 @@ class Reader:
                  fixation: float | None = None, fixation_k_min: int = 16,
                  focal_layers: list[int] | None = None, fixation_dilation: int = 0,
                  fixation_refresh: int = 1, fixation_sample: int = FIXATION_SAMPLE, merge=None,
-                 merge_positions: str = "original", merge_score: str = "auto"):
+                 merge_positions: str = "original", merge_score: str = "auto",
+                 image_min_tokens: int | None = None, image_max_tokens: int | None = None):
         """fixation: share of image tokens attended per decode step (e.g. 0.05; None/0 =
         off, the stock computation). Flash attention defaults to on when fixation is on.
         fixation_refresh: the focal layers re-select every R-th step (1 = every step); in
@@ -37,22 +38,68 @@ class Reader:
         RTPrune), "duplicates" (the fewest near-duplicates on the page, so blank paper goes
         first) or "auto" (the default: "norm" on DeepSeek-OCR's projector, where RTPrune
         validated it, "duplicates" on every other; on the bundled Qwen2.5-VL-style readers the
-        norm drops characters first, see docs/benchmarks.md)."""
+        norm drops characters first, see docs/benchmarks.md).
+        image_min_tokens / image_max_tokens: bounds on a page's visual tokens, as llama.cpp's
+        --image-min-tokens / --image-max-tokens (None: the projector's own); they also size
+        rendered PDF pages."""
         self.engine = Engine(model, mmproj, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx,
                              threads=threads, n_batch=n_batch, flash_attn=flash_attn,
                              fixation=fixation, fixation_k_min=fixation_k_min,
                              focal_layers=focal_layers, fixation_dilation=fixation_dilation,
                              fixation_refresh=fixation_refresh,
                              fixation_sample=fixation_sample, merge=merge,
-                             merge_positions=merge_positions, merge_score=merge_score)
+                             merge_positions=merge_positions, merge_score=merge_score,
+                             image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens)
 
     def read(self, image, prompt: str | None = None, max_tokens: int = 1024, *,
              temperature: float = 0.0, top_k: int = 40, top_p: float = 0.95,
-             min_p: float = 0.05, repeat_penalty: float = 1.0, seed: int = 0xF0FEA7E) -> Result:
-        """Transcribe one page: a path, bytes or a PIL image. Greedy unless temperature > 0."""
+             min_p: float = 0.05, repeat_penalty: float = 1.0, seed: int = 0xF0FEA7E,
+             trace: bool = False) -> Result:
+        """Transcribe one page: a path, bytes or a PIL image. Greedy unless temperature > 0.
+        trace=True (fixation on): Result.trace holds, per decode step, the image tokens the
+        focal layers selected, mapped to the page (engine.trace.Trace; draw it with
+        foveate.surface.trace_picture.save(result.trace, "out.gif"))."""
         s = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                      repeat_penalty=repeat_penalty, seed=seed)
-        return self.engine.read(image, prompt=prompt, max_tokens=max_tokens, sampling=s)
+        return self.engine.read(image, prompt=prompt, max_tokens=max_tokens, sampling=s,
+                                trace=trace)
+
+    def read_document(self, source, pages=None, prompt: str | None = None,
+                      max_tokens: int = 1024, *, password: str | None = None,
+                      dpi: float | None = None, skip=(), **sampling):
+        """Read a document page by page: yields one Result per page, in order, with
+        `.source`, `.page` (1-based) and `.n_pages` set. source: a path (image, multi-page
+        TIFF, PDF), "-" (stdin), bytes, a PIL image, or an open inputs.documents.Document
+        (left open for the caller). pages: page numbers, or a string like
+        "1-3,7,10-" (None: all). PDF pages render at a scan's own resolution, else at `dpi`,
+        else at the size that fits the image-token budget (image_max_tokens, or what n_ctx
+        leaves). skip: page numbers not to read (resume). Other keyword arguments as read()."""
+        from ..inputs.documents import Document, RenderBudget, open_document, parse_pages
+
+        owned = not isinstance(source, Document)
+        doc = open_document(source, password=password) if owned else source
+        try:
+            numbers = (parse_pages(pages, doc.n_pages, doc.name)
+                       if pages is None or isinstance(pages, str) else list(pages))
+            bad = [p for p in numbers if not 1 <= p <= doc.n_pages]
+            if bad:
+                from ..errors import DocumentError
+                raise DocumentError(f"{doc.name}: no page {bad[0]} (it has {doc.n_pages})")
+            eng = self.engine
+            ppt = eng.pixels_per_token
+            budget = RenderBudget(max_pixels=eng.image_token_budget(max_tokens) * ppt,
+                                  min_pixels=(eng.image_min_tokens or 0) * ppt, dpi=dpi)
+            for number in numbers:
+                if number in skip:
+                    continue
+                res = self.read(doc.page(number, budget), prompt=prompt, max_tokens=max_tokens,
+                                **sampling)
+                res.source, res.page, res.n_pages = doc.name, number, doc.n_pages
+                res.image = f"{doc.name}#page={number}" if doc.n_pages > 1 else doc.name
+                yield res
+        finally:
+            if owned:
+                doc.close()
 
     def close(self) -> None:
         self.engine.close()

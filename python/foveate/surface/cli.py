@@ -9,6 +9,21 @@ import json
 import sys
 from pathlib import Path
 
+
+
+class HELP(argparse.HelpFormatter):
+    """Every flag's help shows its default, unless the help already says it (or there is
+    none to show: a switch, or an optional value with no default)."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        d = action.default
+        if ("default" in h or d is None or d is False or d is argparse.SUPPRESS
+                or action.nargs in (argparse.ZERO_OR_MORE, argparse.ONE_OR_MORE)
+                or not action.option_strings):
+            return h
+        return f"{h} (default: {d})"
+
 from ..errors import FoveateError
 
 
@@ -18,11 +33,13 @@ def _model_args(p: argparse.ArgumentParser, need_mmproj: bool = True,
     p.add_argument("--mmproj", required=need_mmproj, help="image projector GGUF")
     p.add_argument("-ngl", "--n-gpu-layers", type=int, default=0, help="layers to offload (GPU builds)")
     p.add_argument("-c", "--ctx-size", type=int, default=ctx_default,
-                   help="context size (n_ctx)" + (f"; default {ctx_default}" if ctx_default else
-                                                  "; default: sized for the run"))
-    p.add_argument("-b", "--batch-size", type=int, default=2048, help="logical batch size")
+                   help="context size (n_ctx)" + ("" if ctx_default else
+                                                  " (default: sized for the run)"))
+    p.add_argument("-b", "--batch-size", type=int, default=2048,
+                   help="logical batch size: prompt tokens decoded per llama_decode call")
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all)")
-    p.add_argument("-fa", "--flash-attn", choices=["on", "off", "auto"], default="auto")
+    p.add_argument("-fa", "--flash-attn", choices=["on", "off", "auto"], default="auto",
+                   help="flash attention (auto: llama.cpp decides; on when fixation is on)")
 
 
 def _fixation_args(p: argparse.ArgumentParser) -> None:
@@ -83,36 +100,11 @@ def _engine_kwargs(a) -> dict:
 
 
 def cmd_read(a) -> int:
-    from .api import Reader
+    from . import read_cmd
 
-    reader = Reader(a.model, a.mmproj, **_engine_kwargs(a))
-    results, failed = [], 0
-    for i, img in enumerate(a.images):
-        try:
-            r = reader.read(img, prompt=a.prompt, max_tokens=a.n_predict, temperature=a.temp,
-                            top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
-                            repeat_penalty=a.repeat_penalty, seed=a.seed)
-        except FoveateError as e:  # one bad page does not stop the others
-            failed += 1
-            print(f"foveate: {type(e).__name__}: {e}", file=sys.stderr)
-            if a.json:
-                results.append({"image": str(img), "error": str(e), "error_type": type(e).__name__})
-            continue
-        for note in r.warnings:
-            print(f"foveate: {img}: {note}", file=sys.stderr)
-        if a.json:
-            results.append({"image": r.image, "text": r.text, "stats": r.stats.as_dict(),
-                            "warnings": r.warnings})
-        else:
-            if len(a.images) > 1:
-                print(f"==> {img} <==")
-            print(r.text)
-            if len(a.images) > 1 and i < len(a.images) - 1:
-                print()
-    if a.json:
-        json.dump(results, sys.stdout, indent=2, ensure_ascii=False)
-        print()
-    return 1 if failed else 0
+    kw = _engine_kwargs(a)
+    kw.update(image_min_tokens=a.image_min_tokens, image_max_tokens=a.image_max_tokens)
+    return read_cmd.run(a, kw)
 
 
 # A bench page's text around its image (chat template, markers), with room to spare.
@@ -222,9 +214,13 @@ def cmd_eval(a) -> int:
     from .api import Reader
     from ..instruments.evaluate import evaluate, page_pairs
 
-    pairs = page_pairs(a.pages)
+    missing: list = []
+    pairs = page_pairs(a.pages, missing)
+    for img in missing:
+        print(f"foveate eval: {img}: no ground truth {img.with_suffix('.txt').name} beside "
+              f"it; page skipped", file=sys.stderr)
     if not pairs:
-        raise SystemExit("foveate eval: no pages found")
+        raise SystemExit("foveate eval: no pages with ground truth found")
     reader = Reader(a.model, a.mmproj, **_engine_kwargs(a))
     res = evaluate(reader, pairs, max_tokens=a.n_predict)
     for page, c in zip(res.pages, res.cers):
@@ -269,35 +265,62 @@ def cmd_info(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="foveate", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND",
+                            title="commands (foveate COMMAND -h for each one's flags)")
 
-    r = sub.add_parser("read", help="transcribe page images")
-    r.add_argument("images", nargs="+", help="image files")
+    r = sub.add_parser("read", help="transcribe images, PDFs, multi-page TIFFs or folders",
+                       formatter_class=HELP)
+    r.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image, PDF, multi-page TIFF, folder of them, or - (stdin)")
     _model_args(r)
     r.add_argument("-p", "--prompt", default=None, help="instruction (default: read the text)")
     r.add_argument("-n", "--n-predict", type=int, default=1024, help="max tokens per page")
     r.add_argument("--temp", type=float, default=0.0, help="temperature (0 = greedy)")
-    r.add_argument("--top-k", type=int, default=40)
-    r.add_argument("--top-p", type=float, default=0.95)
-    r.add_argument("--min-p", type=float, default=0.05)
-    r.add_argument("--repeat-penalty", type=float, default=1.0)
-    r.add_argument("-s", "--seed", type=int, default=0xF0FEA7E)
-    r.add_argument("--json", action="store_true", help="JSON output with stats")
+    r.add_argument("--top-k", type=int, default=40, help="sampling: keep the k likeliest tokens")
+    r.add_argument("--top-p", type=float, default=0.95, help="sampling: nucleus probability")
+    r.add_argument("--min-p", type=float, default=0.05, help="sampling: drop tokens below p x the best")
+    r.add_argument("--repeat-penalty", type=float, default=1.0, help="penalty on repeated tokens (1 = off)")
+    r.add_argument("-s", "--seed", type=int, default=0xF0FEA7E, help="sampling seed")
+    r.add_argument("--json", action="store_true", help="JSON on stdout: text and stats per page")
+    r.add_argument("-o", "--out", default=None, metavar="DIR",
+                   help="write one file per input document into DIR, page by page; a rerun "
+                        "resumes (skips pages already written)")
+    r.add_argument("--format", default="markdown", choices=["markdown", "text", "json", "jsonl"],
+                   help="output file format with -o (schema: docs/output-format.md)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="with -o: read every page again, even if written before")
+    r.add_argument("--pages", default=None, metavar="RANGES",
+                   help="pages of each multi-page input, 1-based: 1-3,7,10- (default: all)")
+    r.add_argument("--recursive", action="store_true", help="descend into subfolders of folder inputs")
+    r.add_argument("--password", default=None, help="password of encrypted PDFs")
+    r.add_argument("--dpi", type=float, default=None,
+                   help="render PDF pages at this resolution (default: a scan's own, else the "
+                        "size that fits the image-token budget)")
+    r.add_argument("--image-min-tokens", type=int, default=None, metavar="N",
+                   help="at least N image tokens per page, as llama.cpp (default: the projector's)")
+    r.add_argument("--image-max-tokens", type=int, default=None, metavar="N",
+                   help="at most N image tokens per page, as llama.cpp (default: the projector's; "
+                        "PDF pages render to fit what -c leaves)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--trace", default=None, metavar="OUT.gif|OUT.png",
+                   help="with --fixation and one page: draw where the model looked (.gif: the "
+                        "reading path, step by step; .png: a heat map)")
     _fixation_args(r)
     _merge_args(r)
     r.set_defaults(fn=cmd_read)
 
-    b = sub.add_parser("bench", help="time encode, prefill and decode")
+    b = sub.add_parser("bench", help="time encode, prefill and decode", formatter_class=HELP)
     _model_args(b, need_mmproj=False, ctx_default=None)
     b.add_argument("--image", default=None, help="page image (real projector path)")
     b.add_argument("--image-tokens", type=int, default=None,
                    help="inject N random image embeddings instead of an image")
     b.add_argument("-n", "--n-decode", type=int, default=32, help="tokens to decode (EOS ignored)")
-    b.add_argument("-r", "--repetitions", type=int, default=3)
+    b.add_argument("-r", "--repetitions", type=int, default=3, help="runs per row (the median is shown)")
     b.add_argument("--fixation", default="", metavar="R1,R2",
                    help="add a row per fixation ratio (decoded from the same prefilled cache)")
-    b.add_argument("--fixation-k-min", type=int, default=16)
-    b.add_argument("--focal-layers", default="auto")
+    b.add_argument("--fixation-k-min", type=int, default=16, help="at least this many image tokens")
+    b.add_argument("--focal-layers", default="auto",
+                   help="auto (calibrated, else a third of the depth) or layer indices: 7,12")
     b.add_argument("--fixation-refresh", type=int, default=1, metavar="R",
                    help="focal layers re-select every R-th step (fixation rows)")
     b.add_argument("--fixation-sample", type=int, default=64, metavar="N",
@@ -317,20 +340,21 @@ def main(argv: list[str] | None = None) -> int:
     b.set_defaults(fn=cmd_bench)
 
     mk = sub.add_parser("make-model", help="write random-weight GGUFs with real OCR models' "
-                                           "shapes (for tests and timing; outputs are noise)")
+                                           "shapes (for tests and timing; outputs are noise)", formatter_class=HELP)
     mk.add_argument("out", help="output folder")
     mk.add_argument("--shape", default="tiny", help="tiny | qwen2.5-vl-3b | qwen2.5-vl-7b | deepseek-ocr")
     mk.add_argument("--layers", type=int, default=None, help="cut text and vision depth")
-    mk.add_argument("--seed", type=int, default=0)
-    mk.add_argument("--quantize", nargs="*", default=[], help="also write e.g. Q8_0 Q4_K_M")
+    mk.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    mk.add_argument("--quantize", nargs="*", default=[],
+                    help="also write these quantizations, e.g. Q8_0 Q4_K_M (default: none)")
     mk.set_defaults(fn=cmd_make_model)
 
-    pg = sub.add_parser("pages", help="write synthetic pages (PNG) with ground truth (TXT)")
+    pg = sub.add_parser("pages", help="write synthetic pages (PNG) with ground truth (TXT)", formatter_class=HELP)
     pg.add_argument("out", help="output folder")
     pg.add_argument("--split", default="heldout", choices=["train", "heldout"],
                     help="heldout pages are never used in training")
     pg.add_argument("--start", type=int, default=0, help="first page index")
-    pg.add_argument("--count", type=int, default=8)
+    pg.add_argument("--count", type=int, default=8, help="how many pages")
     pg.add_argument("--layout", default="grid", choices=["grid", "document"],
                     help="grid: lines fill the page (the bundled reader's format); document: "
                          "margins, line spacing, blank lower page (the layout reader's)")
@@ -339,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     pg.add_argument("--cols", type=int, default=None, help="page width in cells (24)")
     pg.set_defaults(fn=cmd_pages)
 
-    ev = sub.add_parser("eval", help="character error rate on pages with .txt ground truth")
+    ev = sub.add_parser("eval", help="character error rate on pages with .txt ground truth", formatter_class=HELP)
     ev.add_argument("pages", nargs="+", help="page images or folders of them")
     _model_args(ev)
     ev.add_argument("-n", "--n-predict", type=int, default=1024, help="max tokens per page")
@@ -347,22 +371,22 @@ def main(argv: list[str] | None = None) -> int:
     _merge_args(ev)
     ev.set_defaults(fn=cmd_eval)
 
-    ca = sub.add_parser("calibrate", help="choose fixation's focal layer for a model")
+    ca = sub.add_parser("calibrate", help="choose fixation's focal layer for a model", formatter_class=HELP)
     ca.add_argument("pages", nargs="+", help="page images (or folders of .png)")
-    ca.add_argument("-m", "--model", required=True)
-    ca.add_argument("--mmproj", required=True)
-    ca.add_argument("--ratio", type=float, default=0.05)
-    ca.add_argument("--fixation-k-min", type=int, default=16)
+    ca.add_argument("-m", "--model", required=True, help="language model GGUF")
+    ca.add_argument("--mmproj", required=True, help="image projector GGUF")
+    ca.add_argument("--ratio", type=float, default=0.05, help="fixation ratio the layers are scored at")
+    ca.add_argument("--fixation-k-min", type=int, default=16, help="at least this many image tokens")
     ca.add_argument("--fixation-sample", type=int, default=64, metavar="N",
                     help="compensation sample during the fixation runs (0 = off)")
     ca.add_argument("--steps", type=int, default=256, help="decode steps per page (at most)")
-    ca.add_argument("-t", "--threads", type=int, default=None)
-    ca.add_argument("-c", "--ctx-size", type=int, default=4096)
+    ca.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all)")
+    ca.add_argument("-c", "--ctx-size", type=int, default=4096, help="context size (n_ctx)")
     ca.add_argument("--beside", action="store_true",
                     help="also write MODEL.focal.json next to the model file (ships the calibration)")
     ca.set_defaults(fn=cmd_calibrate)
 
-    i = sub.add_parser("info", help="show the loaded libraries and patch series")
+    i = sub.add_parser("info", help="show the loaded libraries and patch series", formatter_class=HELP)
     i.set_defaults(fn=cmd_info)
 
     a = ap.parse_args(argv)

@@ -1,0 +1,159 @@
+"""`foveate read -o DIR`: one output file per input document, written page by page, resumable.
+
+Each page read is appended to a journal (`DIR/.foveate/NAME.pages.jsonl`, flushed and synced
+before the next page starts), and the output file (`DIR/NAME.md|.txt|.json|.jsonl`) is then
+rewritten from the journal in page order (to a temporary file, renamed over the old one), so
+an interruption loses at most the page in progress and the file on disk is always whole.
+A rerun with the same DIR reads the journal and skips the pages in it; the journal's header
+records the model files and settings, and a rerun with other ones is refused unless
+`overwrite` (which starts the document afresh).
+
+Formats: markdown and text (pages separated by a line naming the page), json (the run's
+settings and a list of pages), jsonl (one line per page). JSON_SCHEMA names the schema.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+JSON_SCHEMA = "foveate.document/1"
+FORMATS = {"markdown": ".md", "text": ".txt", "json": ".json", "jsonl": ".jsonl"}
+
+
+class OutputError(ValueError):
+    """An output folder that cannot be used as asked (settings changed without --overwrite)."""
+
+
+def page_record(res) -> dict:
+    """One page for the journal and the JSON formats. Field names say what they hold."""
+    st = res.stats
+    rec = {
+        "page": res.page or 1,
+        "text": res.text,
+        "image": {"width": res.image_size[0], "height": res.image_size[1]},
+        "wall_s": round(res.wall_s, 4),
+        "stop_reason": st.stop_reason,
+        "warnings": list(res.warnings),
+        "stats": {
+            "image_tokens": st.image_tokens,                  # from the projector
+            "image_tokens_kept": st.image_tokens_merged or st.image_tokens,  # after merging
+            "merge_keep_ratio": st.merge_ratio,
+            "prompt_tokens": st.prompt_tokens,
+            "tokens_generated": st.tokens_generated,
+            "encode_ms": round(st.encode_ms, 3),
+            "prefill_ms": round(st.prefill_ms, 3),
+            "decode_ms": round(st.decode_ms, 3),
+            "tokens_per_s": round(st.tokens_per_s, 3),
+            "fixation_ratio": st.fixation_ratio,
+            # the focal layer's top-k per decode step (what --fixation 0.05 asks for)
+            "fixation_selected_per_step": st.visual_tokens_selected if st.fixation_ratio else None,
+            # image tokens attended per step, mean over every layer (focal layers attend all)
+            "fixation_attended_mean_over_layers": st.visual_tokens_attended if st.fixation_ratio else None,
+            "focal_layers": list(st.focal_layers),
+        },
+    }
+    return rec
+
+
+def _page_header(rec: dict, source: str, n_pages: int, fmt: str) -> str:
+    where = f"page {rec['page']} of {n_pages}: {source}"
+    return f"<!-- {where} -->" if fmt == "markdown" else f"=== {where} ==="
+
+
+def render(fmt: str, source: str, n_pages: int, settings: dict, pages: list[dict]) -> str:
+    pages = sorted(pages, key=lambda r: r["page"])
+    if fmt in ("markdown", "text"):
+        return "".join(f"{_page_header(r, source, n_pages, fmt)}\n\n{r['text'].rstrip()}\n\n"
+                       for r in pages)
+    if fmt == "json":
+        return json.dumps({"schema": JSON_SCHEMA, "source": source, "n_pages": n_pages,
+                           "settings": settings, "pages": pages}, indent=1, ensure_ascii=False) + "\n"
+    if fmt == "jsonl":
+        return "".join(json.dumps({"schema": JSON_SCHEMA, "source": source, "n_pages": n_pages,
+                                   **r}, ensure_ascii=False) + "\n" for r in pages)
+    raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
+
+
+class DocumentOutput:
+    """The output of one input document in DIR, with its journal."""
+
+    def __init__(self, out_dir: str | os.PathLike, stem: str, source: str, n_pages: int,
+                 fmt: str, settings: dict, overwrite: bool = False):
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
+        self.dir = Path(out_dir)
+        self.path = self.dir / (stem + FORMATS[fmt])
+        self.journal = self.dir / ".foveate" / (stem + ".pages.jsonl")
+        self.source, self.n_pages, self.fmt, self.settings = source, n_pages, fmt, settings
+        self.pages: list[dict] = []
+        self.journal.parent.mkdir(parents=True, exist_ok=True)
+        header = {"schema": JSON_SCHEMA, "source": source, "n_pages": n_pages, "settings": settings}
+        if self.journal.exists() and not overwrite:
+            lines = self.journal.read_text().splitlines()
+            try:
+                old = json.loads(lines[0]) if lines else None
+                done = [json.loads(ln) for ln in lines[1:]]
+            except json.JSONDecodeError:
+                # a line cut by a crash is the page in progress: keep the whole ones
+                old, done = (json.loads(lines[0]) if lines else None), []
+                for ln in lines[1:]:
+                    try:
+                        done.append(json.loads(ln))
+                    except json.JSONDecodeError:
+                        break
+            if old is not None and (old.get("settings") != settings or old.get("source") != source):
+                changed = sorted(k for k in set(old.get("settings", {})) | set(settings)
+                                 if old.get("settings", {}).get(k) != settings.get(k))
+                raise OutputError(f"{self.path}: an earlier run wrote it with other settings "
+                                  f"({', '.join(changed) or 'source'}); add --overwrite to "
+                                  f"read it again, or choose another -o folder")
+            if old is not None:
+                self.pages = done
+                self._rewrite_journal(header)   # drops a cut-off last line
+                return
+        self._rewrite_journal(header)
+        if overwrite and self.path.exists():
+            self.path.unlink()
+
+    @property
+    def done(self) -> set[int]:
+        return {r["page"] for r in self.pages}
+
+    def _rewrite_journal(self, header: dict) -> None:
+        tmp = self.journal.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(header, ensure_ascii=False) + "\n")
+            for r in self.pages:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.journal)
+
+    def add(self, rec: dict) -> None:
+        """Record one page (journal first, synced), then rewrite the output file."""
+        with open(self.journal, "a") as f:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.pages.append(rec)
+        self.write()
+
+    def write(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(render(self.fmt, self.source, self.n_pages, self.settings, self.pages))
+        os.replace(tmp, self.path)
+
+
+def output_stems(sources: list[str]) -> dict[str, str]:
+    """The output name of each input: its file name without suffix, or with it where two
+    inputs of the run share a stem ("a.pdf" and "a.png" -> "a.pdf", "a.png")."""
+    def stem(s: str) -> str:
+        return "stdin" if s == "-" else Path(s).stem
+    counts: dict[str, int] = {}
+    for s in sources:
+        counts[stem(s)] = counts.get(stem(s), 0) + 1
+    out = {}
+    for s in sources:
+        out[s] = stem(s) if counts[stem(s)] == 1 else (Path(s).name if s != "-" else "stdin")
+    return out

@@ -1,0 +1,204 @@
+"""`foveate read INPUT...`: documents in (images, PDFs, multi-page TIFFs, folders, stdin),
+text out (stdout, or one file per document with -o), a progress bar on stderr.
+
+One bad input or page does not stop the others: each failure is reported on stderr with its
+file and page, a summary ends the run, and the exit code is 1 (0 when every page was read).
+
+Progress: tqdm, because it is already installed with foveate (gguf depends on it), writes to
+stderr only, disables itself cleanly, and notes printed through tqdm.write do not tear the bar.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..errors import FoveateError
+
+
+def _settings(a) -> dict:
+    """What decides a page's text: a rerun with other settings must not resume."""
+    from ..engine.focal_store import fingerprint
+
+    files = {}
+    for key in ("model", "mmproj"):
+        p = getattr(a, key)
+        files[key] = {"name": Path(p).name, "fingerprint": fingerprint(p)} if p and Path(p).is_file() else p
+    return {"model": files["model"], "mmproj": files["mmproj"], "prompt": a.prompt,
+            "n_predict": a.n_predict, "temp": a.temp, "top_k": a.top_k, "top_p": a.top_p,
+            "min_p": a.min_p, "repeat_penalty": a.repeat_penalty, "seed": a.seed,
+            "ctx_size": a.ctx_size, "fixation": a.fixation, "fixation_k_min": a.fixation_k_min,
+            "focal_layers": a.focal_layers, "fixation_refresh": a.fixation_refresh,
+            "fixation_sample": a.fixation_sample, "merge": a.merge,
+            "merge_score": a.merge_score, "merge_positions": a.merge_positions,
+            "dpi": a.dpi, "image_min_tokens": a.image_min_tokens,
+            "image_max_tokens": a.image_max_tokens}
+
+
+class _Progress:
+    """Pages done of total, pages per minute, ETA and the current file, on stderr."""
+
+    def __init__(self, total: int, quiet: bool):
+        self.bar = None
+        if total > 1 and not quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit="page", file=sys.stderr, dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} pages "
+                                       "[{elapsed}<{remaining}{postfix}]")
+        self.name = ""
+        self.t0 = time.perf_counter()
+        self.n = 0
+
+    def note(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def current(self, name: str) -> None:
+        self.name = Path(name).name
+        self._postfix()
+
+    def step(self, n: int = 1) -> None:
+        self.n += n
+        if self.bar is not None:
+            self._postfix()
+            self.bar.update(n)
+
+    def _postfix(self) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(" ".join(x for x in (self._ppm(), self.name) if x),
+                                     refresh=False)
+
+    def _ppm(self) -> str:
+        dt = time.perf_counter() - self.t0
+        return f"{self.n / dt * 60:.1f} pages/min" if self.n and dt > 0 else ""
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run(a, reader_kwargs: dict) -> int:
+    from ..inputs.documents import RenderBudget, expand_inputs, open_document, parse_pages
+    from .api import Reader
+    from .output import DocumentOutput, OutputError, output_stems, page_record
+
+    sampling = dict(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
+                    repeat_penalty=a.repeat_penalty, seed=a.seed)
+    if a.inputs.count("-") > 1:
+        raise ValueError("stdin (-) can be given once")
+    if a.out is None and a.format != "markdown" and not a.json:
+        raise ValueError("--format needs -o DIR (stdout takes text, or --json)")
+    inputs = expand_inputs(a.inputs, a.recursive)
+    if a.trace:
+        from .trace_picture import save as save_trace   # noqa: F401  (fail early on a bad suffix)
+        if Path(a.trace).suffix.lower() not in (".gif", ".png"):
+            raise ValueError(f"--trace writes .gif or .png, not {a.trace!r}")
+        if not a.fixation:
+            raise ValueError("--trace draws fixation's selections: add --fixation 0.05")
+    failures: list[str] = []
+    stdin_data = sys.stdin.buffer.read() if "-" in inputs else None
+
+    def opened(item):
+        return open_document(stdin_data if item == "-" else item, password=a.password,
+                             name="<stdin>" if item == "-" else None)
+
+    # first pass: page counts (for the bar and the page ranges); bad documents reported here
+    plan = []
+    for item in inputs:
+        try:
+            doc = opened(item)
+            try:
+                numbers = parse_pages(a.pages, doc.n_pages, doc.name) if doc.n_pages > 1 \
+                    else [1]
+            finally:
+                n_pages = doc.n_pages
+                doc.close()
+            plan.append((item, n_pages, numbers))
+        except FoveateError as e:
+            failures.append(str(e))
+            print(f"foveate: {type(e).__name__}: {e}", file=sys.stderr)
+
+    if a.trace and sum(len(n) for _, _, n in plan) != 1:
+        raise ValueError("--trace draws one page: give one image, or one page with --pages N")
+    reader = Reader(a.model, a.mmproj, **reader_kwargs)
+    settings = _settings(a) if a.out else {}
+    stems = output_stems([item for item, _, _ in plan])
+    outputs = {}
+    for item, n_pages, _ in plan:   # refuse a changed setting before reading anything
+        if a.out:
+            try:
+                outputs[item] = DocumentOutput(a.out, stems[item], "<stdin>" if item == "-" else item,
+                                               n_pages, a.format, settings, a.overwrite)
+            except OutputError as e:
+                raise ValueError(str(e)) from None
+    todo = sum(len([p for p in numbers if not (item in outputs and p in outputs[item].done)])
+               for item, _, numbers in plan)
+    progress = _Progress(todo, a.quiet)
+    results, first, n_read = [], True, 0
+    multi = len(plan) > 1 or any(len(n) > 1 for _, _, n in plan)
+    try:
+        for item, n_pages, numbers in plan:
+            out = outputs.get(item)
+            skip = out.done if out else set()
+            if skip & set(numbers):
+                left = len(set(numbers) - skip)
+                progress.note(f"foveate: {out.path}: {len(skip & set(numbers))} of the pages asked "
+                              f"for are already there (resume); {left} to read")
+            progress.current(item)
+            doc = opened(item)
+            try:
+                for number in numbers:
+                    if number in skip:
+                        continue
+                    where = doc.name if n_pages == 1 else f"{doc.name} page {number}"
+                    try:
+                        (res,) = list(reader.read_document(doc, pages=[number], prompt=a.prompt,
+                                                           max_tokens=a.n_predict, dpi=a.dpi,
+                                                           trace=bool(a.trace), **sampling))
+                    except FoveateError as e:   # one bad page does not stop the others
+                        failures.append(str(e) if doc.name in str(e) else f"{where}: {e}")
+                        progress.note(f"foveate: {where}: {type(e).__name__}: {e}")
+                        if a.json and not out:
+                            results.append({"image": where, "source": doc.name, "page": number,
+                                            "error": str(e), "error_type": type(e).__name__})
+                        progress.step()
+                        continue
+                    n_read += 1
+                    if a.trace:
+                        from .trace_picture import save as save_trace
+                        progress.note(f"foveate: trace: {save_trace(res.trace, a.trace)}")
+                    for note in res.warnings:
+                        progress.note(f"foveate: {where}: {note}")
+                    if out:
+                        out.add(page_record(res))
+                    elif a.json:
+                        results.append({"image": res.image, "source": res.source,
+                                        "page": res.page, "text": res.text,
+                                        "stats": res.stats.as_dict(), "warnings": res.warnings})
+                    else:
+                        if not first:
+                            print()
+                        if multi:
+                            print(f"==> {res.image} <==")
+                        print(res.text, flush=True)
+                        first = False
+                    progress.step()
+            finally:
+                doc.close()
+            if out:
+                out.write()   # a document whose pages were all done before still gets its file
+    finally:
+        progress.close()
+    if a.json and not a.out:
+        json.dump(results, sys.stdout, indent=2, ensure_ascii=False)
+        print()
+    if failures:
+        print(f"foveate: {len(failures)} failed, {n_read} page{'s' if n_read != 1 else ''} read:",
+              file=sys.stderr)
+        for f in failures:
+            print(f"  {f}", file=sys.stderr)
+        return 1
+    return 0
