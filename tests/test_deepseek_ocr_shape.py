@@ -295,3 +295,16 @@ def test_image_cells_survive_a_state_load_with_1d_rope(ds_pair, page):
             assert np.array_equal(a, b)
     finally:
         eng.close()
+
+
+def test_trace_is_refused_clearly_on_deepseek_ocr(ds_pair, page):
+    """DeepSeek-OCR's image tokens (global view with newline rows, tiles) are not one grid of
+    merged patches: the trace says it cannot map them instead of drawing wrong cells."""
+    from foveate import Reader
+    from foveate.engine.trace import TraceUnavailable
+
+    model, mmproj = ds_pair
+    with Reader(model, mmproj, n_ctx=2048, threads=1, fixation=0.05) as r:
+        with pytest.raises(TraceUnavailable, match="cannot map .*image tokens to the page yet"):
+            r.read(page, prompt="Free OCR.", max_tokens=4, trace=True)
+        assert r.read(page, prompt="Free OCR.", max_tokens=4).stats.tokens_generated >= 1

@@ -19,7 +19,7 @@ from ..errors import ContextError, DecodeError, ModelError, ProjectorError
 from ..inputs.gguf_check import read_gguf_info
 from ..inputs.images import MAX_PIXELS, Page, load_page
 from .notes import cutoff_warnings, page_warnings
-from .trace import Trace, TraceStep, TraceUnavailable
+from .trace import GRID_PROJECTORS, Trace, TraceStep, TraceUnavailable
 
 
 llama, mtmd = B.llama, B.mtmd
@@ -336,7 +336,8 @@ class Engine:
 
     def _new_trace(self, page: Page, stats: "Stats") -> "Trace":
         nx, ny, n_chunks = self._last_grid
-        if n_chunks != 1 or nx * ny != stats.image_tokens:
+        if (self.projector_type not in GRID_PROJECTORS or n_chunks != 1
+                or nx * ny != stats.image_tokens):
             raise TraceUnavailable(
                 f"the trace cannot map {self.projector_type or 'this projector'}'s image tokens "
                 f"to the page yet ({n_chunks} image chunks, {stats.image_tokens} tokens on a "

@@ -13,6 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+# projectors whose image tokens are one row-major grid of merged 2x2 patches (mtmd's nx x ny)
+GRID_PROJECTORS = {"qwen2vl_merger", "qwen2.5vl_merger", "qwen3vl_merger"}
+
+
 class TraceUnavailable(ValueError):
     """The page's image tokens cannot be mapped to page coordinates (yet)."""
 
