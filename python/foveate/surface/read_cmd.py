@@ -83,7 +83,7 @@ class _Progress:
 def run(a, reader_kwargs: dict) -> int:
     from ..inputs.documents import RenderBudget, expand_inputs, open_document, parse_pages
     from .api import Reader
-    from .output import DocumentOutput, OutputError, output_stems, page_record
+    from .output import JSON_SCHEMA, DocumentOutput, OutputError, output_stems, page_record
 
     sampling = dict(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
                     repeat_penalty=a.repeat_penalty, seed=a.seed)
@@ -162,7 +162,8 @@ def run(a, reader_kwargs: dict) -> int:
                         failures.append(str(e) if doc.name in str(e) else f"{where}: {e}")
                         progress.note(f"foveate: {where}: {type(e).__name__}: {e}")
                         if a.json and not out:
-                            results.append({"image": where, "source": doc.name, "page": number,
+                            results.append({"schema": JSON_SCHEMA, "source": doc.name,
+                                            "n_pages": n_pages, "page": number,
                                             "error": str(e), "error_type": type(e).__name__})
                         progress.step()
                         continue
@@ -174,10 +175,9 @@ def run(a, reader_kwargs: dict) -> int:
                         progress.note(f"foveate: {where}: {note}")
                     if out:
                         out.add(page_record(res))
-                    elif a.json:
-                        results.append({"image": res.image, "source": res.source,
-                                        "page": res.page, "text": res.text,
-                                        "stats": res.stats.as_dict(), "warnings": res.warnings})
+                    elif a.json:   # the schema of docs/output-format.md, a page per entry
+                        results.append({"schema": JSON_SCHEMA, "source": res.source,
+                                        "n_pages": res.n_pages, **page_record(res)})
                     else:
                         if not first:
                             print()
