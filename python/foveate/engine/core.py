@@ -139,6 +139,7 @@ class Engine:
         cp.n_threads = cp.n_threads_batch = self.threads
         cp.no_perf = True
         cp.n_seq_max = max(1, n_seq)   # >1: several pages decode in one batch (seq ids)
+        self.n_seq = cp.n_seq_max
         cp.kv_unified = kv_unified
         if flash_attn is None and fixation:
             flash_attn = True  # fixation's sparse kernel reads K/V rows: the FA cache layout

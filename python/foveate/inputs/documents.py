@@ -201,7 +201,8 @@ def _render_pdf_page(doc: Document, number: int, budget: RenderBudget):
         if w_pt <= 0 or h_pt <= 0:
             raise DocumentError(f"{doc.name}: page {number} has no area ({w_pt} x {h_pt} pt)")
         scale = render_scale(w_pt, h_pt, _scan_pixels(page), budget)
-        img = page.render(scale=scale).to_pil()
+        img = page.render(scale=scale).to_pil().copy()   # its own pixels: the PDF may close first
+        page.close()
     except pdfium.PdfiumError as e:
         raise DocumentError(f"{doc.name}: page {number} cannot be rendered ({e})") from None
     return img

@@ -20,7 +20,8 @@ class Reader:
                  focal_layers: list[int] | None = None, fixation_dilation: int = 0,
                  fixation_refresh: int = 1, fixation_sample: int = FIXATION_SAMPLE, merge=None,
                  merge_positions: str = "original", merge_score: str = "auto",
-                 image_min_tokens: int | None = None, image_max_tokens: int | None = None):
+                 image_min_tokens: int | None = None, image_max_tokens: int | None = None,
+                 parallel: int = 1):
         """fixation: share of image tokens attended per decode step (e.g. 0.05; None/0 =
         off, the stock computation). Flash attention defaults to on when fixation is on.
         fixation_refresh: the focal layers re-select every R-th step (1 = every step); in
@@ -41,7 +42,11 @@ class Reader:
         norm drops characters first, see docs/benchmarks.md).
         image_min_tokens / image_max_tokens: bounds on a page's visual tokens, as llama.cpp's
         --image-min-tokens / --image-max-tokens (None: the projector's own); they also size
-        rendered PDF pages."""
+        rendered PDF pages.
+        parallel: read_many decodes up to this many pages together (one context, n_ctx
+        shared: each page gets n_ctx // parallel cells)."""
+        if int(parallel) != parallel or parallel < 1:
+            raise ValueError(f"parallel must be an integer >= 1, got {parallel!r}")
         self.engine = Engine(model, mmproj, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx,
                              threads=threads, n_batch=n_batch, flash_attn=flash_attn,
                              fixation=fixation, fixation_k_min=fixation_k_min,
@@ -49,7 +54,9 @@ class Reader:
                              fixation_refresh=fixation_refresh,
                              fixation_sample=fixation_sample, merge=merge,
                              merge_positions=merge_positions, merge_score=merge_score,
-                             image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens)
+                             image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens,
+                             n_seq=parallel, kv_unified=parallel > 1)
+        self.parallel = parallel
 
     def read(self, image, prompt: str | None = None, max_tokens: int = 1024, *,
              temperature: float = 0.0, top_k: int = 40, top_p: float = 0.95,
@@ -85,10 +92,7 @@ class Reader:
             if bad:
                 from ..errors import DocumentError
                 raise DocumentError(f"{doc.name}: no page {bad[0]} (it has {doc.n_pages})")
-            eng = self.engine
-            ppt = eng.pixels_per_token
-            budget = RenderBudget(max_pixels=eng.image_token_budget(max_tokens) * ppt,
-                                  min_pixels=(eng.image_min_tokens or 0) * ppt, dpi=dpi)
+            budget = self.render_budget(max_tokens, dpi)
             for number in numbers:
                 if number in skip:
                     continue
@@ -100,6 +104,40 @@ class Reader:
         finally:
             if owned:
                 doc.close()
+
+    def render_budget(self, max_tokens: int, dpi: float | None = None):
+        """How large a PDF page may render: the image-token budget in pixels (and --dpi)."""
+        from ..inputs.documents import RenderBudget
+
+        eng, ppt = self.engine, self.engine.pixels_per_token
+        share = eng.n_ctx // max(1, self.parallel)
+        room = max(64, share - max_tokens - 128)
+        tokens = min(eng.image_max_tokens, room) if eng.image_max_tokens else room
+        return RenderBudget(max_pixels=tokens * ppt, min_pixels=(eng.image_min_tokens or 0) * ppt,
+                            dpi=dpi)
+
+    def read_many(self, images, prompt: str | None = None, max_tokens: int = 1024, *,
+                  parallel: int | None = None, in_order: bool = True, **sampling):
+        """Read many pages, up to `parallel` (default: the Reader's) decoding together, each
+        its own sequence (own sampler, fixation selection, merge); when a page finishes the
+        next one starts while the others go on (engine/batch.py has the policy). Yields a
+        Result per page, in input order (in_order) or as they finish; a page that fails yields
+        its FoveateError in its place (its own error, not the run's). Greedy decoding with
+        fixation off gives each page the text it gets alone."""
+        from ..engine.batch import read_many
+        from ..engine.core import Sampling
+
+        s = Sampling(**sampling)   # temperature, top_k, top_p, min_p, repeat_penalty, seed
+        n = parallel or self.parallel
+        done, nxt = {}, 0
+        for index, res in read_many(self.engine, images, prompt, max_tokens, s, n):
+            if not in_order:
+                yield res
+                continue
+            done[index] = res
+            while nxt in done:
+                yield done.pop(nxt)
+                nxt += 1
 
     def close(self) -> None:
         self.engine.close()

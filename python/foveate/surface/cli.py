@@ -102,8 +102,15 @@ def _engine_kwargs(a) -> dict:
 def cmd_read(a) -> int:
     from . import read_cmd
 
+    if a.parallel < 1:
+        raise ValueError(f"-np must be at least 1, got {a.parallel}")
+    if a.ctx_size is None:   # 4096 cells per page in flight
+        a.ctx_size = 4096 * a.parallel
+    if a.trace and a.parallel > 1:
+        raise ValueError("--trace reads one page: leave -np at 1")
     kw = _engine_kwargs(a)
-    kw.update(image_min_tokens=a.image_min_tokens, image_max_tokens=a.image_max_tokens)
+    kw.update(image_min_tokens=a.image_min_tokens, image_max_tokens=a.image_max_tokens,
+              parallel=a.parallel)
     return read_cmd.run(a, kw)
 
 
@@ -272,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
                        formatter_class=HELP)
     r.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image, PDF, multi-page TIFF, folder of them, or - (stdin)")
-    _model_args(r)
+    _model_args(r, ctx_default=None)
+    r.add_argument("-np", "--parallel", type=int, default=1, metavar="N",
+                   help="decode up to N pages together (continuous batching; -c is shared, "
+                        "its default is 4096 per page)")
     r.add_argument("-p", "--prompt", default=None, help="instruction (default: read the text)")
     r.add_argument("-n", "--n-predict", type=int, default=1024, help="max tokens per page")
     r.add_argument("--temp", type=float, default=0.0, help="temperature (0 = greedy)")

@@ -140,56 +140,40 @@ def run(a, reader_kwargs: dict) -> int:
     results, first, n_read = [], True, 0
     multi = len(plan) > 1 or any(len(n) > 1 for _, _, n in plan)
     try:
-        for item, n_pages, numbers in plan:
+        for item, name, n_pages, number, res in _pages(reader, plan, outputs, a, sampling,
+                                                          opened, progress):
             out = outputs.get(item)
-            skip = out.done if out else set()
-            if skip & set(numbers):
-                left = len(set(numbers) - skip)
-                progress.note(f"foveate: {out.path}: {len(skip & set(numbers))} of the pages asked "
-                              f"for are already there (resume); {left} to read")
-            progress.current(item)
-            doc = opened(item)
-            try:
-                for number in numbers:
-                    if number in skip:
-                        continue
-                    where = doc.name if n_pages == 1 else f"{doc.name} page {number}"
-                    try:
-                        (res,) = list(reader.read_document(doc, pages=[number], prompt=a.prompt,
-                                                           max_tokens=a.n_predict, dpi=a.dpi,
-                                                           trace=bool(a.trace), **sampling))
-                    except FoveateError as e:   # one bad page does not stop the others
-                        failures.append(str(e) if doc.name in str(e) else f"{where}: {e}")
-                        progress.note(f"foveate: {where}: {type(e).__name__}: {e}")
-                        if a.json and not out:
-                            results.append({"schema": JSON_SCHEMA, "source": doc.name,
-                                            "n_pages": n_pages, "page": number,
-                                            "error": str(e), "error_type": type(e).__name__})
-                        progress.step()
-                        continue
-                    n_read += 1
-                    if a.trace:
-                        from .trace_picture import save as save_trace
-                        progress.note(f"foveate: trace: {save_trace(res.trace, a.trace)}")
-                    for note in res.warnings:
-                        progress.note(f"foveate: {where}: {note}")
-                    if out:
-                        out.add(page_record(res))
-                    elif a.json:   # the schema of docs/output-format.md, a page per entry
-                        results.append({"schema": JSON_SCHEMA, "source": res.source,
-                                        "n_pages": res.n_pages, **page_record(res)})
-                    else:
-                        if not first:
-                            print()
-                        if multi:
-                            print(f"==> {res.image} <==")
-                        print(res.text, flush=True)
-                        first = False
-                    progress.step()
-            finally:
-                doc.close()
+            where = name if n_pages == 1 else f"{name} page {number}"
+            if isinstance(res, FoveateError):   # one bad page does not stop the others
+                failures.append(str(res) if name in str(res) else f"{where}: {res}")
+                progress.note(f"foveate: {where}: {type(res).__name__}: {res}")
+                if a.json and not out:
+                    results.append({"schema": JSON_SCHEMA, "source": name, "n_pages": n_pages,
+                                    "page": number, "error": str(res),
+                                    "error_type": type(res).__name__})
+                progress.step()
+                continue
+            n_read += 1
+            if a.trace:
+                from .trace_picture import save as save_trace
+                progress.note(f"foveate: trace: {save_trace(res.trace, a.trace)}")
+            for note in res.warnings:
+                progress.note(f"foveate: {where}: {note}")
             if out:
-                out.write()   # a document whose pages were all done before still gets its file
+                out.add(page_record(res))
+            elif a.json:   # the schema of docs/output-format.md, a page per entry
+                results.append({"schema": JSON_SCHEMA, "source": res.source,
+                                "n_pages": res.n_pages, **page_record(res)})
+            else:
+                if not first:
+                    print()
+                if multi:
+                    print(f"==> {res.image} <==")
+                print(res.text, flush=True)
+                first = False
+            progress.step()
+        for out in outputs.values():
+            out.write()   # a document whose pages were all done before still gets its file
     finally:
         progress.close()
     if a.json and not a.out:
@@ -202,3 +186,68 @@ def run(a, reader_kwargs: dict) -> int:
             print(f"  {f}", file=sys.stderr)
         return 1
     return 0
+
+
+def _todo(plan, outputs, progress):
+    """(item, page number) of every page to read, in order; notes the resumed documents."""
+    for item, n_pages, numbers in plan:
+        out = outputs.get(item)
+        skip = out.done if out else set()
+        if skip & set(numbers):
+            progress.note(f"foveate: {out.path}: {len(skip & set(numbers))} of the pages asked "
+                          f"for are already there (resume); {len(set(numbers) - skip)} to read")
+        for number in numbers:
+            if number not in skip:
+                yield item, n_pages, number
+
+
+def _pages(reader, plan, outputs, a, sampling, opened, progress):
+    """(item, document name, n_pages, page number, Result or FoveateError), in order: one
+    page at a time (-np 1), or up to -np pages decoding together (Reader.read_many)."""
+    jobs = list(_todo(plan, outputs, progress))
+    docs: dict = {}
+
+    def doc_of(item):   # the document a job needs, the previous one closed (jobs are in order)
+        if item not in docs:
+            for d in docs.values():
+                d.close()
+            docs.clear()
+            docs[item] = opened(item)
+            progress.current(item)
+        return docs[item]
+
+    try:
+        if a.parallel <= 1:
+            for item, n_pages, number in jobs:
+                try:
+                    doc = doc_of(item)
+                    (res,) = list(reader.read_document(doc, pages=[number], prompt=a.prompt,
+                                                       max_tokens=a.n_predict, dpi=a.dpi,
+                                                       trace=bool(a.trace), **sampling))
+                except FoveateError as e:
+                    res = e
+                yield item, docs[item].name if item in docs else item, n_pages, number, res
+            return
+        budget = reader.render_budget(a.n_predict, a.dpi)
+        names = {}
+
+        def images():
+            for item, _, number in jobs:
+                try:
+                    doc = doc_of(item)
+                    names[item] = doc.name
+                    yield doc.page(number, budget)
+                except FoveateError as e:
+                    yield e
+
+        for (item, n_pages, number), res in zip(jobs, reader.read_many(
+                images(), prompt=a.prompt, max_tokens=a.n_predict, parallel=a.parallel,
+                **sampling)):
+            name = names.get(item, item)
+            if not isinstance(res, FoveateError):
+                res.source, res.page, res.n_pages = name, number, n_pages
+                res.image = f"{name}#page={number}" if n_pages > 1 else name
+            yield item, name, n_pages, number, res
+    finally:
+        for d in docs.values():
+            d.close()

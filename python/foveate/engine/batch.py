@@ -1,0 +1,146 @@
+"""Several pages in one context: continuous batching for `Reader.read_many`.
+
+Each page is a sequence of its own (seq id = its slot), with its own sampler, positions,
+fixation selection and merge. Every step decodes one token of every page in flight in one
+llama_decode. Policy for newcomers: when a slot frees up, the next page is encoded and
+prefilled before the next step, at most one newcomer per step, so the pages in flight wait
+for at most one page's prefill between two of their tokens (chunking the prefill would
+shorten that wait further; with one page's prefill at tens of milliseconds on the bundled
+reader it is not needed yet).
+
+KV memory: the context is unified (every sequence draws on the same cells), so a sequence's
+share is checked by foveate: n_ctx // parallel cells per page (prompt, image and max_tokens),
+refused with a ContextError before anything runs when the first page does not fit.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ..errors import ContextError, DecodeError, FoveateError
+from ..inputs.images import load_page
+from ..native import bindings as B
+from .notes import cutoff_warnings, page_warnings
+
+llama = B.llama
+
+
+@dataclass
+class _Slot:
+    index: int              # the page's place in the input
+    page: object
+    stats: object
+    sampler: object
+    n_past: int
+    n_cells: int
+    max_tokens: int
+    t0: float
+    t_decode: float = 0.0
+    token: int = -1         # sampled, to be fed at the next step
+    out: bytearray = None
+    done: bool = False
+
+
+def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
+    """Yields (index, Result or FoveateError) as pages finish."""
+    from .core import Result
+
+    if parallel < 1 or parallel > eng.n_seq:
+        raise ValueError(f"parallel must be in [1, {eng.n_seq}] (the Reader's parallel=), got {parallel}")
+    share = eng.n_ctx // parallel
+    pending = enumerate(images)          # pulled lazily: a page is loaded when a slot frees
+    nxt = next(pending, None)
+    slots: dict[int, _Slot] = {}
+    B.fixation.llama_fixation_reset_stats(eng._ctx)
+    batch = llama.llama_batch_init(parallel, 0, 1)
+    llama.llama_memory_clear(llama.llama_get_memory(eng._ctx), True)
+
+    def start(seq: int, index: int, image):
+        t0 = time.perf_counter()
+        if isinstance(image, FoveateError):   # the caller could not produce this page
+            raise image
+        page = load_page(image, eng.image_max_pixels)
+        n_past, stats = eng.prefill_page(page, prompt, seq_id=seq, clear=False)
+        if stats.prompt_tokens + max_tokens > share:
+            llama.llama_memory_seq_rm(llama.llama_get_memory(eng._ctx), seq, -1, -1)
+            raise ContextError(f"image {page.name}: {stats.prompt_tokens} prompt and image tokens "
+                               f"+ max_tokens {max_tokens} exceed this page's share of the "
+                               f"context (n_ctx {eng.n_ctx} / {parallel} pages = {share}): "
+                               f"raise n_ctx (-c) or lower max_tokens (-n)")
+        s = _Slot(index, page, stats, eng._sampler(sampling), n_past, stats.prompt_tokens,
+                  max_tokens, t0, out=bytearray())
+        s.stats.stop_reason = "max_tokens"
+        _sample(eng, s, -1)   # the first token comes from the prefill's last row
+        return s
+
+    try:
+        while nxt is not None or slots:
+            # at most one newcomer per step (see the module docstring)
+            free = [q for q in range(parallel) if q not in slots]
+            if nxt is not None and free:
+                index, image = nxt
+                nxt = next(pending, None)
+                try:
+                    slots[free[0]] = start(free[0], index, image)
+                except FoveateError as e:
+                    yield index, e
+                    continue
+                if not slots:
+                    continue
+            ready = [q for q, s in slots.items() if s.done]
+            for q in ready:
+                s = slots.pop(q)
+                yield s.index, _finish(eng, s, Result)
+                llama.llama_memory_seq_rm(llama.llama_get_memory(eng._ctx), q, -1, -1)
+            live = sorted(q for q, s in slots.items() if not s.done)
+            if not live:
+                continue
+            batch.n_tokens = len(live)
+            for row, q in enumerate(live):
+                s = slots[q]
+                batch.token[row] = s.token
+                batch.pos[row] = s.n_past
+                batch.n_seq_id[row] = 1
+                batch.seq_id[row][0] = q
+                batch.logits[row] = True
+            t = time.perf_counter()
+            if llama.llama_decode(eng._ctx, batch) != 0:
+                raise DecodeError(f"batched llama_decode failed ({len(live)} pages in flight)")
+            dt = time.perf_counter() - t
+            for row, q in enumerate(live):
+                s = slots[q]
+                s.t_decode += dt
+                s.n_past += 1
+                s.n_cells += 1
+                _sample(eng, s, row)
+    finally:
+        for s in slots.values():
+            llama.llama_sampler_free(s.sampler)
+        llama.llama_batch_free(batch)
+
+
+def _sample(eng, s: _Slot, row: int) -> None:
+    tok = llama.llama_sampler_sample(s.sampler, eng._ctx, row)
+    if llama.llama_vocab_is_eog(eng._vocab, tok):
+        s.stats.stop_reason, s.done = "eos", True
+        return
+    s.out += eng._piece(tok)
+    s.stats.tokens_generated += 1
+    if s.stats.tokens_generated >= s.max_tokens:
+        s.done = True          # stop_reason stays "max_tokens"
+        return
+    s.token = tok
+
+
+def _finish(eng, s: _Slot, Result):
+    llama.llama_sampler_free(s.sampler)
+    s.sampler = None
+    st = s.stats
+    st.decode_ms = s.t_decode * 1e3
+    st.tokens_per_s = st.tokens_generated / s.t_decode if s.t_decode > 0 else 0.0
+    eng._fixation_stats(st)   # means over every page decoded so far in this batch
+    text = s.out.decode("utf-8", errors="replace")
+    notes = page_warnings(eng.model_name, s.page.width, s.page.height, text)
+    notes += cutoff_warnings(st, s.max_tokens, eng.n_ctx)
+    return Result(text=text, stats=st, image=s.page.name, warnings=notes,
+                  image_size=(s.page.width, s.page.height), wall_s=time.perf_counter() - s.t0)
