@@ -320,3 +320,73 @@ def test_every_flag_says_its_default():
         assert text
     assert not missing, missing
     assert set(subs.choices) == {"read", "bench", "make-model", "pages", "eval", "calibrate", "info"}
+
+
+# --- found in review ------------------------------------------------------------------------
+
+def test_truncated_tiff_is_one_failure_not_a_crash(tmp_path, pdf):
+    ims = _images()
+    ims[0].save(tmp_path / "full.tiff", save_all=True, append_images=ims[1:] * 2)
+    data = (tmp_path / "full.tiff").read_bytes()
+    (tmp_path / "cut.tiff").write_bytes(data[: len(data) // 2])
+    r = _run(pdf, tmp_path / "cut.tiff", "--pages", "1")
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "Traceback" not in err, err
+    assert "cut.tiff" in err and "corrupt" in err
+    assert _cer(r.stdout.decode(), TRUTH[0]) < CER_BOUND   # the PDF was read
+
+
+def test_same_file_names_in_two_folders_get_two_outputs(tmp_path):
+    ims = _images()
+    for d, im in (("x", ims[0]), ("y", ims[1])):
+        (tmp_path / d).mkdir()
+        im.save(tmp_path / d / "page.png")
+    r = _run(tmp_path / "x", tmp_path / "y", "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr.decode()
+    outs = sorted(p.name for p in (tmp_path / "out").glob("*.md"))
+    assert outs == ["x_page.md", "y_page.md"]     # not one file for both
+    for name, truth in zip(outs, TRUTH[:2]):
+        (text,) = _md_pages((tmp_path / "out" / name).read_text()).values()
+        assert _cer(text, truth) < CER_BOUND
+
+
+def test_open_range_past_the_end_is_that_files_error(pdf, tmp_path):
+    r = _run(pdf, "--pages", "5-")
+    assert r.returncode == 1
+    assert b"doc.pdf: --pages 5- is past the end: it has 3 pages" in r.stderr
+
+
+def test_another_document_of_the_same_name_is_not_resumed(pdf, tmp_path):
+    assert _run(pdf, "-o", tmp_path / "out", "--pages", "1").returncode == 0
+    other = tmp_path / "doc.pdf"
+    ims = _images()
+    ims[2].save(other, resolution=72)          # a different doc.pdf
+    r = _run(other, "-o", tmp_path / "out")
+    assert r.returncode == 2 and b"from another document of that name" in r.stderr
+
+
+def test_colour_key_transparency_and_16_bit_scans():
+    import numpy as np
+    from PIL import Image
+
+    from foveate.inputs.images import load_page
+
+    src = Image.open(PAGES[0]).convert("L")
+    keyed = src.point(lambda v: 0 if v > 128 else 40)        # paper stored as 0 (black), ink 40 ...
+    buf = io.BytesIO()
+    keyed.save(buf, format="PNG", transparency=0)            # ... and marked transparent
+    page = load_page(buf.getvalue())
+    px = np.asarray(Image.frombytes("RGB", (page.width, page.height), page.rgb).convert("L"))
+    assert px[0, 0] == 255 and (px < 128).mean() > 0.02
+    deep = Image.fromarray(np.asarray(src, np.uint16) * 257)   # 16-bit greyscale ("I;16")
+    assert deep.mode.startswith("I")
+    page = load_page(deep)
+    px = np.asarray(Image.frombytes("RGB", (page.width, page.height), page.rgb).convert("L"), int)
+    assert np.abs(px - np.asarray(src, int)).max() <= 1
+
+
+def test_pages_applies_to_a_one_page_pdf(tmp_path):
+    one = tmp_path / "one.pdf"
+    _images()[0].save(one, resolution=72)
+    r = _run(one, "--pages", "2")
+    assert r.returncode == 1 and b"one.pdf: --pages 2 is past the end: it has 1 page" in r.stderr

@@ -7,6 +7,7 @@ sample token by token (decode). Each phase is timed for Result.stats.
 """
 from __future__ import annotations
 
+import codecs
 import ctypes
 import os
 import time
@@ -441,6 +442,7 @@ class Engine:
         B.fixation.llama_fixation_reset_stats(self._ctx)
         out = bytearray()
         first = True   # the first token comes from the prefill's logits: a dense step
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")   # tokens split characters
         t0 = time.perf_counter()
         try:
             stats.stop_reason = "max_tokens"
@@ -454,8 +456,7 @@ class Engine:
                 stats.tokens_generated += 1
                 if trace is not None:   # the cells the step that produced `tok` attended
                     sel = [] if first else C.fixation_selection(self._ctx, 0)
-                    trace.steps.append(TraceStep(piece.decode("utf-8", errors="replace"),
-                                                 trace.grid_ids(sel)))
+                    trace.steps.append(TraceStep(utf8.decode(piece), trace.grid_ids(sel)))
                 first = False
                 if n_cells >= self.n_ctx:
                     stats.stop_reason = "n_ctx"

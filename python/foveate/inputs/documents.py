@@ -48,9 +48,13 @@ class Document:
         if self.kind == "pdf":
             return _render_pdf_page(self, number, budget)
         img = self._open
-        if self.kind == "multipage":
-            img.seek(number - 1)
-            return img.copy()
+        try:
+            if self.kind == "multipage":
+                img.seek(number - 1)
+                return img.copy()
+            img.load()
+        except (OSError, ValueError, EOFError, SyntaxError) as e:
+            raise DocumentError(f"{self.name}: page {number} is corrupt ({e})") from None
         return img
 
     def close(self) -> None:
@@ -76,16 +80,17 @@ def expand_inputs(inputs: list[str], recursive: bool = False) -> list[str]:
             suffixes = suffixes or image_suffixes()
             walk = p.rglob("*") if recursive else p.iterdir()
             files = sorted(f for f in walk if f.is_file() and f.suffix.lower() in suffixes)
-            if not files:
-                raise DocumentError(f"folder {p} holds no image or PDF"
-                                    + ("" if recursive else " (--recursive descends into subfolders)"))
+            if not files:   # left in: opening it reports the problem for this input alone
+                out.append(item)
+                continue
             out += [str(f) for f in files]
         else:
             out.append(item)
     return out
 
 
-def open_document(source, password: str | None = None, name: str | None = None) -> Document:
+def open_document(source, password: str | None = None, name: str | None = None,
+                  recursive_hint: bool = False) -> Document:
     """Open an input: a path, "-" (stdin), bytes, or a PIL image."""
     from PIL import Image, UnidentifiedImageError
 
@@ -100,6 +105,9 @@ def open_document(source, password: str | None = None, name: str | None = None) 
         name = name or str(p)
         if not p.exists():
             raise ImageError(f"file not found: {p}")
+        if p.is_dir():
+            raise DocumentError(f"folder {p} holds no image or PDF"
+                                + ("" if recursive_hint else " (--recursive descends into subfolders)"))
         if not p.is_file():
             raise ImageError(f"not a file: {p}")
         try:
@@ -111,7 +119,7 @@ def open_document(source, password: str | None = None, name: str | None = None) 
                          f"or a PIL image")
     if not data:
         raise ImageError(f"file is empty (0 bytes): {name}")
-    if data[:1024].lstrip().startswith(PDF_MAGIC):
+    if PDF_MAGIC in data[:1024]:   # PDF readers accept junk before the header
         return _pdf_document(data, name, password)
     try:
         img = Image.open(io.BytesIO(data))
@@ -123,7 +131,17 @@ def open_document(source, password: str | None = None, name: str | None = None) 
 
 
 def _image_document(img, name: str) -> Document:
-    n = getattr(img, "n_frames", 1) or 1
+    import warnings
+
+    if getattr(img, "format", None) == "MPO":   # a camera JPEG with a preview: one photo
+        n = 1
+    else:
+        try:
+            with warnings.catch_warnings():   # Pillow's own warnings about a damaged file
+                warnings.simplefilter("ignore")
+                n = getattr(img, "n_frames", 1) or 1
+        except Exception as e:   # a truncated multi-page file (TIFF): Pillow cannot count it
+            raise DocumentError(f"{name}: the image file is corrupt or truncated ({e})") from None
     return Document(name=name, n_pages=n, kind="multipage" if n > 1 else "image", _open=img)
 
 
@@ -165,7 +183,8 @@ def _scan_pixels(page) -> tuple[int, int] | None:
         return None
     w_pt, h_pt = page.get_size()
     left, bottom, right, top = objs[0].get_bounds()
-    if (right - left) < 0.95 * w_pt or (top - bottom) < 0.95 * h_pt:
+    # bounds are in unrotated page space; a /Rotate 90 page swaps width and height
+    if (right - left) * (top - bottom) < 0.9 * w_pt * h_pt:
         return None
     try:
         return tuple(objs[0].get_px_size())
@@ -176,8 +195,8 @@ def _scan_pixels(page) -> tuple[int, int] | None:
 def render_scale(w_pt: float, h_pt: float, scan_px: tuple[int, int] | None,
                  budget: RenderBudget) -> float:
     """Pixels per PDF point (72 per inch) for a page of w_pt x h_pt points."""
-    if scan_px is not None:
-        scale = scan_px[0] / w_pt
+    if scan_px is not None:   # the scan's own pixel density, whatever its orientation
+        scale = math.sqrt(scan_px[0] * scan_px[1] / (w_pt * h_pt))
     elif budget.dpi:
         scale = budget.dpi / 72.0
     elif budget.max_pixels:
@@ -208,7 +227,7 @@ def _render_pdf_page(doc: Document, number: int, budget: RenderBudget):
     return img
 
 
-def parse_pages(spec: str | None, n_pages: int, name: str) -> list[int]:
+def parse_pages(spec: str | None, n_pages: int, name: str, check_only: bool = False) -> list[int]:
     """`--pages` as page numbers: "1-3,7,10-" (1-based; "10-" runs to the end). None: all.
     A page past the end is an error naming the file and its page count."""
     if spec is None or spec.strip() in ("", "all"):
@@ -226,10 +245,12 @@ def parse_pages(spec: str | None, n_pages: int, name: str) -> list[int]:
         except ValueError:
             raise ValueError(f"--pages takes page numbers and ranges like 1-3,7,10-, "
                              f"not {spec!r}") from None
-        if first < 1 or last < first:
-            raise ValueError(f"--pages: {part!r} is not a range of pages (they count from 1)")
-        if last > n_pages or first > n_pages:
+        if first > n_pages or last > n_pages:
             raise DocumentError(f"{name}: --pages {part} is past the end: it has {n_pages} "
                                 f"page{'s' if n_pages != 1 else ''}")
-        out += [p for p in range(first, last + 1) if p not in out]
+        if first < 1 or last < first:
+            raise ValueError(f"--pages: {part!r} is not a range of pages (they count from 1)")
+        if not check_only:
+            seen = set(out)
+            out += [p for p in range(first, last + 1) if p not in seen]
     return out

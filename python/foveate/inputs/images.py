@@ -70,7 +70,11 @@ def to_rgb(img):
     from PIL import Image, ImageOps
 
     img = ImageOps.exif_transpose(img)
-    if img.mode == "P" and "transparency" in img.info:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):   # 16-bit scans: scale, do not clip
+        import numpy as np
+        a = np.asarray(img, dtype=np.uint32)
+        img = Image.fromarray((a >> 8 if a.max() > 255 else a).astype(np.uint8), "L")
+    if "transparency" in img.info and img.mode in ("P", "L", "RGB"):   # tRNS colour key
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")

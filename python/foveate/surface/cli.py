@@ -131,6 +131,8 @@ def cmd_bench(a) -> int:
     from ..instruments.bench import format_table, median_row, run_configs, run_once
     from ..engine.core import Engine
 
+    if a.pages is not None:
+        return _bench_pages(a)
     if (a.image is None) == (a.image_tokens is None):
         raise SystemExit("foveate bench: give exactly one of --image or --image-tokens")
     if a.image is not None and not a.mmproj:
@@ -183,6 +185,22 @@ def cmd_bench(a) -> int:
           f"flash attn: {kw.get('flash_attn')}  decode tokens: {a.n_decode}  "
           f"repetitions: {a.repetitions} (median)\n")
     print(format_table(rows))
+    return 0
+
+
+def _bench_pages(a) -> int:
+    from ..instruments.bench_pages import format_pages_table, run_pages
+
+    if not a.mmproj:
+        raise SystemExit("foveate bench: --pages reads whole pages: it needs --mmproj")
+    if a.pages < 1 or a.parallel < 1:
+        raise SystemExit("foveate bench: --pages and -np must be at least 1")
+    ns = sorted({1, a.parallel} | {n for n in (2, 4, 8, 16, 32) if n < a.parallel})
+    kw = {"n_ctx": a.ctx_size} if a.ctx_size else {}
+    rows = run_pages(a.model, a.mmproj, a.pages, ns, a.threads, a.n_decode, kw)
+    print(f"model: {a.model}\n{a.pages} held-out generated pages, up to {a.n_decode} tokens each, "
+          f"threads: {a.threads or 'all'}\n")
+    print(format_pages_table(rows))
     return 0
 
 
@@ -342,8 +360,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --image-tokens: prefill the N embeddings (default), or load N "
                         "image cells as a sequence state (decode rows only; for 16k tokens "
                         "through full-depth models)")
-    b.add_argument("--parallel", type=int, default=1, metavar="N",
-                   help="decode N sequences together (each attends to the same synthetic page)")
+    b.add_argument("-np", "--parallel", type=int, default=1, metavar="N",
+                   help="decode N sequences together (each attends to the same synthetic page); "
+                        "with --pages: rows for 1, 2, 4 ... N pages in flight")
+    b.add_argument("--pages", type=int, default=None, metavar="K",
+                   help="read K held-out generated pages through Reader.read_many (needs "
+                        "--mmproj; -n is the token limit per page)")
     b.add_argument("--stock", action="store_true",
                    help="add a row for unpatched llama.cpp's llama-bench on the same model "
                         "(built into the cache on first use, ~5 min)")

@@ -79,7 +79,9 @@ class DocumentOutput:
     """The output of one input document in DIR, with its journal."""
 
     def __init__(self, out_dir: str | os.PathLike, stem: str, source: str, n_pages: int,
-                 fmt: str, settings: dict, overwrite: bool = False):
+                 fmt: str, settings: dict, overwrite: bool = False, identity: dict | None = None):
+        """identity: what the input is (its size and a fingerprint of its content): a rerun
+        resumes only the same document, whatever path it is given by."""
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
         self.dir = Path(out_dir)
@@ -88,25 +90,19 @@ class DocumentOutput:
         self.source, self.n_pages, self.fmt, self.settings = source, n_pages, fmt, settings
         self.pages: list[dict] = []
         self.journal.parent.mkdir(parents=True, exist_ok=True)
-        header = {"schema": JSON_SCHEMA, "source": source, "n_pages": n_pages, "settings": settings}
+        header = {"schema": JSON_SCHEMA, "source": source, "n_pages": n_pages,
+                  "input": identity or {}, "settings": settings}
         if self.journal.exists() and not overwrite:
-            lines = self.journal.read_text().splitlines()
-            try:
-                old = json.loads(lines[0]) if lines else None
-                done = [json.loads(ln) for ln in lines[1:]]
-            except json.JSONDecodeError:
-                # a line cut by a crash is the page in progress: keep the whole ones
-                old, done = (json.loads(lines[0]) if lines else None), []
-                for ln in lines[1:]:
-                    try:
-                        done.append(json.loads(ln))
-                    except json.JSONDecodeError:
-                        break
-            if old is not None and (old.get("settings") != settings or old.get("source") != source):
+            old, done = self._read_journal()
+            if old is not None and (old.get("input") or {}) != (identity or {}):
+                raise OutputError(f"{self.path}: an earlier run wrote it from another document "
+                                  f"of that name ({old.get('source')}, {old.get('n_pages')} pages); "
+                                  f"add --overwrite to replace it, or choose another -o folder")
+            if old is not None and old.get("settings") != settings:
                 changed = sorted(k for k in set(old.get("settings", {})) | set(settings)
                                  if old.get("settings", {}).get(k) != settings.get(k))
                 raise OutputError(f"{self.path}: an earlier run wrote it with other settings "
-                                  f"({', '.join(changed) or 'source'}); add --overwrite to "
+                                  f"({', '.join(changed)}); add --overwrite to "
                                   f"read it again, or choose another -o folder")
             if old is not None:
                 self.pages = done
@@ -116,13 +112,40 @@ class DocumentOutput:
         if overwrite and self.path.exists():
             self.path.unlink()
 
+    def _read_journal(self):
+        """(header, whole page records); a last line cut by a crash is dropped."""
+        lines = self.journal.read_text(encoding="utf-8").splitlines()
+        if not lines:
+            return None, []
+        try:
+            old = json.loads(lines[0])
+            if not isinstance(old, dict):
+                raise ValueError("no header")
+        except ValueError:
+            raise OutputError(f"{self.journal} is not a foveate journal (its first line is not "
+                              f"a header); add --overwrite to start the document afresh") from None
+        done = []
+        for i, ln in enumerate(lines[1:], start=2):
+            try:
+                rec = json.loads(ln)
+            except json.JSONDecodeError:
+                if i == len(lines):
+                    break   # the page in progress when the run was stopped
+                raise OutputError(f"{self.journal}: line {i} is damaged; add --overwrite to "
+                                  f"start the document afresh") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("page"), int):
+                raise OutputError(f"{self.journal}: line {i} is not a page record; add "
+                                  f"--overwrite to start the document afresh")
+            done.append(rec)
+        return old, done
+
     @property
     def done(self) -> set[int]:
         return {r["page"] for r in self.pages}
 
     def _rewrite_journal(self, header: dict) -> None:
         tmp = self.journal.with_suffix(".tmp")
-        with open(tmp, "w") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(json.dumps(header, ensure_ascii=False) + "\n")
             for r in self.pages:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
@@ -132,7 +155,7 @@ class DocumentOutput:
 
     def add(self, rec: dict) -> None:
         """Record one page (journal first, synced), then rewrite the output file."""
-        with open(self.journal, "a") as f:
+        with open(self.journal, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -141,19 +164,37 @@ class DocumentOutput:
 
     def write(self) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(render(self.fmt, self.source, self.n_pages, self.settings, self.pages))
+        tmp.write_text(render(self.fmt, self.source, self.n_pages, self.settings, self.pages),
+                       encoding="utf-8")
         os.replace(tmp, self.path)
 
 
 def output_stems(sources: list[str]) -> dict[str, str]:
-    """The output name of each input: its file name without suffix, or with it where two
-    inputs of the run share a stem ("a.pdf" and "a.png" -> "a.pdf", "a.png")."""
-    def stem(s: str) -> str:
-        return "stdin" if s == "-" else Path(s).stem
-    counts: dict[str, int] = {}
-    for s in sources:
-        counts[stem(s)] = counts.get(stem(s), 0) + 1
-    out = {}
-    for s in sources:
-        out[s] = stem(s) if counts[stem(s)] == 1 else (Path(s).name if s != "-" else "stdin")
-    return out
+    """The output name of each input: its file name without suffix; where two inputs of the
+    run share it, the suffix stays ("a.pdf", "a.png" -> "a.pdf", "a.png"), then the folders
+    above it join in ("x/p.png", "y/p.png" -> "x_p", "y_p") until every name is different."""
+    def candidates(s: str) -> list[str]:
+        if s == "-":
+            return ["stdin"]
+        ps = list(Path(s).parts)
+        out = [Path(s).stem, Path(s).name]
+        for k in range(1, len(ps)):
+            out += ["_".join(ps[-k - 1:-1] + [Path(s).stem]), "_".join(ps[-k - 1:])]
+        return out
+
+    uniq = list(dict.fromkeys(sources))
+    cands = {s: candidates(s) for s in uniq}
+    level = {s: 0 for s in uniq}
+    while True:
+        names = {s: cands[s][min(level[s], len(cands[s]) - 1)] for s in uniq}
+        groups: dict[str, list[str]] = {}
+        for s in uniq:
+            groups.setdefault(names[s], []).append(s)
+        clash = [g for g in groups.values() if len(g) > 1
+                 and any(level[s] < len(cands[s]) - 1 for s in g)]
+        if not clash:
+            break
+        for g in clash:
+            for s in g:
+                level[s] += 1
+    return {s: names[s].lstrip(".") or "input" for s in sources}

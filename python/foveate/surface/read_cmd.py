@@ -30,6 +30,7 @@ def _settings(a) -> dict:
             "min_p": a.min_p, "repeat_penalty": a.repeat_penalty, "seed": a.seed,
             "ctx_size": a.ctx_size, "fixation": a.fixation, "fixation_k_min": a.fixation_k_min,
             "focal_layers": a.focal_layers, "fixation_refresh": a.fixation_refresh,
+            "fixation_dilation": a.fixation_dilation,
             "fixation_sample": a.fixation_sample, "merge": a.merge,
             "merge_score": a.merge_score, "merge_positions": a.merge_positions,
             "dpi": a.dpi, "image_min_tokens": a.image_min_tokens,
@@ -56,6 +57,13 @@ class _Progress:
         else:
             print(line, file=sys.stderr, flush=True)
 
+    def out(self, text: str) -> None:
+        """A page's text on stdout, without tearing the bar when both are the terminal."""
+        if self.bar is not None and sys.stdout.isatty():
+            self.bar.write(text, file=sys.stdout)
+        else:
+            print(text, flush=True)
+
     def current(self, name: str) -> None:
         self.name = Path(name).name
         self._postfix()
@@ -81,7 +89,7 @@ class _Progress:
 
 
 def run(a, reader_kwargs: dict) -> int:
-    from ..inputs.documents import RenderBudget, expand_inputs, open_document, parse_pages
+    from ..inputs.documents import expand_inputs, open_document, parse_pages
     from .api import Reader
     from .output import JSON_SCHEMA, DocumentOutput, OutputError, output_stems, page_record
 
@@ -91,11 +99,14 @@ def run(a, reader_kwargs: dict) -> int:
         raise ValueError("stdin (-) can be given once")
     if a.out is None and a.format != "markdown" and not a.json:
         raise ValueError("--format needs -o DIR (stdout takes text, or --json)")
+    if a.pages:
+        parse_pages(a.pages, 1 << 30, "--pages", check_only=True)   # the syntax, up front
     inputs = expand_inputs(a.inputs, a.recursive)
     if a.trace:
-        from .trace_picture import save as save_trace   # noqa: F401  (fail early on a bad suffix)
         if Path(a.trace).suffix.lower() not in (".gif", ".png"):
             raise ValueError(f"--trace writes .gif or .png, not {a.trace!r}")
+        if not Path(a.trace).resolve().parent.is_dir():
+            raise ValueError(f"--trace {a.trace}: folder {Path(a.trace).parent} does not exist")
         if not a.fixation:
             raise ValueError("--trace draws fixation's selections: add --fixation 0.05")
     failures: list[str] = []
@@ -103,16 +114,23 @@ def run(a, reader_kwargs: dict) -> int:
 
     def opened(item):
         return open_document(stdin_data if item == "-" else item, password=a.password,
-                             name="<stdin>" if item == "-" else None)
+                             name="<stdin>" if item == "-" else None, recursive_hint=a.recursive)
+
+    def identity(item) -> dict:
+        """What the input is, whatever path names it: size and a content fingerprint."""
+        import hashlib
+        data = stdin_data if item == "-" else Path(item).read_bytes()
+        return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
     # first pass: page counts (for the bar and the page ranges); bad documents reported here
-    plan = []
+    plan, open_errors = [], []
     for item in inputs:
         try:
             doc = opened(item)
             try:
-                numbers = parse_pages(a.pages, doc.n_pages, doc.name) if doc.n_pages > 1 \
-                    else [1]
+                # --pages picks pages of PDFs and multi-page images; a plain image is one page
+                numbers = parse_pages(a.pages, doc.n_pages, doc.name) \
+                    if doc.n_pages > 1 or doc.kind == "pdf" else [1]
             finally:
                 n_pages = doc.n_pages
                 doc.close()
@@ -120,6 +138,9 @@ def run(a, reader_kwargs: dict) -> int:
         except FoveateError as e:
             failures.append(str(e))
             print(f"foveate: {type(e).__name__}: {e}", file=sys.stderr)
+            if a.json and not a.out:
+                open_errors.append({"schema": "foveate.document/1", "source": item,
+                                    "error": str(e), "error_type": type(e).__name__})
 
     if a.trace and sum(len(n) for _, _, n in plan) != 1:
         raise ValueError("--trace draws one page: give one image, or one page with --pages N")
@@ -131,7 +152,8 @@ def run(a, reader_kwargs: dict) -> int:
         if a.out:
             try:
                 outputs[item] = DocumentOutput(a.out, stems[item], "<stdin>" if item == "-" else item,
-                                               n_pages, a.format, settings, a.overwrite)
+                                               n_pages, a.format, settings, a.overwrite,
+                                               identity(item))
             except OutputError as e:
                 raise ValueError(str(e)) from None
     todo = sum(len([p for p in numbers if not (item in outputs and p in outputs[item].done)])
@@ -154,9 +176,6 @@ def run(a, reader_kwargs: dict) -> int:
                 progress.step()
                 continue
             n_read += 1
-            if a.trace:
-                from .trace_picture import save as save_trace
-                progress.note(f"foveate: trace: {save_trace(res.trace, a.trace)}")
             for note in res.warnings:
                 progress.note(f"foveate: {where}: {note}")
             if out:
@@ -165,19 +184,23 @@ def run(a, reader_kwargs: dict) -> int:
                 results.append({"schema": JSON_SCHEMA, "source": res.source,
                                 "n_pages": res.n_pages, **page_record(res)})
             else:
-                if not first:
-                    print()
-                if multi:
-                    print(f"==> {res.image} <==")
-                print(res.text, flush=True)
+                progress.out(("\n" if not first else "")
+                             + (f"==> {res.image} <==\n" if multi else "") + res.text)
                 first = False
+            if a.trace:   # after the text is safe: a failed picture does not lose the page
+                from .trace_picture import save as save_trace
+                try:
+                    progress.note(f"foveate: trace: {save_trace(res.trace, a.trace)}")
+                except (OSError, ValueError) as e:
+                    failures.append(f"--trace {a.trace}: {e}")
+                    progress.note(f"foveate: --trace {a.trace}: {e}")
             progress.step()
         for out in outputs.values():
             out.write()   # a document whose pages were all done before still gets its file
     finally:
         progress.close()
     if a.json and not a.out:
-        json.dump(results, sys.stdout, indent=2, ensure_ascii=False)
+        json.dump(open_errors + results, sys.stdout, indent=2, ensure_ascii=False)
         print()
     if failures:
         print(f"foveate: {len(failures)} failed, {n_read} page{'s' if n_read != 1 else ''} read:",

@@ -30,8 +30,10 @@ def _font(size: int):
 
 
 def _scale_for(page) -> float:
-    """Small pages are drawn larger, so cells and text stay readable."""
-    return max(1.0, 900 / max(page.width, 1)) if page.width < 900 else 1.0
+    """Pictures are drawn 900-1200 px wide: small pages larger, so cells and text stay
+    readable; large scans smaller, so a GIF of 160 frames stays in memory."""
+    w = max(page.width, 1)
+    return 900 / w if w < 900 else (1200 / w if w > 1200 else 1.0)
 
 
 def _base(page, scale: float):
