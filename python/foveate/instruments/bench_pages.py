@@ -1,4 +1,5 @@
-"""`foveate bench --pages K -np N1,N2,...`: whole pages through Reader.read_many, the same K
+"""`foveate bench --pages K -np N`: whole pages through continuous batching (engine/batch.py,
+what Reader.read_many runs), the same K
 held-out generated pages at each parallelism, side by side in one run: pages/s, generated
 tokens/s, and the ratio to one page at a time. The real projector path (encode, merge,
 prefill, decode), so it needs the model's mmproj."""
@@ -33,23 +34,27 @@ def held_out_pages(k: int, layout: str = "grid"):
 
 def run_pages(model, mmproj, k: int, parallels, threads: int | None, max_tokens: int,
               reader_kwargs: dict | None = None) -> list[PagesRow]:
-    from ..surface.api import Reader
+    from ..engine.batch import read_many
+    from ..engine.core import Engine, Sampling
 
     pages = held_out_pages(k)
     top = max(parallels)
     kw = dict(reader_kwargs or {})
     kw.setdefault("n_ctx", 2048 * top)
     rows = []
-    with Reader(model, mmproj, threads=threads, parallel=top, **kw) as r:
-        list(r.read_many(pages[:1], max_tokens=max_tokens))        # warm-up
+    eng = Engine(model, mmproj, threads=threads, n_seq=top, kv_unified=top > 1, **kw)
+    try:
+        list(read_many(eng, pages[:1], None, max_tokens, Sampling(), 1))   # warm-up
         for n in parallels:
             t0 = time.perf_counter()
-            res = list(r.read_many(pages, max_tokens=max_tokens, parallel=n))
+            res = [r for _, r in read_many(eng, pages, None, max_tokens, Sampling(), n)]
             dt = time.perf_counter() - t0
             bad = [x for x in res if isinstance(x, Exception)]
             if bad:
                 raise bad[0]
             rows.append(PagesRow(n, len(res), dt, sum(x.stats.tokens_generated for x in res)))
+    finally:
+        eng.close()
     return rows
 
 
