@@ -94,3 +94,25 @@ def test_cli_parallel_output_equals_sequential(mixed_pages, tmp_path):
         seq = [json.loads(x)["text"] for x in (tmp_path / "seq" / f"p{i}.jsonl").read_text().splitlines()]
         par = [json.loads(x)["text"] for x in (tmp_path / "par" / f"p{i}.jsonl").read_text().splitlines()]
         assert seq == par
+
+
+def test_one_reader_shared_by_threads(mixed_pages):
+    """ctypes releases the GIL, so without the Reader's lock two threads would decode on one
+    context at once; with it every thread gets the text a lone caller gets."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _reader() as r:
+        want = [r.read(p, max_tokens=300).text for p in mixed_pages[:4]]
+        with ThreadPoolExecutor(4) as ex:
+            got = list(ex.map(lambda p: r.read(p, max_tokens=300).text, mixed_pages[:4] * 2))
+    assert got == want * 2
+
+
+def test_read_inside_read_many_is_refused(mixed_pages):
+    with _reader(parallel=2, n_ctx=4096) as r:
+        it = r.read_many(mixed_pages[:3], max_tokens=50)
+        next(it)
+        with pytest.raises(RuntimeError, match="inside read_many"):
+            r.read(mixed_pages[0], max_tokens=5)
+        it.close()
+        assert r.read(mixed_pages[0], max_tokens=5).text   # usable again

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 from ..engine.core import FIXATION_SAMPLE, Engine, Result, Sampling
 
@@ -57,6 +58,9 @@ class Reader:
                              image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens,
                              n_seq=parallel, kv_unified=parallel > 1)
         self.parallel = parallel
+        # ctypes releases the GIL: two threads must never drive the one context at once
+        self._lock = threading.RLock()
+        self._in_batch = False
 
     def read(self, image, prompt: str | None = None, max_tokens: int = 1024, *,
              temperature: float = 0.0, top_k: int = 40, top_p: float = 0.95,
@@ -68,8 +72,12 @@ class Reader:
         foveate.surface.trace_picture.save(result.trace, "out.gif"))."""
         s = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                      repeat_penalty=repeat_penalty, seed=seed)
-        return self.engine.read(image, prompt=prompt, max_tokens=max_tokens, sampling=s,
-                                trace=trace)
+        with self._lock:   # one llama context: one page at a time, whichever thread asks
+            if self._in_batch:
+                raise RuntimeError("this Reader is inside read_many (its pages share the "
+                                   "context): finish or close that iterator first")
+            return self.engine.read(image, prompt=prompt, max_tokens=max_tokens, sampling=s,
+                                    trace=trace)
 
     def read_document(self, source, pages=None, prompt: str | None = None,
                       max_tokens: int = 1024, *, password: str | None = None,
@@ -130,17 +138,23 @@ class Reader:
         s = Sampling(**sampling)   # temperature, top_k, top_p, min_p, repeat_penalty, seed
         n = parallel or self.parallel
         done, nxt = {}, 0
-        for index, res in read_many(self.engine, images, prompt, max_tokens, s, n):
-            if not in_order:
-                yield res
-                continue
-            done[index] = res
-            while nxt in done:
-                yield done.pop(nxt)
-                nxt += 1
+        with self._lock:   # held until the iterator ends or is closed: other threads wait
+            self._in_batch = True
+            try:
+                for index, res in read_many(self.engine, images, prompt, max_tokens, s, n):
+                    if not in_order:
+                        yield res
+                        continue
+                    done[index] = res
+                    while nxt in done:
+                        yield done.pop(nxt)
+                        nxt += 1
+            finally:
+                self._in_batch = False
 
     def close(self) -> None:
-        self.engine.close()
+        with self._lock:
+            self.engine.close()
 
     def __enter__(self):
         return self
