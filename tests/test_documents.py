@@ -319,7 +319,8 @@ def test_every_flag_says_its_default():
                 missing.append(f"{name} {act.option_strings[0]}: no default shown")
         assert text
     assert not missing, missing
-    assert set(subs.choices) == {"read", "bench", "make-model", "pages", "eval", "calibrate", "info"}
+    assert set(subs.choices) == {"read", "bench", "make-model", "pages", "eval", "calibrate", "serve",
+                                 "info"}
 
 
 # --- found in review ------------------------------------------------------------------------

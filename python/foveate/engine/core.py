@@ -49,7 +49,7 @@ class Stats:
     decode_ms: float = 0.0          # generating
     tokens_generated: int = 0
     tokens_per_s: float = 0.0
-    stop_reason: str = ""           # "eos", "max_tokens" or "n_ctx"
+    stop_reason: str = ""           # "eos", "max_tokens", "n_ctx" or "cancelled" (on_token)
     fixation_ratio: float = 0.0     # 0 = fixation off
     visual_tokens_attended: float = 0.0  # image tokens attended per decode step, mean over layers
     visual_tokens_selected: float = 0.0  # the focal layer's top-k (layers above it attend these)
@@ -318,8 +318,10 @@ class Engine:
 
     # --- the page ----------------------------------------------------------------------------
     def read(self, image, prompt: str | None = None, max_tokens: int = 1024,
-             sampling: Sampling | None = None, trace: bool = False) -> Result:
-        """trace: record where fixation looked at every step (Result.trace; needs fixation)."""
+             sampling: Sampling | None = None, trace: bool = False, on_token=None) -> Result:
+        """trace: record where fixation looked at every step (Result.trace; needs fixation).
+        on_token(text): called with each token's text as it is generated (streaming); a true
+        return value stops the page there (stop_reason "cancelled": a client went away)."""
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
         if trace and not self.fixation:
@@ -329,7 +331,7 @@ class Engine:
         n_past, stats = self.prefill_page(page, prompt)
         tr = self._new_trace(page, stats) if trace else None
         out = self._generate(n_past, stats.prompt_tokens, max_tokens, sampling or Sampling(),
-                             stats, tr)
+                             stats, tr, on_token)
         notes = page_warnings(self.model_name, page.width, page.height, out)
         notes += cutoff_warnings(stats, max_tokens, self.n_ctx)
         return Result(text=out, stats=stats, image=page.name, warnings=notes,
@@ -434,7 +436,7 @@ class Engine:
         return n_past
 
     def _generate(self, n_past: int, n_cells: int, max_tokens: int, s: Sampling,
-                  stats: Stats, trace: "Trace | None" = None) -> str:
+                  stats: Stats, trace: "Trace | None" = None, on_token=None) -> str:
         """Sample up to max_tokens from position n_past. The KV cache holds n_cells
         entries; with M-RoPE an image takes more cells than positions, so the context
         limit is checked on cells."""
@@ -443,6 +445,7 @@ class Engine:
         out = bytearray()
         first = True   # the first token comes from the prefill's logits: a dense step
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")   # tokens split characters
+        stream = codecs.getincrementaldecoder("utf-8")(errors="replace")
         t0 = time.perf_counter()
         try:
             stats.stop_reason = "max_tokens"
@@ -458,6 +461,9 @@ class Engine:
                     sel = [] if first else C.fixation_selection(self._ctx, 0)
                     trace.steps.append(TraceStep(utf8.decode(piece), trace.grid_ids(sel)))
                 first = False
+                if on_token is not None and on_token(stream.decode(piece)):
+                    stats.stop_reason = "cancelled"
+                    break
                 if n_cells >= self.n_ctx:
                     stats.stop_reason = "n_ctx"
                     break

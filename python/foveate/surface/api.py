@@ -65,7 +65,7 @@ class Reader:
     def read(self, image, prompt: str | None = None, max_tokens: int = 1024, *,
              temperature: float = 0.0, top_k: int = 40, top_p: float = 0.95,
              min_p: float = 0.05, repeat_penalty: float = 1.0, seed: int = 0xF0FEA7E,
-             trace: bool = False) -> Result:
+             trace: bool = False, on_token=None) -> Result:
         """Transcribe one page: a path, bytes or a PIL image. Greedy unless temperature > 0.
         trace=True (fixation on): Result.trace holds, per decode step, the image tokens the
         focal layers selected, mapped to the page (engine.trace.Trace; draw it with
@@ -77,7 +77,7 @@ class Reader:
                 raise RuntimeError("this Reader is inside read_many (its pages share the "
                                    "context): finish or close that iterator first")
             return self.engine.read(image, prompt=prompt, max_tokens=max_tokens, sampling=s,
-                                    trace=trace)
+                                    trace=trace, on_token=on_token)
 
     def read_document(self, source, pages=None, prompt: str | None = None,
                       max_tokens: int = 1024, *, password: str | None = None,

@@ -279,6 +279,27 @@ def cmd_calibrate(a) -> int:
     return 0
 
 
+def cmd_serve(a) -> int:
+    try:
+        import uvicorn
+
+        from .server import create_app
+    except ImportError as e:
+        raise SystemExit(f"foveate serve needs the server extra: pip install 'foveate[server]' "
+                         f"(or '.[server]' in a checkout): {e}") from None
+    from .api import Reader
+
+    if a.host not in ("127.0.0.1", "localhost", "::1") and not a.api_key:
+        print(f"foveate serve: WARNING: listening on {a.host} without --api-key: anyone who can "
+              f"reach this port can use the server", file=sys.stderr)
+    reader = Reader(a.model, a.mmproj, **_engine_kwargs(a))
+    app = create_app(reader, a.model_name or Path(a.model).stem, api_key=a.api_key,
+                     queue=a.queue, max_image_bytes=int(a.max_image_mb * (1 << 20)),
+                     allow_local_files=a.allow_local_files)
+    uvicorn.run(app, host=a.host, port=a.port, log_level="warning")
+    return 0
+
+
 def cmd_info(a) -> int:
     from ..native import bindings as B
 
@@ -417,6 +438,21 @@ def main(argv: list[str] | None = None) -> int:
     ca.add_argument("--beside", action="store_true",
                     help="also write MODEL.focal.json next to the model file (ships the calibration)")
     ca.set_defaults(fn=cmd_calibrate)
+
+    sv = sub.add_parser("serve", help="OpenAI-compatible OCR server (pip install '.[server]')",
+                        formatter_class=HELP)
+    _model_args(sv)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sv.add_argument("--port", type=int, default=8080, help="port to listen on")
+    sv.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY")
+    sv.add_argument("--model-name", default=None, help="the model id clients use (default: the file name)")
+    sv.add_argument("--queue", type=int, default=16, help="requests that may wait; more get 503")
+    sv.add_argument("--max-image-mb", type=float, default=32.0, help="largest image or PDF accepted")
+    sv.add_argument("--allow-local-files", action="store_true",
+                    help="accept file:// image URLs (paths on the server's machine)")
+    _fixation_args(sv)
+    _merge_args(sv)
+    sv.set_defaults(fn=cmd_serve)
 
     i = sub.add_parser("info", help="show the loaded libraries and patch series", formatter_class=HELP)
     i.set_defaults(fn=cmd_info)
