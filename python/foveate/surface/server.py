@@ -27,7 +27,9 @@ from pathlib import Path
 
 # module level: FastAPI resolves the handlers' annotations (`request: Request`) here
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+
+WEB_PAGE = Path(__file__).parent / "web" / "index.html"
 
 
 class APIError(Exception):
@@ -150,6 +152,11 @@ def create_app(reader, model_name: str, api_key: str | None = None, queue: int =
         except FoveateError as e:
             raise APIError(400, f"{type(e).__name__}: {e}", code=type(e).__name__) from None
 
+    @app.get("/", response_class=HTMLResponse)
+    async def page():
+        """The local web page: drop a PDF or an image, read it page by page."""
+        return WEB_PAGE.read_text(encoding="utf-8")
+
     @app.get("/health")
     async def health():
         return {"status": "ok"}
@@ -258,20 +265,34 @@ def create_app(reader, model_name: str, api_key: str | None = None, queue: int =
             raise APIError(413, f"upload is {len(data)} bytes, over the limit of {max_image_bytes}",
                            param="file", code="image_too_large")
         pages = form.get("pages") or None
+        want_trace = str(form.get("trace", "")).lower() in ("1", "true", "yes") and \
+            bool(reader.engine.fixation)
         slot()
         from starlette.concurrency import run_in_threadpool
 
+        def record(r) -> dict:
+            rec = page_record(r)
+            if r.trace is not None:   # the heat map of where fixation looked, as a data URI
+                import io as _io
+                from .trace_picture import heatmap
+                buf = _io.BytesIO()
+                heatmap(r.trace, r.trace.page_image(), buf)
+                rec["trace_png"] = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+            return rec
+
         def work():
             try:
-                return [page_record(r) for r in reader.read_document(data, pages=pages)]
+                res = list(reader.read_document(data, pages=pages, trace=want_trace))
+                return [record(r) for r in res], (res[0].n_pages if res else 0)
             except FoveateError as e:
                 raise APIError(400, f"{type(e).__name__}: {e}", code=type(e).__name__) from None
             except ValueError as e:
                 raise APIError(400, str(e), param="pages") from None
         try:
-            out = await run_in_threadpool(work)
+            out, n_pages = await run_in_threadpool(work)
         finally:
             waiting.release()
-        return {"model": model_name, "source": getattr(up, "filename", None), "pages": out}
+        return {"model": model_name, "source": getattr(up, "filename", None), "n_pages": n_pages,
+                "pages": out}
 
     return app

@@ -126,6 +126,9 @@ def _with_caption(img, lines: list[str], path) -> Path:
     d = ImageDraw.Draw(out)
     for i, ln in enumerate(lines):
         d.text((10, img.height + 8 + 22 * i), ln, font=font, fill=INK)
+    if hasattr(path, "write"):   # a file object (the server's data URI)
+        out.save(path, format="PNG")
+        return path
     path = Path(path)
     out.save(path)
     return path
