@@ -42,7 +42,9 @@ class _Server:
         from foveate import Reader
         from foveate.surface.server import create_app
 
-        self.reader = Reader(MODEL, MMPROJ, threads=2, fixation=0.05, merge=0.84)
+        n = kw.get("parallel", 1)
+        self.reader = Reader(MODEL, MMPROJ, threads=2, fixation=0.05, merge=0.84, parallel=n,
+                             n_ctx=4096 * n)
         app = create_app(self.reader, "foveate-reader", **kw)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -66,9 +68,11 @@ class _Server:
         self.reader.close()
 
 
-@pytest.fixture(scope="module")
-def srv():
-    s = _Server(api_key=KEY, queue=16, max_image_bytes=2 << 20)
+@pytest.fixture(scope="module", params=[1, 4], ids=["one-at-a-time", "np4"])
+def srv(request):
+    """The server reading one request at a time, and with -np 4 (concurrent requests decode
+    together in one batched context)."""
+    s = _Server(api_key=KEY, queue=16, max_image_bytes=2 << 20, parallel=request.param)
     yield s
     s.close()
 

@@ -26,6 +26,27 @@ llama = B.llama
 
 
 @dataclass
+class PageJob:
+    """A page with its own settings (a server request): what read_many's defaults do not say.
+    on_token(text) streams its tokens; a true return value stops it ("cancelled")."""
+    image: object
+    prompt: str | None = None
+    max_tokens: int | None = None
+    sampling: object = None
+    on_token: object = None
+
+
+class _IterFeed:
+    """A plain iterable as a feed: poll() gives the next (index, item) or raises StopIteration."""
+
+    def __init__(self, items):
+        self.it = enumerate(items)
+
+    def poll(self, idle: bool):
+        return next(self.it)
+
+
+@dataclass
 class _Slot:
     index: int              # the page's place in the input
     page: object
@@ -39,17 +60,24 @@ class _Slot:
     token: int = -1         # sampled, to be fed at the next step
     out: bytearray = None
     done: bool = False
+    on_token: object = None
+    utf8: object = None
 
 
 def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
-    """Yields (index, Result or FoveateError) as pages finish."""
+    """Yields (index, Result or FoveateError) as pages finish. images: an iterable of pages
+    (or PageJob), pulled lazily as slots free up; or a feed, an object whose poll(idle) gives
+    the next (index, page or PageJob), None for "nothing now" (idle: no page is in flight, so
+    it may wait), or raises StopIteration when there will be no more (a server's queue)."""
+    import codecs
+
     from .core import Result
 
     if parallel < 1 or parallel > eng.n_seq:
         raise ValueError(f"parallel must be in [1, {eng.n_seq}] (the Reader's parallel=), got {parallel}")
     share = eng.n_ctx // parallel
-    pending = enumerate(images)          # pulled lazily: a page is loaded when a slot frees
-    nxt = next(pending, None)
+    feed = images if hasattr(images, "poll") else _IterFeed(images)
+    exhausted = False
     slots: dict[int, _Slot] = {}
     B.fixation.llama_fixation_reset_stats(eng._ctx)
     batch = llama.llama_batch_init(parallel, 0, 1)
@@ -57,36 +85,44 @@ def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
 
     def start(seq: int, index: int, image):
         t0 = time.perf_counter()
+        job = image if isinstance(image, PageJob) else PageJob(image)
+        image, limit = job.image, job.max_tokens or max_tokens
         if isinstance(image, FoveateError):   # the caller could not produce this page
             raise image
         page = load_page(image, eng.image_max_pixels)
-        n_past, stats = eng.prefill_page(page, prompt, seq_id=seq, clear=False)
-        if stats.prompt_tokens + max_tokens > share:
+        n_past, stats = eng.prefill_page(page, job.prompt or prompt, seq_id=seq, clear=False)
+        if stats.prompt_tokens + limit > share:
             llama.llama_memory_seq_rm(llama.llama_get_memory(eng._ctx), seq, -1, -1)
             raise ContextError(f"image {page.name}: {stats.prompt_tokens} prompt and image tokens "
-                               f"+ max_tokens {max_tokens} exceed this page's share of the "
+                               f"+ max_tokens {limit} exceed this page's share of the "
                                f"context (n_ctx {eng.n_ctx} / {parallel} pages = {share}): "
                                f"raise n_ctx (-c) or lower max_tokens (-n)")
-        s = _Slot(index, page, stats, eng._sampler(sampling), n_past, stats.prompt_tokens,
-                  max_tokens, t0, out=bytearray())
+        s = _Slot(index, page, stats, eng._sampler(job.sampling or sampling), n_past,
+                  stats.prompt_tokens, limit, t0, out=bytearray(), on_token=job.on_token,
+                  utf8=codecs.getincrementaldecoder("utf-8")(errors="replace"))
         s.stats.stop_reason = "max_tokens"
         _sample(eng, s, -1)   # the first token comes from the prefill's last row
         return s
 
     try:
-        while nxt is not None or slots:
+        while not exhausted or slots:
             # at most one newcomer per step (see the module docstring)
             free = [q for q in range(parallel) if q not in slots]
-            if nxt is not None and free:
-                index, image = nxt
-                nxt = next(pending, None)
+            item = None
+            if free and not exhausted:
+                try:
+                    item = feed.poll(not slots)
+                except StopIteration:
+                    exhausted = True
+            if item is not None:
+                index, image = item
                 try:
                     slots[free[0]] = start(free[0], index, image)
                 except FoveateError as e:
                     yield index, e
                     continue
-                if not slots:
-                    continue
+            if not slots:
+                continue
             ready = [q for q, s in slots.items() if s.done]
             for q in ready:
                 s = slots.pop(q)
@@ -124,8 +160,12 @@ def _sample(eng, s: _Slot, row: int) -> None:
     if llama.llama_vocab_is_eog(eng._vocab, tok):
         s.stats.stop_reason, s.done = "eos", True
         return
-    s.out += eng._piece(tok)
+    piece = eng._piece(tok)
+    s.out += piece
     s.stats.tokens_generated += 1
+    if s.on_token is not None and s.on_token(s.utf8.decode(piece)):
+        s.stats.stop_reason, s.done = "cancelled", True
+        return
     if s.stats.tokens_generated >= s.max_tokens:
         s.done = True          # stop_reason stays "max_tokens"
         return

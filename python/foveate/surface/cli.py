@@ -292,10 +292,14 @@ def cmd_serve(a) -> int:
     if a.host not in ("127.0.0.1", "localhost", "::1") and not a.api_key:
         print(f"foveate serve: WARNING: listening on {a.host} without --api-key: anyone who can "
               f"reach this port can use the server", file=sys.stderr)
-    reader = Reader(a.model, a.mmproj, **_engine_kwargs(a))
+    if a.parallel < 1:
+        raise ValueError(f"-np must be at least 1, got {a.parallel}")
+    if a.ctx_size is None:
+        a.ctx_size = 4096 * a.parallel
+    reader = Reader(a.model, a.mmproj, parallel=a.parallel, **_engine_kwargs(a))
     app = create_app(reader, a.model_name or Path(a.model).stem, api_key=a.api_key,
                      queue=a.queue, max_image_bytes=int(a.max_image_mb * (1 << 20)),
-                     allow_local_files=a.allow_local_files)
+                     allow_local_files=a.allow_local_files, parallel=a.parallel)
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning")
     return 0
 
@@ -441,7 +445,10 @@ def main(argv: list[str] | None = None) -> int:
 
     sv = sub.add_parser("serve", help="OpenAI-compatible OCR server (pip install '.[server]')",
                         formatter_class=HELP)
-    _model_args(sv)
+    _model_args(sv, ctx_default=None)
+    sv.add_argument("-np", "--parallel", type=int, default=1, metavar="N",
+                    help="requests decoding together (continuous batching; -c is shared, its "
+                         "default is 4096 per request)")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sv.add_argument("--port", type=int, default=8080, help="port to listen on")
     sv.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY")

@@ -11,9 +11,11 @@ fixation step already sparse, README), and has no place for PDFs, pages, traces 
 errors. A thin FastAPI layer on `Reader` keeps one code path for the CLI, the API and the
 server.
 
-Concurrency (this version): requests share the Reader's one context, one page at a time (its
-lock); at most `queue` requests wait, the next ones get 503 with Retry-After. Batching
-concurrent requests through `Reader.read_many` is not built yet.
+Concurrency: with parallel (-np) N > 1, chat requests go through a BatchScheduler: up to N
+decode together in one batched context (engine/batch.py), the others wait; with N = 1 they
+take the Reader's lock one at a time. At most `queue` requests wait beyond those in flight;
+the next ones get 503 with Retry-After. /v1/ocr uploads (whole documents) take the Reader
+between batches.
 """
 from __future__ import annotations
 
@@ -102,13 +104,75 @@ def parse_chat(body: dict, allow_local: bool, max_bytes: int) -> tuple[bytes, st
     return images[0], prompt
 
 
+class BatchScheduler:
+    """Concurrent chat requests share one batched context (engine/batch.py): a worker thread
+    runs read_many on a feed of the waiting requests, up to `parallel` in flight; each request
+    gets its Result through a future, and its tokens through its own on_token. The worker
+    holds the Reader only while requests are in flight or waiting."""
+
+    def __init__(self, reader, parallel: int):
+        import queue as q
+
+        self.reader, self.parallel = reader, parallel
+        self.jobs: q.Queue = q.Queue()
+        self.futures: dict[int, object] = {}
+        self.next_index = 0
+        self.held = None   # the request that woke the worker, served first
+        self.worker = threading.Thread(target=self._run, daemon=True, name="foveate-batch")
+        self.worker.start()
+
+    def submit(self, job):
+        from concurrent.futures import Future
+
+        fut: Future = Future()
+        self.jobs.put((job, fut))
+        return fut
+
+    def poll(self, idle: bool):
+        import queue as q
+
+        try:
+            if self.held is not None:
+                (job, fut), self.held = self.held, None
+            else:
+                job, fut = self.jobs.get(timeout=0.2 if idle else 0)
+        except q.Empty:
+            if idle:
+                raise StopIteration   # nothing in flight, nothing waiting: give the Reader back
+            return None
+        index, self.next_index = self.next_index, self.next_index + 1
+        self.futures[index] = fut
+        return index, job
+
+    def _run(self):
+        from ..engine.batch import read_many
+        from ..engine.core import Sampling
+
+        while True:
+            self.held = self.jobs.get()   # wait for work without holding the Reader
+            with self.reader._lock:
+                self.reader._in_batch = True
+                try:
+                    for index, res in read_many(self.reader.engine, self, None, 1024, Sampling(),
+                                                self.parallel):
+                        self.futures.pop(index).set_result(res)
+                except BaseException as e:   # the batch failed: every request in it hears why
+                    for fut in self.futures.values():
+                        fut.set_exception(e)
+                    self.futures.clear()
+                finally:
+                    self.reader._in_batch = False
+
+
 def create_app(reader, model_name: str, api_key: str | None = None, queue: int = 16,
-               max_image_bytes: int = 32 << 20, allow_local_files: bool = False):
+               max_image_bytes: int = 32 << 20, allow_local_files: bool = False,
+               parallel: int = 1):
     from ..errors import FoveateError
     from .output import page_record
 
     app = FastAPI(title="foveate", version="0.1.0")
-    waiting = threading.BoundedSemaphore(queue + 1)   # the one being read + `queue` waiting
+    sched = BatchScheduler(reader, parallel) if parallel > 1 else None
+    waiting = threading.BoundedSemaphore(queue + max(1, parallel))
 
     def error(e: APIError):
         return JSONResponse({"error": {"message": str(e), "type": e.type, "param": e.param,
@@ -148,7 +212,16 @@ def create_app(reader, model_name: str, api_key: str | None = None, queue: int =
 
     def read(image: bytes, prompt, kw, on_token=None):
         try:
-            return reader.read(image, prompt=prompt, on_token=on_token, **kw)
+            if sched is None:
+                return reader.read(image, prompt=prompt, on_token=on_token, **kw)
+            from ..engine.batch import PageJob
+            from ..engine.core import Sampling
+            s = Sampling(**{k: v for k, v in kw.items() if k in ("temperature", "seed")})
+            res = sched.submit(PageJob(image, prompt, kw.get("max_tokens", 1024), s,
+                                       on_token)).result()
+            if isinstance(res, FoveateError):
+                raise res
+            return res
         except FoveateError as e:
             raise APIError(400, f"{type(e).__name__}: {e}", code=type(e).__name__) from None
 
