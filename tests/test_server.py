@@ -197,20 +197,24 @@ def test_ocr_endpoint_reads_pdf_pages(srv):
 
 
 def test_busy_server_answers_503_with_retry_after():
+    """queue=0: one request in flight, none waiting. Six at once: the others are told to come
+    back (503, Retry-After), none fails otherwise, and the server serves again afterwards."""
+    from concurrent.futures import ThreadPoolExecutor
+
     s = _Server(queue=0)
     try:
-        body = {"model": "foveate-reader", "stream": True, "max_tokens": 400,
+        body = {"model": "foveate-reader", "max_tokens": 400,
                 "messages": _messages(_uri(PAGE.read_bytes()))}
-        with httpx.stream("POST", s.url + "/v1/chat/completions", json=body, timeout=60) as r:
-            lines = r.iter_lines()
-            next(lines)                          # the first request holds the only slot
-            busy = httpx.post(s.url + "/v1/chat/completions", json={**body, "stream": False},
-                              timeout=60)
-            assert busy.status_code == 503 and busy.headers["retry-after"] == "2"
-            for _ in lines:
-                pass
-        ok = httpx.post(s.url + "/v1/chat/completions", json={**body, "stream": False,
-                                                              "max_tokens": 5}, timeout=60)
-        assert ok.status_code == 200
+        barrier = threading.Barrier(6)
+
+        def ask(_):
+            barrier.wait()
+            return httpx.post(s.url + "/v1/chat/completions", json=body, timeout=120)
+        with ThreadPoolExecutor(6) as ex:
+            rs = list(ex.map(ask, range(6)))
+        codes = sorted(r.status_code for r in rs)
+        assert 503 in codes and set(codes) <= {200, 503}, codes
+        assert all(r.headers["retry-after"] == "2" for r in rs if r.status_code == 503)
+        assert httpx.post(s.url + "/v1/chat/completions", json=body, timeout=120).status_code == 200
     finally:
         s.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from ..engine.core import FIXATION_SAMPLE, Engine, Result, Sampling
 
@@ -48,7 +49,13 @@ class Reader:
         shared: each page gets n_ctx // parallel cells)."""
         if int(parallel) != parallel or parallel < 1:
             raise ValueError(f"parallel must be an integer >= 1, got {parallel!r}")
-        self.engine = Engine(model, mmproj, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx,
+        # Every llama.cpp call runs on this Reader's one engine thread, whichever thread asks:
+        # ggml's CPU backend keeps an OpenMP team per calling thread, and a team left spinning
+        # by one thread slows the next one's steps (4 pages on 2 cores: 0.85 s from one thread,
+        # 6.7 s when calls alternate between two; docs/benchmarks.md).
+        self._engine_pool = ThreadPoolExecutor(1, thread_name_prefix="foveate-engine")
+        self._engine_thread = self._engine_pool.submit(threading.current_thread).result()
+        self.engine = self._on_engine(Engine, model, mmproj, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx,
                              threads=threads, n_batch=n_batch, flash_attn=flash_attn,
                              fixation=fixation, fixation_k_min=fixation_k_min,
                              focal_layers=focal_layers, fixation_dilation=fixation_dilation,
@@ -58,9 +65,15 @@ class Reader:
                              image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens,
                              n_seq=parallel, kv_unified=parallel > 1)
         self.parallel = parallel
-        # ctypes releases the GIL: two threads must never drive the one context at once
+        # the lock: one page (or read_many) at a time; the engine thread runs them
         self._lock = threading.RLock()
         self._in_batch = False
+
+    def _on_engine(self, fn, *args, **kwargs):
+        """Run fn on the engine thread (directly when already there) and return its result."""
+        if threading.current_thread() is getattr(self, "_engine_thread", None):
+            return fn(*args, **kwargs)
+        return self._engine_pool.submit(fn, *args, **kwargs).result()
 
     def read(self, image, prompt: str | None = None, max_tokens: int = 1024, *,
              temperature: float = 0.0, top_k: int = 40, top_p: float = 0.95,
@@ -76,8 +89,8 @@ class Reader:
             if self._in_batch:
                 raise RuntimeError("this Reader is inside read_many (its pages share the "
                                    "context): finish or close that iterator first")
-            return self.engine.read(image, prompt=prompt, max_tokens=max_tokens, sampling=s,
-                                    trace=trace, on_token=on_token)
+            return self._on_engine(self.engine.read, image, prompt=prompt, max_tokens=max_tokens,
+                                   sampling=s, trace=trace, on_token=on_token)
 
     def read_document(self, source, pages=None, prompt: str | None = None,
                       max_tokens: int = 1024, *, password: str | None = None,
@@ -138,10 +151,16 @@ class Reader:
         s = Sampling(**sampling)   # temperature, top_k, top_p, min_p, repeat_penalty, seed
         n = parallel or self.parallel
         done, nxt = {}, 0
+        end = object()
         with self._lock:   # held until the iterator ends or is closed: other threads wait
             self._in_batch = True
+            batch = read_many(self.engine, images, prompt, max_tokens, s, n)
             try:
-                for index, res in read_many(self.engine, images, prompt, max_tokens, s, n):
+                while True:   # each step of the batch on the engine thread
+                    step = self._on_engine(next, batch, end)
+                    if step is end:
+                        break
+                    index, res = step
                     if not in_order:
                         yield res
                         continue
@@ -150,11 +169,13 @@ class Reader:
                         yield done.pop(nxt)
                         nxt += 1
             finally:
+                self._on_engine(batch.close)
                 self._in_batch = False
 
     def close(self) -> None:
         with self._lock:
-            self.engine.close()
+            self._on_engine(self.engine.close)
+        self._engine_pool.shutdown(wait=False)
 
     def __enter__(self):
         return self

@@ -150,12 +150,16 @@ class BatchScheduler:
 
         while True:
             self.held = self.jobs.get()   # wait for work without holding the Reader
+
+            def batch():   # on the Reader's engine thread, like every llama.cpp call
+                for index, res in read_many(self.reader.engine, self, None, 1024, Sampling(),
+                                            self.parallel):
+                    self.futures.pop(index).set_result(res)
+
             with self.reader._lock:
                 self.reader._in_batch = True
                 try:
-                    for index, res in read_many(self.reader.engine, self, None, 1024, Sampling(),
-                                                self.parallel):
-                        self.futures.pop(index).set_result(res)
+                    self.reader._on_engine(batch)
                 except BaseException as e:   # the batch failed: every request in it hears why
                     for fut in self.futures.values():
                         fut.set_exception(e)
