@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DocumentError, ImageError
+from .images import read_file
 
 PDF_MAGIC = b"%PDF-"
 
@@ -103,17 +104,10 @@ def open_document(source, password: str | None = None, name: str | None = None,
     elif isinstance(source, (str, os.PathLike)):
         p = Path(source)
         name = name or str(p)
-        if not p.exists():
-            raise ImageError(f"file not found: {p}")
         if p.is_dir():
             raise DocumentError(f"folder {p} holds no image or PDF"
                                 + ("" if recursive_hint else " (--recursive descends into subfolders)"))
-        if not p.is_file():
-            raise ImageError(f"not a file: {p}")
-        try:
-            data = p.read_bytes()
-        except OSError as e:
-            raise ImageError(f"file is not readable: {p}: {e.strerror}") from None
+        data = read_file(p, "input")
     else:
         raise ImageError(f"unsupported input type {type(source).__name__}: pass a path, bytes "
                          f"or a PIL image")

@@ -34,16 +34,7 @@ def load_page(image, max_pixels: int = MAX_PIXELS) -> Page:
         if isinstance(image, (bytes, bytearray, memoryview)):
             name, data = "<bytes>", bytes(image)
         elif isinstance(image, (str, os.PathLike)):
-            p = Path(image)
-            name = str(p)
-            if not p.exists():
-                raise ImageError(f"image file not found: {p}")
-            if not p.is_file():
-                raise ImageError(f"image path is not a file: {p}")
-            try:
-                data = p.read_bytes()
-            except OSError as e:
-                raise ImageError(f"image file is not readable: {p}: {e.strerror}") from None
+            name, data = str(image), read_file(Path(image))
         else:
             raise ImageError(f"unsupported image type {type(image).__name__}: "
                              f"pass a path, bytes or a PIL image")
@@ -61,6 +52,18 @@ def load_page(image, max_pixels: int = MAX_PIXELS) -> Page:
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"image data is corrupt: {name}: {e}") from None
     return Page(name=name, width=rgb.width, height=rgb.height, rgb=rgb.tobytes())
+
+
+def read_file(p: Path, what: str = "image") -> bytes:
+    """The bytes of a user's file, or an ImageError naming it: missing, not a file, unreadable."""
+    if not p.exists():
+        raise ImageError(f"{what} file not found: {p}")
+    if not p.is_file():
+        raise ImageError(f"{what} path is not a file: {p}")
+    try:
+        return p.read_bytes()
+    except OSError as e:
+        raise ImageError(f"{what} file is not readable: {p}: {e.strerror}") from None
 
 
 def to_rgb(img):
