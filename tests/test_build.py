@@ -61,3 +61,13 @@ def test_amx_tile_config_survives_o3(tmp_path):
     stock = func.replace('__asm__ volatile("ldtilecfg %0" :: "m"(tc));', "_tile_loadconfig(&tc);")
     stock = stock.replace("#if defined(__GNUC__)", "#if 0")
     assert _stores_before_ldtilecfg(stock, tmp_path) < 4  # the bug this patch fixes
+
+
+def test_the_test_extra_is_installed():
+    """Server, browser and PDF tests skip when their packages are missing; this one does not,
+    so a test extra that lost a package (openai 3 stopped bringing httpx) turns CI red instead
+    of skipping those tests silently."""
+    import importlib
+
+    for mod in ("fastapi", "uvicorn", "openai", "httpx", "playwright", "pypdf", "multipart"):
+        importlib.import_module(mod)
