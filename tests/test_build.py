@@ -69,5 +69,5 @@ def test_the_test_extra_is_installed():
     of skipping those tests silently."""
     import importlib
 
-    for mod in ("fastapi", "uvicorn", "openai", "httpx", "playwright", "pypdf", "multipart"):
+    for mod in ("fastapi", "uvicorn", "openai", "httpx", "playwright", "pypdf", "python_multipart"):
         importlib.import_module(mod)
