@@ -255,10 +255,11 @@ class Engine:
         (an estimate: it only chooses a PDF page's render size, mtmd sizes the image itself)."""
         return (getattr(self, "patch_size", 14) * 2) ** 2
 
-    def image_token_budget(self, max_tokens: int) -> int:
-        """Visual tokens a page may take: --image-max-tokens, else what n_ctx leaves after the
-        prompt and `max_tokens` of text."""
-        room = max(64, self.n_ctx - max_tokens - 128)
+    def image_token_budget(self, max_tokens: int, cells: int | None = None) -> int:
+        """Visual tokens a page may take: --image-max-tokens, else what its cells (default:
+        n_ctx; a page's share when several decode together) leave after the prompt and
+        `max_tokens` of text."""
+        room = max(64, (self.n_ctx if cells is None else cells) - max_tokens - 128)
         return min(self.image_max_tokens, room) if self.image_max_tokens else room
 
     # --- prompt ------------------------------------------------------------------------------

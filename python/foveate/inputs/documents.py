@@ -12,7 +12,6 @@ is kept within [min_pixels, max_pixels] of that budget.
 """
 from __future__ import annotations
 
-import io
 import math
 import os
 import sys
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DocumentError, ImageError
-from .images import read_file
+from .images import open_image, read_file
 
 PDF_MAGIC = b"%PDF-"
 
@@ -93,7 +92,7 @@ def expand_inputs(inputs: list[str], recursive: bool = False) -> list[str]:
 def open_document(source, password: str | None = None, name: str | None = None,
                   recursive_hint: bool = False) -> Document:
     """Open an input: a path, "-" (stdin), bytes, or a PIL image."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if isinstance(source, Image.Image):
         return _image_document(source, name or "<PIL image>")
@@ -115,13 +114,7 @@ def open_document(source, password: str | None = None, name: str | None = None,
         raise ImageError(f"file is empty (0 bytes): {name}")
     if PDF_MAGIC in data[:1024]:   # PDF readers accept junk before the header
         return _pdf_document(data, name, password)
-    try:
-        img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageError(f"not an image Pillow can open, nor a PDF: {name}") from None
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"image is too large: {name}: {e}") from None
-    return _image_document(img, name)
+    return _image_document(open_image(data, name, ", nor a PDF"), name)
 
 
 def _image_document(img, name: str) -> Document:

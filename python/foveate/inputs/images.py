@@ -25,7 +25,7 @@ class Page:
 
 
 def load_page(image, max_pixels: int = MAX_PIXELS) -> Page:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if isinstance(image, Image.Image):
         name, img = "<PIL image>", image
@@ -40,18 +40,26 @@ def load_page(image, max_pixels: int = MAX_PIXELS) -> Page:
                              f"pass a path, bytes or a PIL image")
         if not data:
             raise ImageError(f"image is empty (0 bytes): {name}")
-        try:
-            img = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError:
-            raise ImageError(f"not an image Pillow can open: {name}") from None
-        except Image.DecompressionBombError as e:
-            raise ImageError(f"image is too large: {name}: {e}") from None
+        img = open_image(data, name)
         _check_size(name, *img.size, max_pixels)
     try:
         rgb = to_rgb(img)
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"image data is corrupt: {name}: {e}") from None
     return Page(name=name, width=rgb.width, height=rgb.height, rgb=rgb.tobytes())
+
+
+def open_image(data: bytes, name: str, alternatives: str = ""):
+    """Pillow's image of `data`, or an ImageError naming `name` (alternatives: what else the
+    caller would have taken, for the message)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(f"not an image Pillow can open{alternatives}: {name}") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"image is too large: {name}: {e}") from None
 
 
 def read_file(p: Path, what: str = "image") -> bytes:

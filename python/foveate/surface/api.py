@@ -131,9 +131,7 @@ class Reader:
         from ..inputs.documents import RenderBudget
 
         eng, ppt = self.engine, self.engine.pixels_per_token
-        share = eng.n_ctx // max(1, self.parallel)
-        room = max(64, share - max_tokens - 128)
-        tokens = min(eng.image_max_tokens, room) if eng.image_max_tokens else room
+        tokens = eng.image_token_budget(max_tokens, eng.n_ctx // max(1, self.parallel))
         return RenderBudget(max_pixels=tokens * ppt, min_pixels=(eng.image_min_tokens or 0) * ppt,
                             dpi=dpi)
 
