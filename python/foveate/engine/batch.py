@@ -21,6 +21,7 @@ from ..errors import ContextError, DecodeError, FoveateError
 from ..inputs.images import load_page
 from ..native import bindings as B
 from .notes import cutoff_warnings, page_warnings
+from .repetition import GuardedOutput
 
 llama = B.llama
 
@@ -58,7 +59,7 @@ class _Slot:
     t0: float
     t_decode: float = 0.0
     token: int = -1         # sampled, to be fed at the next step
-    out: bytearray = None
+    out: object = None      # repetition.GuardedOutput
     done: bool = False
     on_token: object = None
     utf8: object = None
@@ -97,8 +98,9 @@ def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
                                f"+ max_tokens {limit} exceed this page's share of the "
                                f"context (n_ctx {eng.n_ctx} / {parallel} pages = {share}): "
                                f"raise n_ctx (-c) or lower max_tokens (-n)")
-        s = _Slot(index, page, stats, eng._sampler(job.sampling or sampling), n_past,
-                  stats.prompt_tokens, limit, t0, out=bytearray(), on_token=job.on_token,
+        smp = job.sampling or sampling
+        s = _Slot(index, page, stats, eng._sampler(smp), n_past, stats.prompt_tokens, limit, t0,
+                  out=GuardedOutput(smp.repetition_guard), on_token=job.on_token,
                   utf8=codecs.getincrementaldecoder("utf-8")(errors="replace"))
         s.stats.stop_reason = "max_tokens"
         _sample(eng, s, -1)   # the first token comes from the prefill's last row
@@ -161,10 +163,13 @@ def _sample(eng, s: _Slot, row: int) -> None:
         s.stats.stop_reason, s.done = "eos", True
         return
     piece = eng._piece(tok)
-    s.out += piece
+    looping = s.out.add(tok, piece)
     s.stats.tokens_generated += 1
     if s.on_token is not None and s.on_token(s.utf8.decode(piece)):
         s.stats.stop_reason, s.done = "cancelled", True
+        return
+    if looping:
+        s.stats.stop_reason, s.done = "repetition", True
         return
     if s.stats.tokens_generated >= s.max_tokens:
         s.done = True          # stop_reason stays "max_tokens"
@@ -179,7 +184,7 @@ def _finish(eng, s: _Slot, Result):
     st.decode_ms = s.t_decode * 1e3
     st.tokens_per_s = st.tokens_generated / s.t_decode if s.t_decode > 0 else 0.0
     eng._fixation_stats(st)   # means over every page decoded so far in this batch
-    text = s.out.decode("utf-8", errors="replace")
+    text = s.out.out.decode("utf-8", errors="replace")
     notes = page_warnings(eng.model_name, s.page.width, s.page.height, text)
     notes += cutoff_warnings(st, s.max_tokens, eng.n_ctx)
     return Result(text=text, stats=st, image=s.page.name, warnings=notes,

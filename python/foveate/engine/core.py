@@ -20,6 +20,8 @@ from ..errors import ContextError, DecodeError, ModelError, ProjectorError
 from ..inputs.gguf_check import read_gguf_info
 from ..inputs.images import MAX_PIXELS, Page, load_page
 from .notes import cutoff_warnings, page_warnings
+from .families import check_method, identify
+from .repetition import GuardedOutput, RepetitionGuard
 from .trace import GRID_PROJECTORS, Trace, TraceStep, TraceUnavailable
 
 
@@ -38,6 +40,8 @@ class Sampling:
     repeat_penalty: float = 1.0
     repeat_last_n: int = 64
     seed: int = 0xF0FEA7E
+    # stop when the output starts looping (stop_reason "repetition"); None = off
+    repetition_guard: RepetitionGuard | None = RepetitionGuard()
 
 
 @dataclass
@@ -49,7 +53,8 @@ class Stats:
     decode_ms: float = 0.0          # generating
     tokens_generated: int = 0
     tokens_per_s: float = 0.0
-    stop_reason: str = ""           # "eos", "max_tokens", "n_ctx" or "cancelled" (on_token)
+    stop_reason: str = ""           # "eos", "max_tokens", "n_ctx", "repetition" (the output
+                                    # looped: repeats cut) or "cancelled" (on_token)
     fixation_ratio: float = 0.0     # 0 = fixation off
     visual_tokens_attended: float = 0.0  # image tokens attended per decode step, mean over layers
     visual_tokens_selected: float = 0.0  # the focal layer's top-k (layers above it attend these)
@@ -120,6 +125,10 @@ class Engine:
         parse_merge(merge)   # a bad setting fails before anything loads
         check_merge_positions(merge_positions)
         merge_score = resolve_merge_score(merge_score, self.projector_type)
+        # the OCR family (engine/families.py): presets, and the methods it refuses, which
+        # fail here, before anything loads
+        self.family = identify(minfo.metadata, self.projector_type)
+        check_method(self.family, bool(fixation), merge not in (None, "off", 0, 1, 1.0))
         self.image_batch_hook = None   # tests: called with each decoded image sub-batch
         self.threads = _threads(threads)
 
@@ -177,6 +186,7 @@ class Engine:
         1-D RoPE model decodes the kept rows (M-RoPE models always keep original ones).
         score ("auto" / "norm" / "duplicates", None = unchanged): which rows a keep ratio
         keeps; "auto" = "norm" on DeepSeek-OCR's projector, "duplicates" on others."""
+        check_method(self.family, False, merge not in (None, "off", 0, 1, 1.0))
         self.merge, positions, score = C.apply_merge(self._mtmd, self.projector_type, merge,
                                                      positions, score)
         if positions is not None:
@@ -206,6 +216,7 @@ class Engine:
         model file, else one layer at a third of the depth. `sample`: that many fixed image
         tokens (spread over the page) also attend, each standing for its share of the hidden
         ones (compensation; 0 = off)."""
+        check_method(self.family, bool(ratio), False)
         self.fixation = C.apply_fixation(self._ctx, self._model, self.model_path, ratio, k_min,
                                          focal_layers, max_tokens, dilation, refresh, sample)
 
@@ -443,7 +454,7 @@ class Engine:
         limit is checked on cells."""
         sampler = self._sampler(s)
         B.fixation.llama_fixation_reset_stats(self._ctx)
-        out = bytearray()
+        gen = GuardedOutput(s.repetition_guard)
         first = True   # the first token comes from the prefill's logits: a dense step
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")   # tokens split characters
         stream = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -456,7 +467,7 @@ class Engine:
                     stats.stop_reason = "eos"
                     break
                 piece = self._piece(tok)
-                out += piece
+                looping = gen.add(tok, piece)
                 stats.tokens_generated += 1
                 if trace is not None:   # the cells the step that produced `tok` attended
                     sel = [] if first else C.fixation_selection(self._ctx, 0)
@@ -464,6 +475,9 @@ class Engine:
                 first = False
                 if on_token is not None and on_token(stream.decode(piece)):
                     stats.stop_reason = "cancelled"
+                    break
+                if looping:
+                    stats.stop_reason = "repetition"
                     break
                 if n_cells >= self.n_ctx:
                     stats.stop_reason = "n_ctx"
@@ -477,7 +491,7 @@ class Engine:
         self._fixation_stats(stats)
         stats.decode_ms = dt * 1e3
         stats.tokens_per_s = stats.tokens_generated / dt if dt > 0 else 0.0
-        return out.decode("utf-8", errors="replace")
+        return gen.out.decode("utf-8", errors="replace")
 
     # --- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:

@@ -78,13 +78,15 @@ class Reader:
     def read(self, image, prompt: str | None = None, max_tokens: int = 1024, *,
              temperature: float = 0.0, top_k: int = 40, top_p: float = 0.95,
              min_p: float = 0.05, repeat_penalty: float = 1.0, seed: int = 0xF0FEA7E,
-             trace: bool = False, on_token=None) -> Result:
+             repetition_guard: bool = True, trace: bool = False, on_token=None) -> Result:
         """Transcribe one page: a path, bytes or a PIL image. Greedy unless temperature > 0.
         trace=True (fixation on): Result.trace holds, per decode step, the image tokens the
         focal layers selected, mapped to the page (engine.trace.Trace; draw it with
-        foveate.surface.trace_picture.save(result.trace, "out.gif"))."""
-        s = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                     repeat_penalty=repeat_penalty, seed=seed)
+        foveate.surface.trace_picture.save(result.trace, "out.gif")).
+        repetition_guard: stop when the output starts looping (engine/repetition.py; the
+        repeats are cut and stats.stop_reason is "repetition"); False lets it run."""
+        s = _sampling(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                      repeat_penalty=repeat_penalty, seed=seed, repetition_guard=repetition_guard)
         with self._lock:   # one llama context: one page at a time, whichever thread asks
             if self._in_batch:
                 raise RuntimeError("this Reader is inside read_many (its pages share the "
@@ -144,9 +146,8 @@ class Reader:
         its FoveateError in its place (its own error, not the run's). Greedy decoding with
         fixation off gives each page the text it gets alone."""
         from ..engine.batch import read_many
-        from ..engine.core import Sampling
 
-        s = Sampling(**sampling)   # temperature, top_k, top_p, min_p, repeat_penalty, seed
+        s = _sampling(**sampling)   # as read(): temperature ... seed, repetition_guard
         n = parallel or self.parallel
         done, nxt = {}, 0
         end = object()
@@ -180,3 +181,9 @@ class Reader:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _sampling(repetition_guard: bool = True, **knobs) -> Sampling:
+    from ..engine.repetition import RepetitionGuard
+
+    return Sampling(repetition_guard=RepetitionGuard() if repetition_guard else None, **knobs)

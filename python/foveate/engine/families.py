@@ -1,0 +1,120 @@
+"""Which OCR model family a GGUF pair is, and what foveate supports for it.
+
+A family is identified from the two files' metadata, as llama.cpp's converter writes them:
+the projector type of the mmproj (`clip.projector_type`) names the family; the text model's
+architecture and name tell the variants that share a projector (GLM-OCR vs GLM-4.1V,
+Qwen2-VL / 2.5-VL fine-tunes such as olmOCR, Nanonets-OCR, MinerU2.5).
+
+`SUPPORT` says, per family, whether fixation and merging are tested end to end
+(tests/test_families.py runs each family's generated pair through them) or refused, and
+why. The engine refuses a method the table refuses, with that reason, instead of running it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Family:
+    key: str                 # presets.FAMILIES key
+    name: str                # what users call it
+    projector: str           # clip.projector_type
+    text_archs: tuple        # general.architecture of the text models it pairs with
+    rope: str                # the LLM's RoPE, as mtmd positions image rows
+    shapes: tuple = ()       # `foveate make-model --shape` names that write this family
+    fixation: str = ""       # "" = supported (tested), else why foveate refuses it
+    merging: str = ""        # the same for token merging
+    notes: str = ""
+    tiles: bool = False      # a page may become several image chunks (tiles + global view)
+    markers: tuple = field(default_factory=tuple)  # learned rows inside the image chunk
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("qwen2vl", "Qwen2-VL", "qwen2vl_merger", ("qwen2vl",), "M-RoPE",
+           shapes=("qwen2-vl-2b", "qwen2-vl-7b")),
+    Family("qwen25vl", "Qwen2.5-VL", "qwen2.5vl_merger", ("qwen2vl",), "M-RoPE",
+           shapes=("tiny", "qwen2.5-vl-3b", "qwen2.5-vl-7b"),
+           notes="the bundled readers; olmOCR, Nanonets-OCR and MinerU2.5 are fine-tunes"),
+    Family("qwen3vl", "Qwen3-VL", "qwen3vl_merger", ("qwen3vl", "qwen3vlmoe"),
+           "interleaved M-RoPE", shapes=("qwen3-vl-2b",),
+           markers=("deepstack features (extra row width, not rows)",)),
+    Family("deepseekocr", "DeepSeek-OCR", "deepseekocr", ("deepseek2-ocr",), "1-D",
+           shapes=("deepseek-ocr",), tiles=True,
+           markers=("image newline", "view separator")),
+    Family("deepseekocr2", "DeepSeek-OCR-2", "deepseekocr2", ("deepseek2-ocr",), "1-D",
+           shapes=("deepseek-ocr-2",), tiles=True, markers=("view separator",)),
+    Family("paddleocr", "PaddleOCR-VL", "paddleocr", ("paddleocr",), "M-RoPE",
+           shapes=("paddleocr-vl",)),
+    Family("lightonocr", "LightOnOCR", "lightonocr", ("qwen3",), "1-D",
+           shapes=("lightonocr-1b",)),
+    Family("dotsocr", "dots.ocr", "dots_ocr", ("qwen2", "dots_ocr"), "1-D",
+           shapes=("dots-ocr",)),
+    Family("glm4v", "GLM-4.1V", "glm4v", ("glm4", "glm4moe"), "M-RoPE",
+           shapes=("glm-4.1v-9b",)),
+    Family("glmocr", "GLM-OCR", "glm4v", ("glm4",), "1-D (converted with use_mrope=False)",
+           shapes=("glm-ocr",)),
+    Family("hunyuanvl", "HunyuanOCR", "hunyuanvl", ("hunyuan-vl",), "XD-RoPE",
+           shapes=("hunyuan-ocr",), markers=("image begin", "image end", "row newline")),
+)
+
+BY_KEY = {f.key: f for f in FAMILIES}
+
+# fine-tunes that keep their base's projector and text arch: told apart by the model's name
+FINE_TUNES = {"olmocr": ("olmocr", "olmOCR"), "nanonets-ocr": ("nanonets", "Nanonets-OCR"),
+              "mineru25": ("mineru", "MinerU2.5")}
+
+
+@dataclass(frozen=True)
+class Identified:
+    family: Family | None    # None: a projector foveate does not know
+    fine_tune: str = ""      # a FINE_TUNES key, when the name says so
+    projector: str = ""
+    text_arch: str = ""
+    name: str = ""
+
+    @property
+    def preset_family(self) -> str:
+        """The presets key: a fine-tune's own, else the family's."""
+        return self.fine_tune or (self.family.key if self.family else "")
+
+    @property
+    def label(self) -> str:
+        if not self.family:
+            return f"unknown (projector {self.projector or 'none'}, text {self.text_arch})"
+        if self.fine_tune:
+            return f"{FINE_TUNES[self.fine_tune][1]} ({self.family.name} fine-tune)"
+        return self.family.name
+
+
+def _uses_mrope(text_meta: dict, arch: str) -> bool:
+    return f"{arch}.rope.dimension_sections" in text_meta
+
+
+def identify(text_meta: dict, projector_type: str) -> Identified:
+    """The family of a text model (its GGUF metadata) paired with a projector type."""
+    arch = str(text_meta.get("general.architecture", ""))
+    name = " ".join(str(text_meta.get(k, "")) for k in ("general.name", "general.basename",
+                                                         "general.finetune")).strip()
+    cands = [f for f in FAMILIES if f.projector == projector_type]
+    if len(cands) > 1 and projector_type == "glm4v":
+        # GLM-OCR converts without M-RoPE sections; GLM-4.1V / 4.5V keep them
+        mrope = _uses_mrope(text_meta, arch)
+        cands = [BY_KEY["glm4v" if mrope else "glmocr"]]
+    fam = cands[0] if cands else None
+    tune = ""
+    if fam and fam.key in ("qwen2vl", "qwen25vl"):
+        low = name.lower()
+        tune = next((k for k, (needle, _) in FINE_TUNES.items() if needle in low), "")
+    return Identified(fam, tune, projector_type, arch, name)
+
+
+def check_method(ident: Identified, fixation: bool, merging: bool) -> None:
+    """Raise ValueError when the pair's family refuses a method that was asked for."""
+    fam = ident.family
+    if fam is None:
+        return  # unknown projectors run as stock does; the methods are generic
+    if fixation and fam.fixation:
+        raise ValueError(f"fixation is not supported for {fam.name} models yet: {fam.fixation}")
+    if merging and fam.merging:
+        raise ValueError(f"token merging is not supported for {fam.name} models yet: "
+                         f"{fam.merging}")

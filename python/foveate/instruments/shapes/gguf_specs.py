@@ -1,0 +1,140 @@
+"""Write random-weight GGUFs from tensor specs, streamed one tensor at a time, so a
+real-size model (gigabytes) never sits in memory. Every family's shape module
+(instruments/shapes/*.py) lists its tensors as specs and its metadata as a function of a
+GGUFWriter; this module writes them, sizes them, and builds the character vocabularies.
+
+A spec is (name, numpy shape, dtype, init): numpy shapes are ggml's ne reversed; init is
+"w" (normal, std 0.02), "ones" or "zeros". Deterministic for a given seed.
+"""
+from __future__ import annotations
+
+import os
+import string
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+F16, F32 = np.float16, np.float32
+Spec = tuple[str, tuple, type, str]
+
+# token types (llama.cpp LLAMA_TOKEN_TYPE_*)
+NORMAL, UNKNOWN, CONTROL, USER, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+_CHUNK = 1 << 22  # random draws per step: bounds the float32 scratch for big tensors
+
+
+def char_vocab(special: Iterable[tuple[str, int]], n_vocab: int = 0,
+               at: dict[str, int] | None = None) -> tuple[list[str], list[int]]:
+    """A character-level SentencePiece-type vocab: `special` (token, type) first, single
+    printable characters, byte fallback, then unused tokens up to n_vocab (the real model's
+    size, so embedding and output layers cost what they do there). `at` pins special tokens
+    to their real ids (filled with unused tokens below them)."""
+    tokens: list[str] = []
+    types: list[int] = []
+    pinned = dict(at or {})
+    rest = [(t, k) for t, k in special if t not in pinned]
+    kinds = dict(special)
+    for ch in ["\u2581", "\n"] + [c for c in string.printable
+                                  if c.strip() and c not in "\t\n\r\x0b\x0c"]:
+        rest.append((ch, NORMAL))
+    rest += [(f"<0x{b:02X}>", BYTE) for b in range(256)]
+    if pinned and max(pinned.values()) >= max(n_vocab, len(rest) + len(pinned)):
+        raise ValueError("a pinned token id lies past the vocab")
+    by_id = {i: t for t, i in pinned.items()}
+    it = iter(rest)
+    total = max(n_vocab, len(rest) + len(pinned))
+    for i in range(total):
+        if i in by_id:
+            tokens.append(by_id[i])
+            types.append(kinds.get(by_id[i], CONTROL))
+            continue
+        nxt = next(it, None)
+        if nxt is None:
+            tokens.append(f"<unused_{i}>")
+            types.append(UNUSED)
+        else:
+            tokens.append(nxt[0])
+            types.append(nxt[1])
+    return tokens, types
+
+
+def add_char_tokenizer(w, tokens: list[str], types: list[int], *, bos: str | None,
+                       eos: str, unk: str = "<unk>", pad: str | None = None,
+                       add_bos: bool = False) -> None:
+    """The tokenizer keys of a char vocab (SentencePiece type, llama.cpp model "llama")."""
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_scores([0.0] * len(tokens))
+    w.add_token_types(types)
+    if bos is not None:
+        w.add_bos_token_id(tokens.index(bos))
+    w.add_eos_token_id(tokens.index(eos))
+    if unk in tokens:
+        w.add_unk_token_id(tokens.index(unk))
+    if pad is not None:
+        w.add_pad_token_id(tokens.index(pad))
+    w.add_add_bos_token(add_bos)
+    w.add_add_space_prefix(False)
+
+
+def make_array(rng, shape, dtype, init) -> np.ndarray:
+    if init == "ones":
+        return np.ones(shape, dtype=dtype)
+    if init == "zeros":
+        return np.zeros(shape, dtype=dtype)
+    out = np.empty(shape, dtype=dtype)
+    flat = out.reshape(-1)
+    for i in range(0, flat.size, _CHUNK):
+        n = min(_CHUNK, flat.size - i)
+        flat[i:i + n] = rng.standard_normal(n, dtype=np.float32) * np.float32(0.02)
+    return out
+
+
+def _open(path: Path, arch: str, specs: list[Spec], kv: Callable) -> "object":
+    """A GGUFWriter with metadata and tensor infos written; tensor data follows in order."""
+    import gguf
+
+    names = [s[0] for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path.name}: a tensor name is listed twice")
+    w = gguf.GGUFWriter(str(path), arch)
+    kv(w)
+    for name, shape, dtype, _ in specs:
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        w.add_tensor_info(name, shape, np.dtype(dtype), nbytes)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    return w
+
+
+def write_gguf(path, arch: str, specs: list[Spec], kv: Callable, seed: int) -> Path:
+    """Write a GGUF of `specs` with random weights; `kv(writer)` adds the metadata."""
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    w = _open(path, arch, specs, kv)
+    try:
+        for _, shape, dtype, init in specs:  # streamed: one tensor in memory at a time
+            w.write_tensor_data(make_array(rng, shape, dtype, init))
+    finally:
+        w.close()
+    return path
+
+
+def gguf_size(arch: str, specs: list[Spec], kv: Callable) -> dict:
+    """Tensor count, parameters and the exact file size in bytes, without writing tensor
+    data (only the header, to a temporary file)."""
+    import gguf
+
+    align = gguf.GGUF_DEFAULT_ALIGNMENT
+    pad = lambda n: (n + align - 1) // align * align
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "header.gguf"
+        _open(path, arch, specs, kv).close()
+        header = os.path.getsize(path)
+    params = sum(int(np.prod(s)) for _, s, _, _ in specs)
+    data = sum(pad(int(np.prod(s)) * np.dtype(d).itemsize) for _, s, d, _ in specs)
+    return {"tensors": len(specs), "params": params, "bytes": pad(header) + data}
