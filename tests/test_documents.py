@@ -320,7 +320,7 @@ def test_every_flag_says_its_default():
         assert text
     assert not missing, missing
     assert set(subs.choices) == {"read", "bench", "make-model", "pages", "eval", "calibrate", "serve",
-                                 "info"}
+                                 "info", "models"}
 
 
 # --- found in review ------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
         if isinstance(image, FoveateError):   # the caller could not produce this page
             raise image
         page = load_page(image, eng.image_max_pixels)
-        n_past, stats = eng.prefill_page(page, job.prompt or prompt, seq_id=seq, clear=False)
+        n_past, stats = eng.prefill_page(page, prompt if job.prompt is None else job.prompt, seq_id=seq, clear=False)
         if stats.prompt_tokens + limit > share:
             llama.llama_memory_seq_rm(llama.llama_get_memory(eng._ctx), seq, -1, -1)
             raise ContextError(f"image {page.name}: {stats.prompt_tokens} prompt and image tokens "

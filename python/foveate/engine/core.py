@@ -276,7 +276,8 @@ class Engine:
     # --- prompt ------------------------------------------------------------------------------
     def format_prompt(self, prompt: str) -> str:
         """The model's own chat template around one user turn: image marker + prompt."""
-        content = f"{self.marker}\n{prompt}"
+        # an empty prompt is the image alone (LightOnOCR is prompted so)
+        content = f"{self.marker}\n{prompt}" if prompt else self.marker
         if not self._template:
             return content
         role, text = b"user", content.encode()
@@ -370,7 +371,7 @@ class Engine:
         if not self._mtmd:
             raise ProjectorError("this engine was created without a projector (mmproj)")
         stats = Stats()
-        text = self.format_prompt(prompt or DEFAULT_PROMPT).encode()
+        text = self.format_prompt(DEFAULT_PROMPT if prompt is None else prompt).encode()
         pixels = (ctypes.c_uint8 * len(page.rgb)).from_buffer_copy(page.rgb)
         bitmap = mtmd.mtmd_bitmap_init(page.width, page.height, pixels)
         chunks = mtmd.mtmd_input_chunks_init()

@@ -31,12 +31,13 @@ class Family:
 
 FAMILIES: tuple[Family, ...] = (
     Family("qwen2vl", "Qwen2-VL", "qwen2vl_merger", ("qwen2vl",), "M-RoPE",
-           shapes=("qwen2-vl-2b", "qwen2-vl-7b")),
+           shapes=("qwen2-vl-2b", "qwen2-vl-7b"),
+           notes="olmOCR v0.1 and MinerU2.5 are fine-tunes (of its architecture)"),
     Family("qwen25vl", "Qwen2.5-VL", "qwen2.5vl_merger", ("qwen2vl",), "M-RoPE",
            shapes=("tiny", "qwen2.5-vl-3b", "qwen2.5-vl-7b"),
-           notes="the bundled readers; olmOCR, Nanonets-OCR and MinerU2.5 are fine-tunes"),
+           notes="the bundled readers; olmOCR 0725+ and Nanonets-OCR are fine-tunes"),
     Family("qwen3vl", "Qwen3-VL", "qwen3vl_merger", ("qwen3vl", "qwen3vlmoe"),
-           "interleaved M-RoPE", shapes=("qwen3-vl-2b",),
+           "interleaved M-RoPE", shapes=("qwen3-vl-2b", "qwen3-vl-4b"),
            markers=("deepstack features (extra row width, not rows)",)),
     Family("deepseekocr", "DeepSeek-OCR", "deepseekocr", ("deepseek2-ocr",), "1-D",
            shapes=("deepseek-ocr",), tiles=True,
@@ -51,9 +52,10 @@ FAMILIES: tuple[Family, ...] = (
            shapes=("dots-ocr",)),
     Family("glm4v", "GLM-4.1V", "glm4v", ("glm4", "glm4moe"), "M-RoPE",
            shapes=("glm-4.1v-9b",)),
-    Family("glmocr", "GLM-OCR", "glm4v", ("glm4",), "1-D (converted with use_mrope=False)",
-           shapes=("glm-ocr",)),
-    Family("hunyuanvl", "HunyuanOCR", "hunyuanvl", ("hunyuan-vl",), "XD-RoPE",
+    # GLM-OCR's class says use_mrope=False, but its config's mrope_section turns it back on
+    # (conversion/glm.py: Glm4Model.__init__), so converted files carry M-RoPE sections
+    Family("glmocr", "GLM-OCR", "glm4v", ("glm4",), "M-RoPE", shapes=("glm-ocr",)),
+    Family("hunyuanvl", "HunyuanOCR", "hunyuanvl", ("hunyuan_vl",), "XD-RoPE",
            shapes=("hunyuan-ocr",), markers=("image begin", "image end", "row newline")),
 )
 
@@ -86,10 +88,6 @@ class Identified:
         return self.family.name
 
 
-def _uses_mrope(text_meta: dict, arch: str) -> bool:
-    return f"{arch}.rope.dimension_sections" in text_meta
-
-
 def identify(text_meta: dict, projector_type: str) -> Identified:
     """The family of a text model (its GGUF metadata) paired with a projector type."""
     arch = str(text_meta.get("general.architecture", ""))
@@ -97,9 +95,11 @@ def identify(text_meta: dict, projector_type: str) -> Identified:
                                                          "general.finetune")).strip()
     cands = [f for f in FAMILIES if f.projector == projector_type]
     if len(cands) > 1 and projector_type == "glm4v":
-        # GLM-OCR converts without M-RoPE sections; GLM-4.1V / 4.5V keep them
-        mrope = _uses_mrope(text_meta, arch)
-        cands = [BY_KEY["glm4v" if mrope else "glmocr"]]
+        # GLM-OCR: the name says so, or a dense glm4 text model with a NextN (MTP) layer,
+        # which GLM-4.1V does not have (GLM-4.5V is glm4moe)
+        nextn = int(text_meta.get(f"{arch}.nextn_predict_layers", 0) or 0)
+        ocr = "ocr" in name.lower() or (arch == "glm4" and nextn > 0)
+        cands = [BY_KEY["glmocr" if ocr else "glm4v"]]
     fam = cands[0] if cands else None
     tune = ""
     if fam and fam.key in ("qwen2vl", "qwen25vl"):
@@ -118,3 +118,23 @@ def check_method(ident: Identified, fixation: bool, merging: bool) -> None:
     if merging and fam.merging:
         raise ValueError(f"token merging is not supported for {fam.name} models yet: "
                          f"{fam.merging}")
+
+
+def pick_preset(ident: Identified, model_name: str, name: str | None = "auto"):
+    """The preset a Reader prompts with (engine/presets.py): "auto" (or None) = the family's
+    default, none for foveate's own readers (they are trained on foveate's prompt) or a
+    family without published prompts; "none" = foveate's prompt; else that preset by name
+    (ValueError naming the known ones)."""
+    from . import presets as P
+
+    if name in (None, "auto"):
+        if model_name.startswith("foveate-"):
+            return None
+        fam = ident.preset_family
+        found = P.default_preset(fam) if fam else None
+        if found is None and ident.fine_tune and ident.family:
+            found = P.default_preset(ident.family.key)
+        return found
+    if name == "none":
+        return None
+    return P.preset(name)

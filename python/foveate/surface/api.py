@@ -23,7 +23,7 @@ class Reader:
                  fixation_refresh: int = 1, fixation_sample: int = FIXATION_SAMPLE, merge=None,
                  merge_positions: str = "original", merge_score: str = "auto",
                  image_min_tokens: int | None = None, image_max_tokens: int | None = None,
-                 parallel: int = 1):
+                 parallel: int = 1, preset: str | None = "auto"):
         """fixation: share of image tokens attended per decode step (e.g. 0.05; None/0 =
         off, the stock computation). Flash attention defaults to on when fixation is on.
         fixation_refresh: the focal layers re-select every R-th step (1 = every step); in
@@ -46,9 +46,15 @@ class Reader:
         --image-min-tokens / --image-max-tokens (None: the projector's own); they also size
         rendered PDF pages.
         parallel: read_many decodes up to this many pages together (one context, n_ctx
-        shared: each page gets n_ctx // parallel cells)."""
+        shared: each page gets n_ctx // parallel cells).
+        preset: the prompt a read without one uses (engine/presets.py, each named with its
+        published source): "auto" = the model family's default (`foveate models` lists them),
+        a preset name, or "none" (foveate's own prompt). An explicit prompt always wins."""
         if int(parallel) != parallel or parallel < 1:
             raise ValueError(f"parallel must be an integer >= 1, got {parallel!r}")
+        if preset not in (None, "auto", "none"):
+            from ..engine.presets import preset as named_preset
+            named_preset(preset)   # an unknown name fails before anything loads
         # Every llama.cpp call runs on this Reader's one engine thread, whichever thread asks:
         # ggml's CPU backend keeps an OpenMP team per calling thread, and a team left spinning
         # by one thread slows the next one's steps (4 pages on 2 cores: 0.85 s from one thread,
@@ -65,9 +71,17 @@ class Reader:
                              image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens,
                              n_seq=parallel, kv_unified=parallel > 1)
         self.parallel = parallel
+        from ..engine.families import pick_preset
+        self.preset = pick_preset(self.engine.family, self.engine.model_name, preset)
         # the lock: one page (or read_many) at a time; the engine thread runs them
         self._lock = threading.RLock()
         self._in_batch = False
+
+    def _prompt(self, prompt: str | None) -> str | None:
+        """The prompt a read uses: the caller's, else the preset's (None: foveate's)."""
+        if prompt is not None:
+            return prompt
+        return self.preset.prompt if self.preset is not None else None
 
     def _on_engine(self, fn, *args, **kwargs):
         """Run fn on the engine thread (directly when already there) and return its result."""
@@ -91,7 +105,8 @@ class Reader:
             if self._in_batch:
                 raise RuntimeError("this Reader is inside read_many (its pages share the "
                                    "context): finish or close that iterator first")
-            return self._on_engine(self.engine.read, image, prompt=prompt, max_tokens=max_tokens,
+            return self._on_engine(self.engine.read, image, prompt=self._prompt(prompt),
+                                   max_tokens=max_tokens,
                                    sampling=s, trace=trace, on_token=on_token)
 
     def read_document(self, source, pages=None, prompt: str | None = None,
@@ -153,7 +168,7 @@ class Reader:
         end = object()
         with self._lock:   # held until the iterator ends or is closed: other threads wait
             self._in_batch = True
-            batch = read_many(self.engine, images, prompt, max_tokens, s, n)
+            batch = read_many(self.engine, images, self._prompt(prompt), max_tokens, s, n)
             try:
                 while True:   # each step of the batch on the engine thread
                     step = self._on_engine(next, batch, end)

@@ -1,4 +1,4 @@
-"""foveate command line: `foveate read`, `eval`, `bench`, `pages`, `make-model`, `info`.
+"""foveate command line: `foveate read`, `eval`, `bench`, `pages`, `make-model`, `models`, `info`.
 
 Flags mean what llama.cpp's mean where they share a name (-m, --mmproj, -ngl, -c, -t, -n, -b).
 """
@@ -67,6 +67,13 @@ def _merge_args(p: argparse.ArgumentParser) -> None:
     _merge_score_arg(p)
 
 
+def _preset_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="auto", metavar="auto|NAME|none",
+                   help="the prompt pages are read with unless -p gives one: the model "
+                        "family's published OCR prompt (auto), a named preset (`foveate models` "
+                        "lists them), or none (foveate's own)")
+
+
 def _merge_score_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--merge-score", default="auto", choices=("auto", "norm", "duplicates"),
                    help="which image tokens a keep ratio keeps: largest L2 norm (RTPrune), "
@@ -110,7 +117,7 @@ def cmd_read(a) -> int:
         raise ValueError("--trace reads one page: leave -np at 1")
     kw = _engine_kwargs(a)
     kw.update(image_min_tokens=a.image_min_tokens, image_max_tokens=a.image_max_tokens,
-              parallel=a.parallel)
+              parallel=a.parallel, preset=a.preset)
     return read_cmd.run(a, kw)
 
 
@@ -205,18 +212,36 @@ def _bench_pages(a) -> int:
 
 
 def cmd_make_model(a) -> int:
-    from ..instruments.tiny_model import make_shape, quantize, write_tiny_pair
+    from ..instruments.shapes import shape_names, write_shape_pair
+    from ..instruments.tiny_model import SHAPES, make_shape, quantize, write_tiny_pair
 
+    if a.layers is not None and a.layers < 1:
+        raise ValueError(f"--layers must be at least 1, got {a.layers}")
     if a.shape == "deepseek-ocr":
         from ..instruments.deepseek_ocr_shape import write_deepseek_ocr_pair
         model, mmproj = write_deepseek_ocr_pair(Path(a.out), layers=a.layers, seed=a.seed)
-    else:
+    elif a.shape in SHAPES:
         model, mmproj = write_tiny_pair(Path(a.out), make_shape(a.shape, a.layers), seed=a.seed,
                                         name=a.shape)
+    elif a.shape in shape_names():
+        model, mmproj = write_shape_pair(a.shape, Path(a.out), layers=a.layers, seed=a.seed,
+                                         vocab=a.vocab)
+    else:
+        known = [*SHAPES, "deepseek-ocr", *shape_names()]
+        raise ValueError(f"unknown shape {a.shape!r}; known: {', '.join(known)}")
     print(model)
     print(mmproj)
     for q in a.quantize:
         print(quantize(model, model.with_name(f"{a.shape}-{q.lower()}.gguf"), q))
+    return 0
+
+
+def cmd_models(a) -> int:
+    from .models_cmd import describe_pair, family_table
+
+    if bool(a.model) != bool(a.mmproj):
+        raise ValueError("foveate models: give both -m MODEL and --mmproj MMPROJ, or neither")
+    print(describe_pair(a.model, a.mmproj) if a.model else family_table())
     return 0
 
 
@@ -296,7 +321,7 @@ def cmd_serve(a) -> int:
         raise ValueError(f"-np must be at least 1, got {a.parallel}")
     if a.ctx_size is None:
         a.ctx_size = 4096 * a.parallel
-    reader = Reader(a.model, a.mmproj, parallel=a.parallel, **_engine_kwargs(a))
+    reader = Reader(a.model, a.mmproj, parallel=a.parallel, preset=a.preset, **_engine_kwargs(a))
     app = create_app(reader, a.model_name or Path(a.model).stem, api_key=a.api_key,
                      queue=a.queue, max_image_bytes=int(a.max_image_mb * (1 << 20)),
                      allow_local_files=a.allow_local_files, parallel=a.parallel)
@@ -326,7 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("-np", "--parallel", type=int, default=1, metavar="N",
                    help="decode up to N pages together (continuous batching; -c is shared, "
                         "its default is 4096 per page)")
-    r.add_argument("-p", "--prompt", default=None, help="instruction (default: read the text)")
+    r.add_argument("-p", "--prompt", default=None,
+                   help="instruction (default: the --preset's prompt)")
+    _preset_arg(r)
+    r.add_argument("--no-repetition-guard", action="store_true",
+                   help="let a looping output run to -n (the guard stops it and cuts the repeats)")
     r.add_argument("-n", "--n-predict", type=int, default=1024, help="max tokens per page")
     r.add_argument("--temp", type=float, default=0.0, help="temperature (0 = greedy)")
     r.add_argument("--top-k", type=int, default=40, help="sampling: keep the k likeliest tokens")
@@ -399,12 +428,24 @@ def main(argv: list[str] | None = None) -> int:
     mk = sub.add_parser("make-model", help="write random-weight GGUFs with real OCR models' "
                                            "shapes (for tests and timing; outputs are noise)", formatter_class=HELP)
     mk.add_argument("out", help="output folder")
-    mk.add_argument("--shape", default="tiny", help="tiny | qwen2.5-vl-3b | qwen2.5-vl-7b | deepseek-ocr")
+    mk.add_argument("--shape", default="tiny",
+                    help="tiny | qwen2.5-vl-3b | qwen2.5-vl-7b | deepseek-ocr | another family's "
+                         "shape (`foveate models` lists them)")
+    mk.add_argument("--vocab", type=int, default=None,
+                    help="pad the character vocab only to this size instead of the real "
+                         "model's (smaller files; other families than tiny/qwen2.5/deepseek-ocr)")
     mk.add_argument("--layers", type=int, default=None, help="cut text and vision depth")
     mk.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     mk.add_argument("--quantize", nargs="*", default=[],
                     help="also write these quantizations, e.g. Q8_0 Q4_K_M (default: none)")
     mk.set_defaults(fn=cmd_make_model)
+
+    mo = sub.add_parser("models", help="the OCR model families foveate knows, what it "
+                                       "supports for each, their prompt presets; with -m and "
+                                       "--mmproj, which family a GGUF pair is", formatter_class=HELP)
+    mo.add_argument("-m", "--model", default=None, help="language model GGUF")
+    mo.add_argument("--mmproj", default=None, help="its image projector GGUF")
+    mo.set_defaults(fn=cmd_models)
 
     pg = sub.add_parser("pages", help="write synthetic pages (PNG) with ground truth (TXT)", formatter_class=HELP)
     pg.add_argument("out", help="output folder")
@@ -449,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("-np", "--parallel", type=int, default=1, metavar="N",
                     help="requests decoding together (continuous batching; -c is shared, its "
                          "default is 4096 per request)")
+    _preset_arg(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sv.add_argument("--port", type=int, default=8080, help="port to listen on")
     sv.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY")

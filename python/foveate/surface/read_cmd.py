@@ -28,6 +28,7 @@ def _settings(a) -> dict:
     return {"model": files["model"], "mmproj": files["mmproj"], "prompt": a.prompt,
             "n_predict": a.n_predict, "temp": a.temp, "top_k": a.top_k, "top_p": a.top_p,
             "min_p": a.min_p, "repeat_penalty": a.repeat_penalty, "seed": a.seed,
+            "preset": a.preset, "repetition_guard": not a.no_repetition_guard,
             "ctx_size": a.ctx_size, "fixation": a.fixation, "fixation_k_min": a.fixation_k_min,
             "focal_layers": a.focal_layers, "fixation_refresh": a.fixation_refresh,
             "fixation_dilation": a.fixation_dilation,
@@ -94,7 +95,8 @@ def run(a, reader_kwargs: dict) -> int:
     from .output import JSON_SCHEMA, DocumentOutput, OutputError, output_stems, page_record
 
     sampling = dict(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
-                    repeat_penalty=a.repeat_penalty, seed=a.seed)
+                    repeat_penalty=a.repeat_penalty, seed=a.seed,
+                    repetition_guard=not a.no_repetition_guard)
     if a.inputs.count("-") > 1:
         raise ValueError("stdin (-) can be given once")
     if a.out is None and a.format != "markdown" and not a.json:

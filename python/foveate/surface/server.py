@@ -221,7 +221,7 @@ def create_app(reader, model_name: str, api_key: str | None = None, queue: int =
             from ..engine.batch import PageJob
             from ..engine.core import Sampling
             s = Sampling(**{k: v for k, v in kw.items() if k in ("temperature", "seed")})
-            res = sched.submit(PageJob(image, prompt, kw.get("max_tokens", 1024), s,
+            res = sched.submit(PageJob(image, reader._prompt(prompt), kw.get("max_tokens", 1024), s,
                                        on_token)).result()
             if isinstance(res, FoveateError):
                 raise res
