@@ -60,17 +60,21 @@ llama_fixation_state * state_of(const llama_cparams & cparams) {
     return static_cast<llama_fixation_state *>(cparams.fixation);
 }
 
-// the cells of seq among the first n_kv of its stream: image (embedding input) or text
-void scan_cells(const llama_kv_cache_context * mctx, llama_seq_id seq, int64_t n_kv,
-                std::vector<int32_t> & img, std::vector<int32_t> * txt) {
+// the cells of seq among the first n_kv of its stream: image (embedding input) or text; the
+// learned marker rows of an image (image newline, view separator, BOI/EOI) count as text, so
+// they are always attended and never scored
+void scan_cells(const llama_fixation_state * st, const llama_kv_cache_context * mctx, llama_seq_id seq,
+                int64_t n_kv, std::vector<int32_t> & img, std::vector<int32_t> * txt) {
     const llama_kv_cells & cells = mctx->get_kv()->get_cells(seq);
     img.clear();
+    const auto mk = st->markers.find(seq);
+    const std::set<int32_t> * markers = mk != st->markers.end() && !mk->second.empty() ? &mk->second : nullptr;
     const int64_t n = std::min<int64_t>(n_kv, cells.size());
     for (int64_t c = 0; c < n; ++c) {
         if (cells.is_empty(c) || !cells.seq_has(c, seq)) {
             continue;
         }
-        if (cells.ext_get(c).tok == LLAMA_TOKEN_NULL) {
+        if (cells.ext_get(c).tok == LLAMA_TOKEN_NULL && !(markers && markers->count(cells.pos_get(c)))) {
             img.push_back((int32_t) c);
         } else if (txt) {
             txt->push_back((int32_t) c);
@@ -104,7 +108,7 @@ plan make_plan(const llama_ubatch & ubatch, const llama_hparams & hparams, const
     bool sparse = false;
     std::vector<int32_t> img;
     for (const auto & it : per_seq) {
-        scan_cells(mctx, it.first, n_kv, img, nullptr);
+        scan_cells(st, mctx, it.first, n_kv, img, nullptr);
         const int64_t n_img = (int64_t) img.size();
         const int64_t k = budget_for(st->cfg, n_img);
         p.n_img_max = std::max(p.n_img_max, n_img);
@@ -193,7 +197,7 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
         const llama_seq_id seq = ubatch->seq_id[r][0];
         std::vector<int32_t> & im = fi.row_img[r];
         text.clear();
-        scan_cells(mctx, seq, fi.n_kv, im, &text);
+        scan_cells(st, mctx, seq, fi.n_kv, im, &text);
         GGML_ASSERT((int64_t) im.size() <= fi.n_img_max);  // can_reuse rebuilds otherwise
         fi.row_seq[r] = seq;
         // the sequence's last selection, if it was made over these same image cells
@@ -438,6 +442,16 @@ extern "C" int32_t llama_fixation_set(struct llama_context * ctx, float ratio, i
     st->history.clear();
     st->ordinal.clear();
     return 0;
+}
+
+extern "C" void llama_fixation_set_markers(struct llama_context * ctx, llama_seq_id seq_id, llama_pos from,
+                                           const llama_pos * pos, int32_t n) {
+    if (!ctx || seq_id < 0 || n < 0 || (n > 0 && !pos)) {
+        return;
+    }
+    auto & mk = get_state(ctx, true)->markers[seq_id];
+    mk.erase(mk.lower_bound(from), mk.end());   // the rows there now are the new image's
+    mk.insert(pos, pos + n);
 }
 
 extern "C" int32_t llama_fixation_set_refresh(struct llama_context * ctx, int32_t refresh) {

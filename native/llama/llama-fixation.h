@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <vector>
 
 struct ggml_context;
@@ -49,6 +50,8 @@ struct llama_fixation_state {
     uint64_t epoch = 1;                               // bumped by every llama_fixation_set
     std::map<int32_t, llama_fixation_history> history;  // seq -> its last step (forgotten by a dense ubatch)
     std::map<int32_t, std::vector<int32_t>> ordinal;    // seq -> last selection, as image-token ordinals
+    std::map<int32_t, std::set<int32_t>> markers;     // seq -> positions of learned marker rows
+                                                      // (llama_fixation_set_markers): text to fixation
     std::vector<int32_t> focal_used;                  // focal layers of the last graph
     double   sum_k  = 0.0;                            // stats: image cells selected (layers above focal)
     double   sum_attended = 0.0;                      //        image cells attended, mean over all layers

@@ -37,6 +37,13 @@ LLAMA_API int32_t llama_fixation_set_refresh(struct llama_context * ctx, int32_t
 LLAMA_API int32_t llama_fixation_set_sample(struct llama_context * ctx, int32_t sample);
 // warm start: also the next `dilation` image cells after each previously selected one
 LLAMA_API int32_t llama_fixation_set_dilation(struct llama_context * ctx, int32_t dilation);
+// the learned marker rows of an image decoded into seq_id (image newline, view separator,
+// BOI/EOI) are at these positions: fixation treats them as text (always attended, never
+// scored or counted as image cells). Forgets the sequence's markers at positions >= from
+// first (the image decoded there replaces whatever was). mtmd_helper_decode_image_chunk calls
+// it for every image chunk (native/mtmd/mtmd-merge-hooks.cpp).
+LLAMA_API void    llama_fixation_set_markers(struct llama_context * ctx, llama_seq_id seq_id, llama_pos from,
+                                             const llama_pos * pos, int32_t n);
 // image-token ordinals (0 = first image token of the sequence) selected at the sequence's last
 // decode step; returns their number (copies at most n_out)
 LLAMA_API int32_t llama_fixation_get_last(struct llama_context * ctx, llama_seq_id seq_id,

@@ -19,6 +19,9 @@ extern "C" {
 //   rows, 2: dynamic ratio from token redundancy and the page's text density.
 // returns 0, or -1 for bad arguments
 MTMD_API int32_t mtmd_merge_set(mtmd_context * ctx, int32_t mode, double keep_ratio);
+// dynamic mode (2): keep at least this share of the content rows (0..1; default 0, the
+// formula alone). Returns 0, or -1 for bad arguments.
+MTMD_API int32_t mtmd_merge_set_auto_floor(mtmd_context * ctx, double floor);
 // the last image encoded with merging on: rows before/after, the keep ratio used and its two
 // terms (dynamic mode), merge time. Returns 0, or -1 when no image was merged since the last
 // encode or mtmd_merge_set.

@@ -25,6 +25,13 @@ struct foveate_decode_rows {
     void place_1d(llama_pos * pos, llama_pos n_past, llama_context * lctx) const;
 };
 
+// fixation: tell llama (llama_fixation_set_markers) at which positions the decoded rows of
+// `chunk` (`rows` of embd, d floats each; pos: their first position stream) are learned
+// markers, so they are attended as text and never scored; called after every image chunk
+void foveate_mark_marker_rows(mtmd_context * ctx, llama_context * lctx, const mtmd_input_chunk * chunk,
+                              const struct foveate_decode_rows & rows, const float * embd, int64_t d,
+                              const llama_pos * pos, llama_pos n_past, llama_seq_id seq);
+
 // what to decode for `chunk` whose encoded rows are `embd` (mtmd_get_output_embd or a batch's)
 foveate_decode_rows foveate_merge_decode_rows(mtmd_context * ctx, const mtmd_input_chunk * chunk,
                                               const float * embd);

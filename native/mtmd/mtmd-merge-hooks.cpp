@@ -11,24 +11,66 @@
 #include "clip-impl.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace {
 
-// rows equal to a learned marker row (DeepSeek-OCR's image_newline / view_seperator) are
-// never scored or merged
-std::vector<uint8_t> row_kinds(const clip_ctx * clip, const std::vector<float> & rows, int64_t d) {
-    std::vector<float> nl, sep;
-    clip_foveate_marker_rows(clip, nl, sep);
-    const int64_t n = (int64_t) rows.size() / d;
+// Learned marker rows of an image chunk are never scored or merged (and fixation attends to
+// them as text). Two ways to know them:
+// - by layout: HunyuanVL's chunk is [BOI] (nx content rows + newline) x ny [EOI]; its marker
+//   rows pass through the projector, so no output row equals a stored tensor;
+// - by value: DeepSeek-OCR(-2) copy image_newline / view_seperator into the output unchanged.
+// kind[i] for the chunk's original row i (n rows), by layout only
+std::vector<uint8_t> layout_kinds(const clip_ctx * clip, const mtmd_image_tokens * it, int64_t n) {
     std::vector<uint8_t> kind(n, FOVEATE_ROW_CONTENT);
-    for (int64_t i = 0; i < n; i++) {
-        const float * row = rows.data() + i*d;
-        if ((int64_t) nl.size() == d && memcmp(row, nl.data(), d*sizeof(float)) == 0) {
-            kind[i] = FOVEATE_ROW_NEWLINE;
-        } else if ((int64_t) sep.size() == d && memcmp(row, sep.data(), d*sizeof(float)) == 0) {
-            kind[i] = FOVEATE_ROW_MARKER;
+    if (!clip || !it || clip_get_projector_type(clip) != PROJECTOR_TYPE_HUNYUANVL) {
+        return kind;
+    }
+    const int64_t nx = (int64_t) mtmd_image_tokens_get_nx(it), ny = (int64_t) mtmd_image_tokens_get_ny(it);
+    if (nx < 1 || ny < 1 || n != (nx + 1)*ny + 2) {
+        return kind;   // not the layout mtmd builds: nothing is known
+    }
+    kind[0] = kind[n - 1] = FOVEATE_ROW_MARKER;
+    for (int64_t r = 0; r < ny; r++) {
+        kind[1 + r*(nx + 1) + nx] = FOVEATE_ROW_NEWLINE;
+    }
+    return kind;
+}
+
+// the row's kind by value (CONTENT when it equals no marker tensor)
+struct marker_values {
+    std::vector<float> nl, sep;
+    explicit marker_values(const clip_ctx * clip) {
+        if (clip) {
+            clip_foveate_marker_rows(clip, nl, sep);
         }
+    }
+    uint8_t kind(const float * row, int64_t d) const {
+        if ((int64_t) nl.size() == d && memcmp(row, nl.data(), d*sizeof(float)) == 0) {
+            return FOVEATE_ROW_NEWLINE;
+        }
+        if ((int64_t) sep.size() == d && memcmp(row, sep.data(), d*sizeof(float)) == 0) {
+            return FOVEATE_ROW_MARKER;
+        }
+        return FOVEATE_ROW_CONTENT;
+    }
+};
+
+// kinds of an image's pooled rows: part p holds rows offs[p] .. offs[p+1]
+std::vector<uint8_t> row_kinds(const clip_ctx * clip, const std::vector<const void *> & parts,
+                               const std::vector<int64_t> & offs, const std::vector<float> & rows, int64_t d) {
+    const marker_values values(clip);
+    std::vector<uint8_t> kind;
+    for (size_t p = 0; p < parts.size(); p++) {
+        const int64_t n = offs[p + 1] - offs[p];
+        std::vector<uint8_t> part = layout_kinds(clip, (const mtmd_image_tokens *) parts[p], n);
+        for (int64_t i = 0; i < n; i++) {
+            if (part[i] == FOVEATE_ROW_CONTENT) {
+                part[i] = values.kind(rows.data() + (offs[p] + i)*d, d);
+            }
+        }
+        kind.insert(kind.end(), part.begin(), part.end());
     }
     return kind;
 }
@@ -46,8 +88,19 @@ foveate_merge_pixels overview_pixels(const clip_ctx * clip, const clip_image_f32
     for (size_t i = 0; i < buf.size(); i++) {
         buf[i] = 2.0f*(src[i]*stdv[i % 3] + mean[i % 3]) - 1.0f;
     }
-    const int tx = clip_n_output_tokens_x(const_cast<clip_ctx *>(clip), const_cast<clip_image_f32 *>(ov));
-    return { buf.data(), ov->nx(), ov->ny(), tx > 0 ? ov->nx() / tx : 0 };
+    // pixels per token side: the grid's width when clip reports a 2-D grid; 1-D projectors
+    // (LightOnOCR, dots.ocr) report every token as x, so take the side of the mean token area
+    auto * c = const_cast<clip_ctx *>(clip);
+    auto * im = const_cast<clip_image_f32 *>(ov);
+    const int tx = clip_n_output_tokens_x(c, im), ty = clip_n_output_tokens_y(c, im);
+    const int n_tok = clip_n_output_tokens(c, im);
+    int patch = 0;
+    if (tx > 0 && ty > 1) {
+        patch = ov->nx() / tx;
+    } else if (n_tok > 0) {
+        patch = (int) std::lround(std::sqrt((double) ov->nx() * ov->ny() / n_tok));
+    }
+    return { buf.data(), ov->nx(), ov->ny(), patch };
 }
 
 // hand `res` out as the last merge result, its rows into out_embd
@@ -78,6 +131,7 @@ bool foveate_merge_take_pending(foveate_merge_state & st, const void * key, uint
 
 bool foveate_merge_begin(foveate_merge_state & st, const clip_ctx * clip) {
     st.has_last = false;
+    st.clip = clip;   // the decode side finds marker rows with it, merging on or off
     if (st.config.mode == FOVEATE_MERGE_OFF || !clip) {
         st.pending.clear();
         return false;
@@ -107,7 +161,7 @@ bool foveate_merge_image(foveate_merge_state & st, const clip_ctx * clip, int n_
         }
         offs.push_back((int64_t) all.size() / d);
     }
-    const std::vector<uint8_t> kind = row_kinds(clip, all, d);
+    const std::vector<uint8_t> kind = row_kinds(clip, img.parts, offs, all, d);
     std::vector<float> pixels;
     const foveate_merge_pixels px = st.config.mode == FOVEATE_MERGE_DYNAMIC
         ? overview_pixels(clip, img.overview, pixels) : foveate_merge_pixels{};
@@ -175,6 +229,30 @@ void foveate_decode_rows::select_mrope(std::vector<mtmd_decoder_pos> & rel_pos) 
     rel_pos.swap(kept_pos);
 }
 
+void foveate_mark_marker_rows(mtmd_context * ctx, llama_context * lctx, const mtmd_input_chunk * chunk,
+                              const foveate_decode_rows & rows, const float * embd, int64_t d,
+                              const llama_pos * pos, llama_pos n_past, llama_seq_id seq) {
+    if (!ctx || !lctx || !chunk || !embd || mtmd_input_chunk_get_type(chunk) != MTMD_INPUT_CHUNK_TYPE_IMAGE) {
+        return;
+    }
+    const clip_ctx * clip = mtmd_foveate_state(ctx)->clip;
+    const mtmd_image_tokens * it = mtmd_input_chunk_get_tokens_image(chunk);
+    const int64_t n_chunk = (int64_t) mtmd_image_tokens_get_n_tokens(it);
+    const int32_t n = rows.n_tokens((int32_t) n_chunk);
+    const std::vector<uint8_t> layout = layout_kinds(clip, it, n_chunk);
+    const marker_values values(clip);
+    std::vector<llama_pos> marks;
+    for (int32_t j = 0; j < n; j++) {
+        const int64_t orig = rows.n_kept >= 0 ? rows.kept[j] : j;
+        const bool marker = (orig < n_chunk && layout[orig] != FOVEATE_ROW_CONTENT) ||
+                            values.kind(embd + (int64_t) j*d, d) != FOVEATE_ROW_CONTENT;
+        if (marker) {
+            marks.push_back(pos[j]);
+        }
+    }
+    llama_fixation_set_markers(lctx, seq, n_past, marks.data(), (int32_t) marks.size());
+}
+
 void foveate_decode_rows::place_1d(llama_pos * pos, llama_pos n_past, llama_context * lctx) const {
     if (n_kept < 0 || consecutive) {
         return;
@@ -199,6 +277,14 @@ int32_t mtmd_merge_set(mtmd_context * ctx, int32_t mode, double keep_ratio) {
     st.config.keep_ratio = mode == FOVEATE_MERGE_FIXED ? keep_ratio : 1.0;
     st.has_last          = false;
     st.pending.clear();
+    return 0;
+}
+
+int32_t mtmd_merge_set_auto_floor(mtmd_context * ctx, double floor) {
+    if (!ctx || !(floor >= 0.0 && floor <= 1.0)) {
+        return -1;
+    }
+    mtmd_foveate_state(ctx)->config.auto_floor = floor;
     return 0;
 }
 

@@ -200,6 +200,7 @@ bool foveate_merge_compute(const std::vector<ggml_backend_t> & backends, int n_t
             res.r_sim  = 1.0 - overlap;
             res.r_info = foveate_merge_r_info(px, cfg.sobel_threshold);
             ratio = res.r_sim + res.r_info - res.r_sim * res.r_info;
+            ratio = std::min(1.0, std::max(ratio, cfg.auto_floor));
         }
         ggml_backend_sched_reset(sched.get());
     }

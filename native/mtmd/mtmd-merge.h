@@ -34,6 +34,8 @@ struct foveate_merge_config {
     int    score      = FOVEATE_MERGE_SCORE_NORM;
     float  dup_temperature = 0.05f;  // DUPLICATES: row i's count is sum_j!=i exp((cos_ij - 1) / t)
     bool   consecutive_1d = false;  // 1-D RoPE decode: renumber kept rows instead of original positions
+    double auto_floor = 0.0;     // DYNAMIC: keep at least this share (the formula is validated on
+                                 // DeepSeek-OCR only; other families get a floor, engine/families.py)
 };
 
 // the page's pixels for the text-density term: RGB interleaved, values in [-1, 1]
@@ -70,10 +72,13 @@ struct foveate_image_group {
 };
 std::shared_ptr<foveate_image_group> foveate_image_group_new();
 
+struct clip_ctx;
+
 // per mtmd context: the configuration, the last chunk's result, and the merged rows of the
 // other chunks of a tiled image, waiting for their own encode call
 struct foveate_merge_state {
     foveate_merge_config config;
+    const clip_ctx *     clip = nullptr;       // the vision projector, kept at each encode (markers)
     bool                 has_last = false;
     const void *         last_key = nullptr;   // the image tokens object merged last
     const float *        last_rows = nullptr;  // where its merged rows were written

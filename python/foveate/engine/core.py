@@ -20,7 +20,7 @@ from ..errors import ContextError, DecodeError, ModelError, ProjectorError
 from ..inputs.gguf_check import read_gguf_info
 from ..inputs.images import MAX_PIXELS, Page, load_page
 from .notes import cutoff_warnings, page_warnings
-from .families import check_method, identify
+from .families import check_method, identify, merge_auto_floor
 from .repetition import GuardedOutput, RepetitionGuard
 from .trace import GRID_PROJECTORS, Trace, TraceStep, TraceUnavailable
 
@@ -189,6 +189,8 @@ class Engine:
         check_method(self.family, False, merge not in (None, "off", 0, 1, 1.0))
         self.merge, positions, score = C.apply_merge(self._mtmd, self.projector_type, merge,
                                                      positions, score)
+        if B.merge.mtmd_merge_set_auto_floor(self._mtmd, merge_auto_floor(self.family)) != 0:
+            raise ValueError("mtmd_merge_set_auto_floor rejected the family's floor")
         if positions is not None:
             self.merge_positions = positions
         if score is not None:

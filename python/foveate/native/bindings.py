@@ -173,6 +173,10 @@ def _bind_merge():
     lib.mtmd_merge_get_1d_positions.restype = i32
     if not hasattr(lib, "mtmd_merge_set_score"):
         raise BuildError(f"{LIB_DIR}/libmtmd.so predates the merge score API: reinstall foveate")
+    if not hasattr(lib, "mtmd_merge_set_auto_floor"):
+        raise BuildError(f"{LIB_DIR}/libmtmd.so predates the merge auto floor: reinstall foveate")
+    lib.mtmd_merge_set_auto_floor.argtypes = [p, dbl]        # native/mtmd/mtmd-foveate.h
+    lib.mtmd_merge_set_auto_floor.restype = i32
     lib.mtmd_merge_set_score.argtypes = [p, i32]             # native/mtmd/mtmd-merge-hooks.cpp
     lib.mtmd_merge_set_score.restype = i32
     lib.mtmd_merge_get_score.argtypes = [p]
