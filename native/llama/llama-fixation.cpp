@@ -83,7 +83,10 @@ void scan_cells(const llama_fixation_state * st, const llama_kv_cache_context * 
 }
 
 int64_t budget_for(const llama_fixation_config & cfg, int64_t n_img) {
-    const int64_t k = (int64_t) std::ceil(cfg.ratio * (double) n_img);
+    // ceil(ratio x n) of the decimal ratio asked for: the float ratio (0.05f = 0.0500000007)
+    // would round 0.05 x 1540 up to 78; a relative 1e-6 is far above float's error
+    const double want = (double) cfg.ratio * (double) n_img;
+    const int64_t k = (int64_t) std::ceil(want - want * 1e-6);
     return std::min<int64_t>(n_img, std::max<int64_t>(k, cfg.k_min));
 }
 

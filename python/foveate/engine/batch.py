@@ -159,7 +159,7 @@ def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
 
 def _sample(eng, s: _Slot, row: int) -> None:
     tok = llama.llama_sampler_sample(s.sampler, eng._ctx, row)
-    if llama.llama_vocab_is_eog(eng._vocab, tok):
+    if eng.is_stop(tok):
         s.stats.stop_reason, s.done = "eos", True
         return
     piece = eng._piece(tok)

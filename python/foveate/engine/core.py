@@ -141,6 +141,8 @@ class Engine:
                              f"{B.log.cause_since(mark)}")
         self._vocab = llama.llama_model_get_vocab(self._model)
         self.n_vocab = llama.llama_vocab_n_tokens(self._vocab)
+        self.stop_tokens = self._special_tokens(self.family.family.stop_tokens
+                                                if self.family.family else ())
 
         cp = llama.llama_context_default_params()
         cp.n_ctx = n_ctx
@@ -312,6 +314,21 @@ class Engine:
             add(llama.llama_sampler_init_dist(s.seed))
         return chain
 
+    def _special_tokens(self, texts) -> frozenset:
+        """Ids of the texts that are one special token in this vocab (others are ignored)."""
+        ids = set()
+        for t in texts:
+            raw = t.encode()
+            out = (llama.llama_token * 8)()
+            n = llama.llama_tokenize(self._vocab, raw, len(raw), out, 8, False, True)
+            if n == 1:
+                ids.add(int(out[0]))
+        return frozenset(ids)
+
+    def is_stop(self, token: int) -> bool:
+        """End of generation: the vocab's EOG tokens and the family's end-of-turn tokens."""
+        return bool(llama.llama_vocab_is_eog(self._vocab, token)) or token in self.stop_tokens
+
     def _piece(self, token: int) -> bytes:
         buf = ctypes.create_string_buffer(64)
         n = llama.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
@@ -466,7 +483,7 @@ class Engine:
             stats.stop_reason = "max_tokens"
             for _ in range(max_tokens):
                 tok = llama.llama_sampler_sample(sampler, self._ctx, -1)
-                if llama.llama_vocab_is_eog(self._vocab, tok):
+                if self.is_stop(tok):
                     stats.stop_reason = "eos"
                     break
                 piece = self._piece(tok)

@@ -31,6 +31,8 @@ class Family:
     # tokens at CER 0.55 / 0.35, so auto never goes below RTPrune's validated 0.84 there
     merge_auto_floor: float = 0.84
     markers: tuple = field(default_factory=tuple)  # learned rows inside the image chunk
+    # end-of-turn tokens the converter does not mark as end of generation
+    stop_tokens: tuple = ()
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -52,8 +54,10 @@ FAMILIES: tuple[Family, ...] = (
            shapes=("paddleocr-vl",)),
     Family("lightonocr", "LightOnOCR", "lightonocr", ("qwen3",), "1-D",
            shapes=("lightonocr-1b",)),
+    # dots.ocr ends its turn with <|endofassistant|> (generation_config eos ids), but the
+    # converter takes EOS from tokenizer_config (<|endoftext|>) only
     Family("dotsocr", "dots.ocr", "dots_ocr", ("qwen2", "dots_ocr"), "1-D",
-           shapes=("dots-ocr",)),
+           shapes=("dots-ocr",), stop_tokens=("<|endofassistant|>",)),
     Family("glm4v", "GLM-4.1V", "glm4v", ("glm4", "glm4moe"), "M-RoPE",
            shapes=("glm-4.1v-9b",)),
     # GLM-OCR's class says use_mrope=False, but its config's mrope_section turns it back on
