@@ -129,8 +129,9 @@ def test_pair_reads_a_page(pair, page):
     model, mmproj = pair
     with Reader(model, mmproj, n_ctx=2048, threads=1) as r:
         assert r.engine.family.family.key == "dotsocr"
-        # llama.cpp takes dots' jinja for GLM-Edge's format (<|user|> and <|assistant|>)
-        assert r.engine.format_prompt("OCR") == f"<|user|>\n{r.engine.marker}\nOCR<|assistant|>"
+        # llama.cpp would take the template for GLM-Edge's (no <|endofuser|>): foveate renders
+        # the GGUF's jinja (engine/families.py, jinja=True)
+        assert r.engine.format_prompt("OCR") == f"<|user|>{r.engine.marker}\nOCR<|endofuser|><|assistant|>"
         st = r.read(page, prompt="OCR", max_tokens=4).stats
     assert st.image_tokens == PAGE_ROWS
     assert st.encode_ms > 0 and st.prefill_ms > 0
@@ -159,8 +160,8 @@ def test_merged_rows_and_their_1d_positions(pair, page, positions):
         assert st.image_tokens == PAGE_ROWS and len(kept) == st.image_tokens_merged == 64
         assert all(n == 1 for n, _ in seen)                 # 1-D positions (pos type NORMAL)
         pos = np.concatenate([p for _, p in seen]).tolist()
-        p0 = 3                                               # <|user|> \n <|img|>
-        after = 1 + 1 + 3 + 1                                # <|endofimg|> \n OCR <|assistant|>
+        p0 = 2                                               # <|user|> <|img|>
+        after = 1 + 1 + 3 + 1 + 1                            # <|endofimg|> \n OCR <|endofuser|> <|assistant|>
         if positions == "original":
             assert pos == [p0 + i for i in kept]
             assert n_past == p0 + PAGE_ROWS + after

@@ -165,20 +165,25 @@ def test_pair_reads_a_page(pair, page):
     model, mmproj = pair
     with Reader(model, mmproj, n_ctx=4096, threads=1) as r:
         eng = r.engine
-        # llama.cpp's heuristic knows no PaddleOCR-VL template: the call fails, foveate
-        # falls back to the bare user turn
+        # llama.cpp's heuristic knows no PaddleOCR-VL template: the call fails, and foveate
+        # renders the GGUF's jinja template (it reads lists of parts), mtmd's marker in place
+        # of the template's image tokens
         msg = B.llama.llama_chat_message(role=b"user", content=b"x")
         buf = ctypes.create_string_buffer(256)
         assert B.llama.llama_chat_apply_template(eng._template, (B.llama.llama_chat_message * 1)(msg),
                                                  1, True, buf, len(buf)) < 0
-        assert eng.format_prompt("OCR:") == "<__media__>\nOCR:"
+        assert eng.format_prompt("OCR:") == "<|begin_of_sentence|>User: <__media__>OCR:\nAssistant:\n"
         res = r.read(page, prompt="OCR:", max_tokens=4)
         st = res.stats
         assert st.image_tokens == nx * ny == 153
         assert eng._last_grid == (nx, ny, 1)
-        # the markers are text tokens around the chunk: <|IMAGE_START|>, <|IMAGE_END|>, then
-        # "\nOCR:" (5 chars); no BOS
-        assert st.prompt_tokens == st.image_tokens + 2 + 5
+        # the markers are text tokens around the chunk (<|IMAGE_START|>, <|IMAGE_END|>), the
+        # rest is the turn's text
+        def n_tok(t):
+            out = (B.llama.llama_token * 64)()
+            return B.llama.llama_tokenize(eng._vocab, t, len(t), out, 64, False, True)
+        n_text = n_tok(b"<|begin_of_sentence|>User: ") + n_tok(b"OCR:\nAssistant:\n")
+        assert st.prompt_tokens == st.image_tokens + 2 + n_text
         assert st.stop_reason in ("max_tokens", "eos")
         assert st.tokens_generated == 4 or st.stop_reason == "eos"
 

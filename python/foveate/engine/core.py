@@ -284,17 +284,57 @@ class Engine:
         content = f"{self.marker}\n{prompt}" if prompt else self.marker
         if not self._template:
             return content
+        if self.family.family is not None and self.family.family.jinja:
+            return self._render_jinja(content, prompt)
         role, text = b"user", content.encode()
         msg = llama.llama_chat_message(role=role, content=text)
         arr = (llama.llama_chat_message * 1)(msg)
         buf = ctypes.create_string_buffer(len(text) * 2 + 4096)
         n = llama.llama_chat_apply_template(self._template, arr, 1, True, buf, len(buf))
-        if n < 0:  # template llama.cpp does not know: fall back to the bare content
-            return content
+        if n < 0:  # a template llama.cpp does not know (PaddleOCR-VL's): render its jinja
+            return self._render_jinja(content, prompt)
         if n > len(buf):
             buf = ctypes.create_string_buffer(n + 1)
             n = llama.llama_chat_apply_template(self._template, arr, 1, True, buf, len(buf))
         return buf.raw[:n].decode("utf-8", errors="replace")
+
+    def _render_jinja(self, content: str, prompt: str = "") -> str:
+        """The GGUF's jinja chat template rendered in a sandbox (as llama-server's --jinja
+        does) around one user turn; the bare content if it does not render. A template that
+        reads only lists of parts (PaddleOCR-VL's) is given an image part and the prompt; what
+        it writes for the image is replaced by mtmd's marker (mtmd adds the model's own image
+        tokens around it)."""
+        try:
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+        except ImportError:
+            return content
+        tok = lambda t: self._piece(t).decode("utf-8", errors="replace") if t >= 0 else ""
+        try:
+            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+            env.globals["raise_exception"] = lambda msg: (_ for _ in ()).throw(ValueError(msg))
+            tpl = env.from_string(self._template.decode("utf-8", errors="replace"))
+            render = lambda c: tpl.render(
+                messages=[{"role": "user", "content": c}], add_generation_prompt=True,
+                bos_token=tok(llama.llama_vocab_bos(self._vocab)),
+                eos_token=tok(llama.llama_vocab_eos(self._vocab)))
+            out = render(content)
+            if self.marker in out:
+                return out
+            text = [{"type": "text", "text": prompt}] if prompt else []
+            with_image, without = render([{"type": "image"}] + text), render(text)
+        except Exception:   # noqa: BLE001 - any template error: the bare content, as before
+            return content
+        # the image's part of the rendering: what lies between the common prefix and suffix
+        i = 0
+        while i < min(len(with_image), len(without)) and with_image[i] == without[i]:
+            i += 1
+        j = 0
+        while (j < min(len(with_image), len(without)) - i
+               and with_image[-1 - j] == without[-1 - j]):
+            j += 1
+        if len(with_image) - i - j <= 0:
+            return content
+        return with_image[:i] + self.marker + with_image[len(with_image) - j:]
 
     # --- sampling ----------------------------------------------------------------------------
     def _sampler(self, s: Sampling):
@@ -381,6 +421,30 @@ class Engine:
         merged = stats.image_tokens_merged and stats.image_tokens_merged != stats.image_tokens
         return Trace(grid=(nx, ny), image_size=(page.width, page.height),
                      kept=self.merge_kept() if merged else None, ratio=self.fixation, page=page)
+
+    def image_token_count(self, page: Page) -> int:
+        """The page's image tokens under this projector's rules: tokenized, not encoded."""
+        if self._mtmd is None:
+            raise ProjectorError("this engine was created without a projector (mmproj)")
+        text = self.format_prompt("").encode()
+        pixels = (ctypes.c_uint8 * len(page.rgb)).from_buffer_copy(page.rgb)
+        bitmap = mtmd.mtmd_bitmap_init(page.width, page.height, pixels)
+        chunks = mtmd.mtmd_input_chunks_init()
+        try:
+            inp = mtmd.mtmd_input_text(text=text, text_len=len(text), add_special=True,
+                                       parse_special=True)
+            bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
+            if mtmd.mtmd_tokenize(self._mtmd, chunks, ctypes.byref(inp), bitmaps, 1) != 0:
+                raise DecodeError(f"mtmd could not tokenize image {page.name}")
+            n = 0
+            for i in range(mtmd.mtmd_input_chunks_size(chunks)):
+                ch = mtmd.mtmd_input_chunks_get(chunks, i)
+                if mtmd.mtmd_input_chunk_get_type(ch) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+                    n += mtmd.mtmd_input_chunk_get_n_tokens(ch)
+            return n
+        finally:
+            mtmd.mtmd_input_chunks_free(chunks)
+            mtmd.mtmd_bitmap_free(bitmap)
 
     def prefill_page(self, page: Page, prompt: str | None = None, seq_id: int = 0,
                      clear: bool = True) -> tuple[int, Stats]:

@@ -33,6 +33,8 @@ class Family:
     markers: tuple = field(default_factory=tuple)  # learned rows inside the image chunk
     # end-of-turn tokens the converter does not mark as end of generation
     stop_tokens: tuple = ()
+    # llama.cpp's template heuristic picks a wrong format: render the GGUF's jinja instead
+    jinja: bool = False
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -57,7 +59,8 @@ FAMILIES: tuple[Family, ...] = (
     # dots.ocr ends its turn with <|endofassistant|> (generation_config eos ids), but the
     # converter takes EOS from tokenizer_config (<|endoftext|>) only
     Family("dotsocr", "dots.ocr", "dots_ocr", ("qwen2", "dots_ocr"), "1-D",
-           shapes=("dots-ocr",), stop_tokens=("<|endofassistant|>",)),
+           shapes=("dots-ocr",), stop_tokens=("<|endofassistant|>",),
+           jinja=True),   # llama.cpp takes its template for GLM-Edge's (no <|endofuser|>)
     Family("glm4v", "GLM-4.1V", "glm4v", ("glm4", "glm4moe"), "M-RoPE",
            shapes=("glm-4.1v-9b",)),
     # GLM-OCR's class says use_mrope=False, but its config's mrope_section turns it back on
