@@ -203,3 +203,21 @@ def test_end_of_turn_tokens_stop(family):
         assert eng.is_stop(eos) and not eng.is_stop(eng.n_vocab - 1) or key == "qwen25vl"
     finally:
         eng.close()
+
+
+def test_bench_rows_run_on_synthetic_image_tokens(family):
+    """`foveate bench --image-tokens` and bench_families inject random rows as wide as the
+    model's input (Qwen3-VL: 4 x n_embd with deepstack; narrower rows crashed in llama.cpp)."""
+    from foveate.engine.core import Engine
+    from foveate.instruments.bench import run_configs, run_merge_configs
+
+    key, model, _ = family
+    eng = Engine(str(model), None, n_ctx=512, threads=2, flash_attn=True)
+    try:
+        rows = run_merge_configs(eng, image_tokens=64, n_decode=2, merges=("off", 0.84),
+                                 repetitions=1)
+        assert rows[1].image_tokens_merged == int(64 * 0.84)
+        rows = run_configs(eng, image_tokens=64, n_decode=2, fixations=(0.0, 0.25), repetitions=1)
+        assert all(r.decode_tok_s > 0 for r in rows)
+    finally:
+        eng.close()

@@ -213,3 +213,37 @@ def test_merging_keeps_the_view_separator(pair, page):
         eng._decode_one(0, n_past)                               # decoding goes on
     finally:
         eng.close()
+
+
+def test_tiled_image_is_merged_as_one_pool(pair, tmp_path):
+    """A 1536 x 768 page is two 768 px tiles (144 query rows each, no markers) and the global
+    view (256 + separator), three mtmd chunks; the merge ranks all 544 query rows together:
+    floor(544 r), not 2 floor(144 r) + floor(256 r)."""
+    import gguf
+    from PIL import Image
+
+    from foveate.engine.core import Engine
+    from foveate.inputs.images import load_page
+
+    model, mmproj = pair
+    sep = next(np.asarray(x.data, np.float32).ravel() for x in gguf.GGUFReader(mmproj).tensors
+               if x.name == "v.view_seperator")
+    page = tmp_path / "wide.png"
+    img = Image.new("RGB", (1536, 768), "white")
+    img.paste((0, 0, 0), (100, 300, 1400, 360))
+    img.save(page)
+    ratio = 0.123                       # floor(544 r) = 66; per chunk 17 + 17 + 31 = 65
+    eng = Engine(model, mmproj, n_ctx=4096, threads=1, merge=ratio)
+    rows = []
+    eng.image_batch_hook = lambda b: rows.append(
+        np.ctypeslib.as_array(b.embd, shape=(b.n_tokens * b.n_embd,)).reshape(b.n_tokens, b.n_embd).copy())
+    try:
+        _, st = eng.prefill_page(load_page(page), prompt=PROMPT)
+        assert st.image_tokens == 144 + 144 + 257
+        e = np.concatenate(rows)
+        is_sep = (e == sep).all(1)
+        assert int(is_sep.sum()) == 1
+        assert int((~is_sep).sum()) == int(544 * ratio) == 66
+        assert st.image_tokens_merged == len(e)
+    finally:
+        eng.close()

@@ -58,7 +58,7 @@ FAMILIES: tuple[Family, ...] = (
            shapes=("lightonocr-1b",)),
     # dots.ocr ends its turn with <|endofassistant|> (generation_config eos ids), but the
     # converter takes EOS from tokenizer_config (<|endoftext|>) only
-    Family("dotsocr", "dots.ocr", "dots_ocr", ("qwen2", "dots_ocr"), "1-D",
+    Family("dotsocr", "dots.ocr", "dots_ocr", ("qwen2",), "1-D",
            shapes=("dots-ocr",), stop_tokens=("<|endofassistant|>",),
            jinja=True),   # llama.cpp takes its template for GLM-Edge's (no <|endofuser|>)
     Family("glm4v", "GLM-4.1V", "glm4v", ("glm4", "glm4moe"), "M-RoPE",

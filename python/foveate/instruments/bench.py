@@ -55,7 +55,9 @@ def _decode_fixed(eng: Engine, n_past: int, n: int) -> float:
 def _synthetic_image(eng: Engine, n_tokens: int, merge=None, seed: int = 0):
     """n_tokens random embeddings, merged when `merge` is set (the C merge mtmd runs; no
     pixels here, so "auto" uses the redundancy term only). (rows, kept ids, merge ms)."""
-    n_embd = llama.llama_model_n_embd(eng._model)
+    # the input width: n_embd, or wider for models that take extra features per image row
+    # (Qwen3-VL: deepstack, 4 x n_embd)
+    n_embd = llama.llama_model_n_embd_inp(eng._model)
     rng = np.random.default_rng(seed)
     embd = rng.standard_normal((n_tokens, n_embd)).astype(np.float32)
     if merge in (None, "off", 0):

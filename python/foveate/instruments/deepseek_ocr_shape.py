@@ -37,12 +37,12 @@ Output is noise: these files are for timing and plumbing at the real model's siz
 """
 from __future__ import annotations
 
-import os
 import string
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .shapes.gguf_specs import gguf_size, write_gguf
 
 # Real numbers (deepseek-ai/DeepSeek-OCR config.json: language_config and vision_config,
 # checked against llama.cpp's loader: src/models/deepseek2ocr.cpp, tools/mtmd/clip.cpp).
@@ -303,46 +303,8 @@ def _mmproj_kv(w, n_sam: int, n_clip: int) -> None:
     w.add_uint32("clip.vision.sam.head_count", S["sam_heads"])
 
 
-_CHUNK = 1 << 22  # random draws per step: bounds the float32 scratch for big tensors
-
-
-def _make(rng, shape, dtype, init) -> np.ndarray:
-    if init == "ones":
-        return np.ones(shape, dtype=dtype)
-    if init == "zeros":
-        return np.zeros(shape, dtype=dtype)
-    out = np.empty(shape, dtype=dtype)
-    flat = out.reshape(-1)
-    for i in range(0, flat.size, _CHUNK):
-        n = min(_CHUNK, flat.size - i)
-        flat[i:i + n] = rng.standard_normal(n, dtype=np.float32) * np.float32(0.02)
-    return out
-
-
-def _open(path: Path, arch: str, specs, kv) -> "object":
-    """A GGUFWriter with metadata and tensor infos written; tensor data follows in order."""
-    import gguf
-
-    w = gguf.GGUFWriter(str(path), arch)
-    kv(w)
-    for name, shape, dtype, _ in specs:
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        w.add_tensor_info(name, shape, np.dtype(dtype), nbytes)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_ti_data_to_file()
-    return w
-
-
 def _write(path: Path, arch: str, specs, kv, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    w = _open(path, arch, specs, kv)
-    try:
-        for _, shape, dtype, init in specs:  # streamed: one tensor in memory at a time
-            w.write_tensor_data(_make(rng, shape, dtype, init))
-    finally:
-        w.close()
-    return path
+    return write_gguf(path, arch, specs, kv, seed)
 
 
 def write_deepseek_ocr_text(path, layers: int | None = None, seed: int = 0) -> Path:
@@ -375,25 +337,10 @@ def write_deepseek_ocr_pair(out_dir, layers: int | None = None, seed: int = 0,
 def deepseek_ocr_sizes(layers: int | None = None) -> dict:
     """Parameter counts and exact F16 file sizes in bytes, computed without writing
     tensor data (only the headers, to a temporary directory)."""
-    import gguf
-
-    align = gguf.GGUF_DEFAULT_ALIGNMENT
-    pad = lambda n: (n + align - 1) // align * align
-    _, n_sam, n_clip = _depths(layers)
-    n_layer = _depths(layers)[0]
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for key, arch, specs, kv in (
-                ("text", S["arch"], text_tensors(layers), lambda w: _text_kv(w, n_layer)),
-                ("mmproj", "clip", mmproj_tensors(layers),
-                 lambda w: _mmproj_kv(w, n_sam, n_clip))):
-            path = Path(tmp) / f"{key}.gguf"
-            w = _open(path, arch, specs, kv)
-            w.close()
-            header = os.path.getsize(path)
-            params = sum(int(np.prod(s)) for _, s, _, _ in specs)
-            data = sum(pad(int(np.prod(s)) * np.dtype(d).itemsize) for _, s, d, _ in specs)
-            out[key] = {"tensors": len(specs), "params": params, "bytes": pad(header) + data}
+    n_layer, n_sam, n_clip = _depths(layers)
+    out = {"text": gguf_size(S["arch"], text_tensors(layers), lambda w: _text_kv(w, n_layer)),
+           "mmproj": gguf_size("clip", mmproj_tensors(layers),
+                               lambda w: _mmproj_kv(w, n_sam, n_clip))}
     out["total"] = {k: out["text"][k] + out["mmproj"][k] for k in ("tensors", "params", "bytes")}
     return out
 

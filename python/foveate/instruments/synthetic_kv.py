@@ -165,7 +165,9 @@ def prefill_synthetic(eng, n_tokens: int, seed: int = 0, image=None) -> int:
     """Decode n_tokens random embeddings (or `image` = (rows, kept ids), e.g. merged by
     bench._synthetic_image) as one image laid out on a square grid; merged rows keep their grid positions (M-RoPE), or
     take consecutive ones (1-D models: decode timing is the same as at gapped positions)."""
-    n_embd = llama.llama_model_n_embd(eng._model)
+    # the input width: n_embd, or wider for models that take extra features per image row
+    # (Qwen3-VL: deepstack, 4 x n_embd)
+    n_embd = llama.llama_model_n_embd_inp(eng._model)
     n_pos = 4 if uses_mrope(eng._model) else 1
     if image is None:   # the same random rows as bench._synthetic_image without merging
         embd = np.random.default_rng(seed).standard_normal((n_tokens, n_embd)).astype(np.float32)

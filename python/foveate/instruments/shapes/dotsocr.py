@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .gguf_specs import (CONTROL, F16, F32, USER, Spec, add_char_tokenizer, char_vocab,
-                         gguf_size, write_gguf)
+from .gguf_specs import (cut_depths, CONTROL, F16, F32, USER, Spec, add_char_tokenizer, char_vocab,
+                         pick_shape, write_pair_files, pair_sizes)
 
 # The real numbers. Sources: rednote-hilab/dots.ocr config.json (flat Qwen2 text fields +
 # vision_config), as quoted in the stored public docs/fixtures that reproduce it (hipfire's
@@ -127,17 +127,11 @@ IMAGE_BEGIN, IMAGE_END = "<|img|>", "<|endofimg|>"
 
 
 def _shape(shape: str) -> dict:
-    if shape not in SHAPES:
-        raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
-    return SHAPES[shape]
+    return pick_shape(SHAPES, shape)
 
 
 def _depths(S: dict, layers: int | None) -> tuple[int, int]:
-    if layers is None:
-        return S["n_layer"], S["v_layer"]
-    if layers < 1:
-        raise ValueError(f"layers must be at least 1, got {layers}")
-    return min(layers, S["n_layer"]), min(layers, S["v_layer"])
+    return cut_depths(layers, S["n_layer"], S["v_layer"])
 
 
 def vocab_of(shape: str, vocab: int | None = None) -> tuple[list[str], list[int]]:
@@ -252,27 +246,22 @@ def _mmproj_kv(shape: str, n_v: int):
     return kv
 
 
+def _parts(shape: str, layers: int | None, vocab: int | None) -> tuple[tuple, tuple]:
+    """(arch, specs, kv) of the text GGUF and of the mmproj."""
+    n_t, n_v = _depths(_shape(shape), layers)
+    text = text_tensors(shape, layers, vocab)
+    return ((_shape(shape)["arch"], text, _text_kv(shape, n_t, vocab)),
+            ("clip", mmproj_tensors(shape, layers), _mmproj_kv(shape, n_v)))
+
+
 def write_pair(out_dir, shape: str = "dots-ocr", layers: int | None = None, seed: int = 0,
                vocab: int | None = None) -> tuple[Path, Path]:
-    """`{shape}-f16.gguf` (arch qwen2) and `{shape}-mmproj-f16.gguf` (projector dots_ocr) in
-    out_dir; the projector uses seed + 1. Full size: ~3.5 GB + ~2.5 GB (see sizes())."""
-    S = _shape(shape)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    n_layer, n_v = _depths(S, layers)
-    text = write_gguf(out_dir / f"{shape}-f16.gguf", S["arch"],
-                      text_tensors(shape, layers, vocab), _text_kv(shape, n_layer, vocab), seed)
-    proj = write_gguf(out_dir / f"{shape}-mmproj-f16.gguf", "clip",
-                      mmproj_tensors(shape, layers), _mmproj_kv(shape, n_v), seed + 1)
-    return text, proj
+    """Write `{shape}-f16.gguf` (seed) and `{shape}-mmproj-f16.gguf` (seed + 1)."""
+    return write_pair_files(out_dir, shape, *_parts(shape, layers, vocab), seed)
 
 
 def sizes(shape: str = "dots-ocr", layers: int | None = None, vocab: int | None = None) -> dict:
-    S = _shape(shape)
-    n_layer, n_v = _depths(S, layers)
-    return {"text": gguf_size(S["arch"], text_tensors(shape, layers, vocab),
-                              _text_kv(shape, n_layer, vocab)),
-            "mmproj": gguf_size("clip", mmproj_tensors(shape, layers), _mmproj_kv(shape, n_v))}
+    return pair_sizes(*_parts(shape, layers, vocab))
 
 
 def image_tokens(width: int, height: int, shape: str = "dots-ocr") -> int:

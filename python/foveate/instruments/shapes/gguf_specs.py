@@ -138,3 +138,34 @@ def gguf_size(arch: str, specs: list[Spec], kv: Callable) -> dict:
     params = sum(int(np.prod(s)) for _, s, _, _ in specs)
     data = sum(pad(int(np.prod(s)) * np.dtype(d).itemsize) for _, s, d, _ in specs)
     return {"tensors": len(specs), "params": params, "bytes": pad(header) + data}
+
+
+# --- what every family module's write_pair / sizes share ----------------------------------------
+# A file's parts: (arch, specs, kv), as write_gguf and gguf_size take them.
+
+def pick_shape(shapes: dict, shape: str) -> dict:
+    if shape not in shapes:
+        raise ValueError(f"unknown shape {shape!r}; known: {', '.join(shapes)}")
+    return shapes[shape]
+
+
+def cut_depths(layers: int | None, *full: int) -> tuple[int, ...]:
+    """Each stack's depth: the full one, or at most `layers` (>= 1)."""
+    if layers is None:
+        return full
+    if layers < 1:
+        raise ValueError(f"layers must be at least 1, got {layers}")
+    return tuple(min(layers, n) for n in full)
+
+
+def write_pair_files(out_dir, shape: str, text: tuple, mmproj: tuple,
+                     seed: int) -> tuple[Path, Path]:
+    """`{shape}-f16.gguf` (seed) and `{shape}-mmproj-f16.gguf` (seed + 1) in out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return (write_gguf(out_dir / f"{shape}-f16.gguf", *text, seed),
+            write_gguf(out_dir / f"{shape}-mmproj-f16.gguf", *mmproj, seed + 1))
+
+
+def pair_sizes(text: tuple, mmproj: tuple) -> dict:
+    return {"text": gguf_size(*text), "mmproj": gguf_size(*mmproj)}

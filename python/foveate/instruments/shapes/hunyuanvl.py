@@ -31,7 +31,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .gguf_specs import (CONTROL, F16, F32, UNKNOWN, Spec, add_char_tokenizer, char_vocab,
-                         gguf_size, write_gguf)
+                         write_pair_files, pair_sizes)
 
 # The real numbers. Sources: tencent/HunyuanOCR config.json as mirrored by public ports
 # (huggingface/candle models/hunyuan_ocr/config.rs defaults, mlx-vlm's hunyuan_vl test
@@ -269,18 +269,13 @@ def _mmproj_parts(shape, layers):
 def write_pair(out_dir, shape: str = "hunyuan-ocr", layers: int | None = None, seed: int = 0,
                vocab: int | None = None) -> tuple[Path, Path]:
     """`{shape}-f16.gguf` (text, seed) and `{shape}-mmproj-f16.gguf` (projector, seed + 1)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    text = write_gguf(out_dir / f"{shape}-f16.gguf", *_text_parts(shape, layers, vocab), seed)
-    proj = write_gguf(out_dir / f"{shape}-mmproj-f16.gguf", *_mmproj_parts(shape, layers),
-                      seed + 1)
-    return text, proj
+    return write_pair_files(out_dir, shape, _text_parts(shape, layers, vocab),
+                            _mmproj_parts(shape, layers), seed)
 
 
 def sizes(shape: str = "hunyuan-ocr", layers: int | None = None,
           vocab: int | None = None) -> dict:
-    return {"text": gguf_size(*_text_parts(shape, layers, vocab)),
-            "mmproj": gguf_size(*_mmproj_parts(shape, layers))}
+    return pair_sizes(_text_parts(shape, layers, vocab), _mmproj_parts(shape, layers))
 
 
 def resized(width: int, height: int, shape: str = "hunyuan-ocr") -> tuple[int, int]:

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .gguf_specs import (CONTROL, F16, F32, USER, Spec, add_char_tokenizer, char_vocab,
-                         gguf_size, write_gguf)
+from .gguf_specs import (cut_depths, CONTROL, F16, F32, USER, Spec, add_char_tokenizer, char_vocab,
+                         pick_shape, write_pair_files, pair_sizes)
 
 # The real numbers. Sources: LightOnOCR-2-1B config.json / processor_config.json /
 # chat_template.jinja as uploaded from the HF repo (stored copy: github Moobbot/LightOnOCR-2-1B,
@@ -131,17 +131,11 @@ IMAGE_BEGIN, IMAGE_END = "<|im_start|>", "<|im_end|>"
 
 
 def _shape(shape: str) -> dict:
-    if shape not in SHAPES:
-        raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
-    return SHAPES[shape]
+    return pick_shape(SHAPES, shape)
 
 
 def _depths(S: dict, layers: int | None) -> tuple[int, int]:
-    if layers is None:
-        return S["n_layer"], S["v_layer"]
-    if layers < 1:
-        raise ValueError(f"layers must be at least 1, got {layers}")
-    return min(layers, S["n_layer"]), min(layers, S["v_layer"])
+    return cut_depths(layers, S["n_layer"], S["v_layer"])
 
 
 def vocab_of(shape: str, vocab: int | None = None) -> tuple[list[str], list[int]]:
@@ -255,28 +249,22 @@ def _mmproj_kv(shape: str, n_v: int):
     return kv
 
 
+def _parts(shape: str, layers: int | None, vocab: int | None) -> tuple[tuple, tuple]:
+    """(arch, specs, kv) of the text GGUF and of the mmproj."""
+    n_t, n_v = _depths(_shape(shape), layers)
+    text = text_tensors(shape, layers, vocab)
+    return ((_shape(shape)["arch"], text, _text_kv(shape, n_t, vocab)),
+            ("clip", mmproj_tensors(shape, layers), _mmproj_kv(shape, n_v)))
+
+
 def write_pair(out_dir, shape: str = "lightonocr-1b", layers: int | None = None, seed: int = 0,
                vocab: int | None = None) -> tuple[Path, Path]:
-    """`{shape}-f16.gguf` (arch qwen3) and `{shape}-mmproj-f16.gguf` (projector lightonocr)
-    in out_dir; the projector uses seed + 1. Full size: ~1.2 GB + ~0.8 GB (see sizes())."""
-    S = _shape(shape)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    n_layer, n_v = _depths(S, layers)
-    text = write_gguf(out_dir / f"{shape}-f16.gguf", S["arch"],
-                      text_tensors(shape, layers, vocab), _text_kv(shape, n_layer, vocab), seed)
-    proj = write_gguf(out_dir / f"{shape}-mmproj-f16.gguf", "clip",
-                      mmproj_tensors(shape, layers), _mmproj_kv(shape, n_v), seed + 1)
-    return text, proj
+    """Write `{shape}-f16.gguf` (seed) and `{shape}-mmproj-f16.gguf` (seed + 1)."""
+    return write_pair_files(out_dir, shape, *_parts(shape, layers, vocab), seed)
 
 
-def sizes(shape: str = "lightonocr-1b", layers: int | None = None,
-          vocab: int | None = None) -> dict:
-    S = _shape(shape)
-    n_layer, n_v = _depths(S, layers)
-    return {"text": gguf_size(S["arch"], text_tensors(shape, layers, vocab),
-                              _text_kv(shape, n_layer, vocab)),
-            "mmproj": gguf_size("clip", mmproj_tensors(shape, layers), _mmproj_kv(shape, n_v))}
+def sizes(shape: str = "lightonocr-1b", layers: int | None = None, vocab: int | None = None) -> dict:
+    return pair_sizes(*_parts(shape, layers, vocab))
 
 
 def image_tokens(width: int, height: int, shape: str = "lightonocr-1b") -> int:

@@ -47,8 +47,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .gguf_specs import (CONTROL, F16, F32, UNKNOWN, Spec, add_char_tokenizer, char_vocab,
-                         gguf_size, write_gguf)
+from .gguf_specs import (cut_depths, CONTROL, F16, F32, UNKNOWN, Spec, add_char_tokenizer, char_vocab,
+                         pick_shape, write_pair_files, pair_sizes)
 
 ARCH = "qwen2vl"
 PROJECTOR = "qwen2vl_merger"
@@ -141,18 +141,12 @@ NAME = "foveate-{shape}-shape (random weights)"
 
 
 def _shape(shape: str) -> dict:
-    if shape not in SHAPES:
-        raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
-    return SHAPES[shape]
+    return pick_shape(SHAPES, shape)
 
 
 def _depths(S: dict, layers: int | None) -> tuple[int, int]:
     """(text, vision) layer counts; `layers` caps both."""
-    if layers is None:
-        return S["n_layer"], S["v_layer"]
-    if layers < 1:
-        raise ValueError(f"layers must be at least 1, got {layers}")
-    return min(layers, S["n_layer"]), min(layers, S["v_layer"])
+    return cut_depths(layers, S["n_layer"], S["v_layer"])
 
 
 def vocab_tokens(shape: str, vocab: int | None = None) -> tuple[list[str], list[int]]:
@@ -269,23 +263,18 @@ def _mmproj_kv(shape: str, n_v: int):
     return kv
 
 
+def _parts(shape: str, layers: int | None, vocab: int | None) -> tuple[tuple, tuple]:
+    """(arch, specs, kv) of the text GGUF and of the mmproj."""
+    n_t, n_v = _depths(_shape(shape), layers)
+    return ((ARCH, text_tensors(shape, layers, vocab), _text_kv(shape, n_t, vocab)),
+            ("clip", mmproj_tensors(shape, layers), _mmproj_kv(shape, n_v)))
+
+
 def write_pair(out_dir, shape: str, layers: int | None = None, seed: int = 0,
                vocab: int | None = None) -> tuple[Path, Path]:
     """Write `{shape}-f16.gguf` (seed) and `{shape}-mmproj-f16.gguf` (seed + 1)."""
-    S = _shape(shape)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    n_t, n_v = _depths(S, layers)
-    text = write_gguf(out_dir / f"{shape}-f16.gguf", ARCH, text_tensors(shape, layers, vocab),
-                      _text_kv(shape, n_t, vocab), seed)
-    proj = write_gguf(out_dir / f"{shape}-mmproj-f16.gguf", "clip",
-                      mmproj_tensors(shape, layers), _mmproj_kv(shape, n_v), seed + 1)
-    return text, proj
+    return write_pair_files(out_dir, shape, *_parts(shape, layers, vocab), seed)
 
 
 def sizes(shape: str, layers: int | None = None, vocab: int | None = None) -> dict:
-    S = _shape(shape)
-    n_t, n_v = _depths(S, layers)
-    return {"text": gguf_size(ARCH, text_tensors(shape, layers, vocab), _text_kv(shape, n_t, vocab)),
-            "mmproj": gguf_size("clip", mmproj_tensors(shape, layers), _mmproj_kv(shape, n_v))}
-
+    return pair_sizes(*_parts(shape, layers, vocab))
