@@ -8,6 +8,7 @@ sample token by token (decode). Each phase is timed for Result.stats.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import os
 import time
@@ -42,6 +43,11 @@ class Sampling:
     seed: int = 0xF0FEA7E
     # stop when the output starts looping (stop_reason "repetition"); None = off
     repetition_guard: RepetitionGuard | None = RepetitionGuard()
+
+
+def _merges(merge) -> bool:
+    """Whether a merge setting drops rows (off and keep ratio 1 leave the image as stock)."""
+    return merge not in (None, "off", 0, 1, 1.0)
 
 
 @dataclass
@@ -128,7 +134,7 @@ class Engine:
         # the OCR family (engine/families.py): presets, and the methods it refuses, which
         # fail here, before anything loads
         self.family = identify(minfo.metadata, self.projector_type)
-        check_method(self.family, bool(fixation), merge not in (None, "off", 0, 1, 1.0))
+        check_method(self.family, bool(fixation), _merges(merge))
         self.image_batch_hook = None   # tests: called with each decoded image sub-batch
         self.threads = _threads(threads)
 
@@ -188,7 +194,7 @@ class Engine:
         1-D RoPE model decodes the kept rows (M-RoPE models always keep original ones).
         score ("auto" / "norm" / "duplicates", None = unchanged): which rows a keep ratio
         keeps; "auto" = "norm" on DeepSeek-OCR's projector, "duplicates" on others."""
-        check_method(self.family, False, merge not in (None, "off", 0, 1, 1.0))
+        check_method(self.family, False, _merges(merge))
         self.merge, positions, score = C.apply_merge(self._mtmd, self.projector_type, merge,
                                                      positions, score)
         if B.merge.mtmd_merge_set_auto_floor(self._mtmd, merge_auto_floor(self.family)) != 0:
@@ -304,10 +310,8 @@ class Engine:
         reads only lists of parts (PaddleOCR-VL's) is given an image part and the prompt; what
         it writes for the image is replaced by mtmd's marker (mtmd adds the model's own image
         tokens around it)."""
-        try:
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
-        except ImportError:
-            return content
+        from jinja2.sandbox import ImmutableSandboxedEnvironment   # a dependency (pyproject)
+
         tok = lambda t: self._piece(t).decode("utf-8", errors="replace") if t >= 0 else ""
         try:
             env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
@@ -325,13 +329,8 @@ class Engine:
         except Exception:   # noqa: BLE001 - any template error: the bare content, as before
             return content
         # the image's part of the rendering: what lies between the common prefix and suffix
-        i = 0
-        while i < min(len(with_image), len(without)) and with_image[i] == without[i]:
-            i += 1
-        j = 0
-        while (j < min(len(with_image), len(without)) - i
-               and with_image[-1 - j] == without[-1 - j]):
-            j += 1
+        i = len(os.path.commonprefix([with_image, without]))
+        j = len(os.path.commonprefix([with_image[i:][::-1], without[i:][::-1]]))
         if len(with_image) - i - j <= 0:
             return content
         return with_image[:i] + self.marker + with_image[len(with_image) - j:]
@@ -422,39 +421,11 @@ class Engine:
         return Trace(grid=(nx, ny), image_size=(page.width, page.height),
                      kept=self.merge_kept() if merged else None, ratio=self.fixation, page=page)
 
-    def image_token_count(self, page: Page) -> int:
-        """The page's image tokens under this projector's rules: tokenized, not encoded."""
-        if self._mtmd is None:
-            raise ProjectorError("this engine was created without a projector (mmproj)")
-        text = self.format_prompt("").encode()
-        pixels = (ctypes.c_uint8 * len(page.rgb)).from_buffer_copy(page.rgb)
-        bitmap = mtmd.mtmd_bitmap_init(page.width, page.height, pixels)
-        chunks = mtmd.mtmd_input_chunks_init()
-        try:
-            inp = mtmd.mtmd_input_text(text=text, text_len=len(text), add_special=True,
-                                       parse_special=True)
-            bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
-            if mtmd.mtmd_tokenize(self._mtmd, chunks, ctypes.byref(inp), bitmaps, 1) != 0:
-                raise DecodeError(f"mtmd could not tokenize image {page.name}")
-            n = 0
-            for i in range(mtmd.mtmd_input_chunks_size(chunks)):
-                ch = mtmd.mtmd_input_chunks_get(chunks, i)
-                if mtmd.mtmd_input_chunk_get_type(ch) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
-                    n += mtmd.mtmd_input_chunk_get_n_tokens(ch)
-            return n
-        finally:
-            mtmd.mtmd_input_chunks_free(chunks)
-            mtmd.mtmd_bitmap_free(bitmap)
-
-    def prefill_page(self, page: Page, prompt: str | None = None, seq_id: int = 0,
-                     clear: bool = True) -> tuple[int, Stats]:
-        """Clear the context, then tokenize, encode and prefill prompt + page.
-
-        Returns the next position (n_past) and the stats so far."""
+    @contextlib.contextmanager
+    def _tokenized(self, page: Page, text: bytes):
+        """mtmd's chunks of prompt text + page (freed on exit); DecodeError if mtmd refuses."""
         if not self._mtmd:
             raise ProjectorError("this engine was created without a projector (mmproj)")
-        stats = Stats()
-        text = self.format_prompt(DEFAULT_PROMPT if prompt is None else prompt).encode()
         pixels = (ctypes.c_uint8 * len(page.rgb)).from_buffer_copy(page.rgb)
         bitmap = mtmd.mtmd_bitmap_init(page.width, page.height, pixels)
         chunks = mtmd.mtmd_input_chunks_init()
@@ -467,6 +438,27 @@ class Engine:
             if rc != 0:
                 raise DecodeError(f"mtmd could not tokenize image {page.name} (code {rc}): "
                                   f"{B.log.cause_since(mark)}")
+            yield chunks
+        finally:
+            mtmd.mtmd_input_chunks_free(chunks)
+            mtmd.mtmd_bitmap_free(bitmap)
+
+    def image_token_count(self, page: Page) -> int:
+        """The page's image tokens under this projector's rules: tokenized, not encoded."""
+        with self._tokenized(page, self.format_prompt("").encode()) as chunks:
+            chs = (mtmd.mtmd_input_chunks_get(chunks, i)
+                   for i in range(mtmd.mtmd_input_chunks_size(chunks)))
+            return sum(mtmd.mtmd_input_chunk_get_n_tokens(ch) for ch in chs
+                       if mtmd.mtmd_input_chunk_get_type(ch) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE)
+
+    def prefill_page(self, page: Page, prompt: str | None = None, seq_id: int = 0,
+                     clear: bool = True) -> tuple[int, Stats]:
+        """Clear the context, then tokenize, encode and prefill prompt + page.
+
+        Returns the next position (n_past) and the stats so far."""
+        stats = Stats()
+        text = self.format_prompt(DEFAULT_PROMPT if prompt is None else prompt).encode()
+        with self._tokenized(page, text) as chunks:
             n_pos = mtmd.mtmd_helper_get_n_pos(chunks)
             self._last_grid = (0, 0, 0)   # (nx, ny, image chunks) of this page, for traces
             n_chunks = mtmd.mtmd_input_chunks_size(chunks)
@@ -490,9 +482,6 @@ class Engine:
             else:
                 llama.llama_memory_seq_rm(mem, seq_id, -1, -1)
             n_past = self._prefill(chunks, n_chunks, page, stats, seq_id)
-        finally:
-            mtmd.mtmd_input_chunks_free(chunks)
-            mtmd.mtmd_bitmap_free(bitmap)
         return n_past, stats
 
     def _prefill(self, chunks, n_chunks: int, page: Page, stats: Stats, seq_id: int = 0) -> int:
