@@ -69,3 +69,15 @@ def test_a_refused_method_raises_with_the_reason(monkeypatch):
     with pytest.raises(ValueError, match="token merging is not supported for PaddleOCR-VL "
                                          "models yet: the reason"):
         check_method(ident, False, True)
+
+
+def test_auto_preset_is_the_familys_except_for_foveates_own_readers():
+    from foveate.engine.families import Identified, pick_preset
+
+    ident = Identified(BY_KEY["hunyuanvl"], projector="hunyuanvl", text_arch="hunyuan_vl")
+    assert pick_preset(ident, "foveate-hunyuan-ocr-shape (random weights)").name == "hunyuan-ocr-parse"
+    assert pick_preset(ident, "HunyuanOCR").name == "hunyuan-ocr-parse"
+    qwen = Identified(BY_KEY["qwen25vl"], projector="qwen2.5vl_merger", text_arch="qwen2vl")
+    assert pick_preset(qwen, "foveate-reader-layout") is None
+    assert pick_preset(qwen, "foveate-tiny-qwen2.5vl (random weights)") is None
+    assert pick_preset(qwen, "foveate-reader", "none") is None

@@ -136,6 +136,15 @@ def check_method(ident: Identified, fixation: bool, merging: bool) -> None:
                          f"{fam.merging}")
 
 
+# foveate's own models (the bundled readers, the tiny test models), trained or tested on
+# foveate's prompt; the generated family shapes ("foveate-<shape>-shape") take their family's
+FOVEATE_PROMPT_MODELS = ("foveate-reader", "foveate-tiny")
+
+
+def trained_on_foveate_prompt(model_name: str) -> bool:
+    return model_name.startswith(FOVEATE_PROMPT_MODELS)
+
+
 def pick_preset(ident: Identified, model_name: str, name: str | None = "auto"):
     """The preset a Reader prompts with (engine/presets.py): "auto" (or None) = the family's
     default, none for foveate's own readers (they are trained on foveate's prompt) or a
@@ -144,7 +153,7 @@ def pick_preset(ident: Identified, model_name: str, name: str | None = "auto"):
     from . import presets as P
 
     if name in (None, "auto"):
-        if model_name.startswith("foveate-"):
+        if trained_on_foveate_prompt(model_name):
             return None
         fam = ident.preset_family
         found = P.default_preset(fam) if fam else None

@@ -2,7 +2,8 @@
 their prompt presets; with -m/--mmproj, which family a GGUF pair is."""
 from __future__ import annotations
 
-from ..engine.families import FAMILIES, FINE_TUNES, identify, pick_preset
+from ..engine.families import (FAMILIES, FINE_TUNES, identify, pick_preset,
+                                trained_on_foveate_prompt)
 from ..engine.presets import default_preset, presets_for
 from ..errors import ModelError, ProjectorError
 from ..inputs.gguf_check import read_gguf_info
@@ -84,7 +85,7 @@ def describe_pair(model: str, mmproj: str) -> str:
             more = " ..." if len(lines) > 1 else ""
             out.append(f"  {mark} {p.name}: {first[:70]}{more}")
             out.append(f"      source: {p.source}")
-    if chosen is None and name.startswith("foveate-"):
+    if chosen is None and trained_on_foveate_prompt(name):
         out.append("           (a foveate reader: --preset auto keeps foveate's prompt, "
                    "the one it was trained on)")
     return "\n".join(out)
