@@ -817,6 +817,10 @@ static __global__ void __launch_bounds__(FIX_SEL_NT) fix_select_topk(
                 cnt[j] = s_hist[lane*8 + j];
                 lsum  += cnt[j];
             }
+            // every lane has read s_rank before the one lane below rewrites it: the shuffles
+            // in between order execution, not memory (and the compiler may sink a shared
+            // load past them), so without this the read and the write race (sm_70+)
+            __syncwarp();
             // incl = count in the bins of lanes >= lane
             int incl = lsum;
 #pragma unroll
