@@ -295,8 +295,8 @@ def test_two_images_in_one_prompt_are_merged_each():
 def test_merging_through_the_batch_api(monkeypatch):
     """llama-server and llama-mtmd-cli encode through mtmd_batch_* (patches/0008). With
     merging on, an image batch refuses a second chunk, mtmd_batch_get_output_embd returns the
-    image's merged rows while they are the context's last merge result, and the page reads
-    exactly as through mtmd_encode_chunk."""
+    image's merged rows (as many as the chunk reports), and the page reads exactly as through
+    mtmd_encode_chunk."""
     import ctypes
 
     from foveate import Reader
@@ -317,6 +317,7 @@ def test_merging_through_the_batch_api(monkeypatch):
                 merge=0.84) as r:
         via_chunk = r.read(png, max_tokens=300)
         batches = []
+        n_image = [via_chunk.stats.image_tokens]
 
         def encode_in_a_batch(mctx, chunk):
             b = lib.mtmd_batch_init(mctx)
@@ -325,9 +326,13 @@ def test_merging_through_the_batch_api(monkeypatch):
             assert lib.mtmd_batch_add_chunk(b, chunk) == 2   # merging: one image per batch
             assert lib.mtmd_batch_encode(b) == 0
             assert lib.mtmd_batch_get_output_embd(b, chunk)
-            # a new setting makes the merged rows stale: no pointer, the caller encodes again
+            n_kept = B.mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+            assert 0 < n_kept < n_image[0]        # the chunk reports the rows the batch holds
+            # a new setting leaves the encoded rows as they are: the chunk still describes
+            # them until it is encoded again
             assert B.merge.mtmd_merge_set(mctx, B.MERGE_FIXED, 0.84) == 0
-            assert not lib.mtmd_batch_get_output_embd(b, chunk)
+            assert lib.mtmd_batch_get_output_embd(b, chunk)
+            assert B.mtmd.mtmd_input_chunk_get_n_tokens(chunk) == n_kept
             rc = lib.mtmd_batch_encode(b)
             batches.append(lib.mtmd_batch_get_output_embd(b, chunk))
             return rc

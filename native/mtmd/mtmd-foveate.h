@@ -15,6 +15,7 @@ extern "C" {
 // mtmd_helper_decode_image_chunk decodes those rows at their original positions (M-RoPE
 // (t, x, y); 1-D by default, see mtmd_merge_set_1d_positions) with n_past advancing as if
 // unmerged. The mtmd_batch_* API then takes one image per batch and returns its merged rows.
+// A merged chunk reports its kept rows (mtmd_merge_chunk_kept below).
 //   mode 0: off (the default; stock behaviour), 1: keep `keep_ratio` (0, 1] of the content
 //   rows, 2: dynamic ratio from token redundancy and the page's text density.
 // returns 0, or -1 for bad arguments
@@ -31,7 +32,8 @@ MTMD_API int32_t mtmd_merge_get_last(mtmd_context * ctx, int32_t * n_before, int
 // 0 (default): at their original positions, n_past advancing as if unmerged (the RTPrune
 // reference; the helper lets the llama context accept the gaps,
 // llama_foveate_allow_position_gaps); 1: at consecutive positions, n_past advancing by the
-// kept count. M-RoPE models always keep original positions. Returns 0, or -1 for bad arguments.
+// kept count. M-RoPE models always keep original positions. Takes effect at the next encode
+// (a chunk records its positions when encoded). Returns 0, or -1 for bad arguments.
 MTMD_API int32_t mtmd_merge_set_1d_positions(mtmd_context * ctx, int32_t consecutive);
 MTMD_API int32_t mtmd_merge_get_1d_positions(mtmd_context * ctx);   // 0 or 1, -1 for NULL
 // which content rows a keep ratio keeps: 0 (default): the largest L2 norms (RTPrune);
@@ -41,9 +43,12 @@ MTMD_API int32_t mtmd_merge_set_score(mtmd_context * ctx, int32_t score);
 MTMD_API int32_t mtmd_merge_get_score(mtmd_context * ctx);          // 0 or 1, -1 for NULL
 // the original row ids of its kept rows, ascending (copies up to cap); returns their count or -1
 MTMD_API int32_t mtmd_merge_get_kept(mtmd_context * ctx, int32_t * out, int32_t cap);
-// for decoders: the kept row ids if `embd` holds the merged rows of `chunk`, else -1
-MTMD_API int32_t mtmd_merge_kept_rows(mtmd_context * ctx, const mtmd_input_chunk * chunk,
-                                      const float * embd, const int32_t ** kept);
+// an image chunk encoded with merging on holds only its kept rows, and says so:
+// mtmd_input_chunk_get_n_tokens is their count, mtmd_image_tokens_get_decoder_pos(i) the
+// original position of row i, mtmd_input_chunk_get_n_pos where n_past goes (as if unmerged,
+// or by the count with consecutive 1-D positions), until the chunk is encoded again. This
+// returns the original ids of those rows (copies up to cap), or -1 for a chunk not merged.
+MTMD_API int32_t mtmd_merge_chunk_kept(const mtmd_input_chunk * chunk, int32_t * out, int32_t cap);
 // standalone merge of n rows of d floats on the CPU (kind: 0 content, 1 newline, 2 marker;
 // pixels: RGB interleaved in [-1, 1], w x h, `patch` px per token side, or NULL). Writes the
 // kept rows to out_rows (n*d), their ids to out_keep (n), [ratio, r_sim, r_info] to

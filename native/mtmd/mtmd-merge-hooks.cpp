@@ -106,13 +106,12 @@ foveate_merge_pixels overview_pixels(const clip_ctx * clip, const clip_image_f32
 // hand `res` out as the last merge result, its rows into out_embd
 void publish(foveate_merge_state & st, const void * key, foveate_merge_result && res, std::vector<float> & out_embd) {
     st.last = std::move(res);
-    // a buffer even for no rows: mtmd_merge_kept_rows knows the result by this pointer
+    // a buffer even for no rows: the pointer callers get stays valid
     out_embd.reserve(std::max<size_t>(1, st.last.rows.size()));
     out_embd.assign(st.last.rows.begin(), st.last.rows.end());
     st.last.rows.clear();
     st.has_last  = true;
     st.last_key  = key;
-    st.last_rows = out_embd.data();
 }
 
 }  // namespace
@@ -209,24 +208,29 @@ bool foveate_merge_encoded(foveate_merge_state & st, const clip_ctx * clip, int 
 // decoding merged rows (mtmd-merge-decode.h)
 //
 
-foveate_decode_rows foveate_merge_decode_rows(mtmd_context * ctx, const mtmd_input_chunk * chunk,
-                                              const float * embd) {
-    foveate_decode_rows r;
-    r.n_kept = mtmd_merge_kept_rows(ctx, chunk, embd, &r.kept);
-    // original positions unless a 1-D RoPE model was asked for consecutive ones
-    r.consecutive = r.n_kept >= 0 && !mtmd_decode_use_mrope(ctx) && mtmd_merge_get_1d_positions(ctx) == 1;
+std::shared_ptr<const foveate_chunk_rows> foveate_merge_chunk_rows(const foveate_merge_state & st, const void * key,
+                                                                   int32_t n_orig, bool one_d) {
+    if (!st.has_last || st.last_key != key) {
+        return nullptr;
+    }
+    auto r = std::make_shared<foveate_chunk_rows>();
+    r->keep = st.last.keep;
+    r->n_orig = n_orig;
+    r->consecutive = one_d && st.config.consecutive_1d;
     return r;
 }
 
-void foveate_decode_rows::select_mrope(std::vector<mtmd_decoder_pos> & rel_pos) const {
-    if (n_kept < 0) {
-        return;
+foveate_decode_rows foveate_merge_decode_rows(const mtmd_input_chunk * chunk) {
+    foveate_decode_rows r;
+    const foveate_chunk_rows * rec = chunk && mtmd_input_chunk_get_type(chunk) == MTMD_INPUT_CHUNK_TYPE_IMAGE
+        ? mtmd_foveate_chunk_rows(mtmd_input_chunk_get_tokens_image(chunk)) : nullptr;
+    if (rec) {
+        r.n_kept = (int32_t) rec->keep.size();
+        r.kept = rec->keep.data();
+        r.n_orig = rec->n_orig;
+        r.consecutive = rec->consecutive;
     }
-    std::vector<mtmd_decoder_pos> kept_pos(n_kept);
-    for (int32_t j = 0; j < n_kept; j++) {
-        kept_pos[j] = rel_pos[kept[j]];
-    }
-    rel_pos.swap(kept_pos);
+    return r;
 }
 
 void foveate_mark_marker_rows(mtmd_context * ctx, llama_context * lctx, const mtmd_input_chunk * chunk,
@@ -237,8 +241,8 @@ void foveate_mark_marker_rows(mtmd_context * ctx, llama_context * lctx, const mt
     }
     const clip_ctx * clip = mtmd_foveate_state(ctx)->clip;
     const mtmd_image_tokens * it = mtmd_input_chunk_get_tokens_image(chunk);
-    const int64_t n_chunk = (int64_t) mtmd_image_tokens_get_n_tokens(it);
-    const int32_t n = rows.n_tokens((int32_t) n_chunk);
+    const int64_t n_chunk = rows.n_kept >= 0 ? rows.n_orig : (int64_t) mtmd_image_tokens_get_n_tokens(it);
+    const int32_t n = rows.n_kept >= 0 ? rows.n_kept : (int32_t) n_chunk;
     const std::vector<uint8_t> layout = layout_kinds(clip, it, n_chunk);
     const marker_values values(clip);
     std::vector<llama_pos> marks;
@@ -341,14 +345,10 @@ int32_t mtmd_merge_get_kept(mtmd_context * ctx, int32_t * out, int32_t cap) {
     return (int32_t) keep.size();
 }
 
-int32_t mtmd_merge_kept_rows(mtmd_context * ctx, const mtmd_input_chunk * chunk, const float * embd, const int32_t ** kept) {
-    if (!ctx || !chunk || !kept || mtmd_input_chunk_get_type(chunk) != MTMD_INPUT_CHUNK_TYPE_IMAGE) {
-        return -1;
+int32_t mtmd_merge_chunk_kept(const mtmd_input_chunk * chunk, int32_t * out, int32_t cap) {
+    const foveate_decode_rows r = foveate_merge_decode_rows(chunk);
+    for (int32_t i = 0; out && i < cap && i < r.n_kept; i++) {
+        out[i] = r.kept[i];
     }
-    const auto & st = *mtmd_foveate_state(ctx);
-    if (!st.has_last || (const void *) mtmd_input_chunk_get_tokens_image(chunk) != st.last_key || embd != st.last_rows) {
-        return -1;
-    }
-    *kept = st.last.keep.data();
-    return (int32_t) st.last.keep.size();
+    return r.n_kept;
 }

@@ -81,7 +81,6 @@ struct foveate_merge_state {
     const clip_ctx *     clip = nullptr;       // the vision projector, kept at each encode (markers)
     bool                 has_last = false;
     const void *         last_key = nullptr;   // the image tokens object merged last
-    const float *        last_rows = nullptr;  // where its merged rows were written
     foveate_merge_result last;
     struct pending_chunk {
         uint64_t             serial;
@@ -96,6 +95,25 @@ struct mtmd_context;
 
 // the merge state of an mtmd context (defined in mtmd.cpp by patches/0008)
 foveate_merge_state * mtmd_foveate_state(mtmd_context * ctx);
+
+// What an image chunk encoded with merging on holds, stored on the chunk (its image tokens)
+// by the encode hook, so the chunk describes itself to every caller: mtmd's size getters
+// (mtmd_input_chunk_get_n_tokens, mtmd_image_tokens_get_n_tokens) report the kept rows,
+// mtmd_image_tokens_get_decoder_pos row i's original position, _get_n_pos where n_past goes.
+// A caller that copies n_embd x n_tokens floats out of mtmd_get_output_embd (mtmd.h's
+// contract) copies exactly the merged rows, and the decode helper knows a copy by its chunk.
+struct foveate_chunk_rows {
+    std::vector<int32_t> keep;     // original row ids kept, ascending (may be empty: a tiled
+                                   // image's part whose rows all went into the others)
+    int32_t n_orig = 0;            // the chunk's rows before merging
+    bool    consecutive = false;   // 1-D positions renumbered (mtmd_merge_set_1d_positions(ctx, 1))
+};
+// the record of the chunk whose image tokens are `it`, or null (not merged; defined in mtmd.cpp)
+const foveate_chunk_rows * mtmd_foveate_chunk_rows(const struct mtmd_image_tokens * it);
+// after an encode: the record of `key` if the last result is its merged rows, else null.
+// one_d: the chunk's positions are 1-D (then the context's 1-D setting applies)
+std::shared_ptr<const foveate_chunk_rows> foveate_merge_chunk_rows(const foveate_merge_state & st, const void * key,
+                                                                   int32_t n_orig, bool one_d);
 
 // one image as mtmd's encode hook hands it over
 struct foveate_image_parts {
