@@ -280,3 +280,30 @@ def test_fixation_fidelity_on_document_pages(doc_dense_accuracy):
     reads (about 81% of dense)."""
     acc = _doc_accuracy(fixation=0.05, fixation_k_min=4)
     assert acc >= 0.97 * doc_dense_accuracy, f"{acc:.4f} vs dense {doc_dense_accuracy:.4f}"
+
+
+@pytest.mark.parametrize("kv", ["q8_0", "q4_0"])
+def test_fixation_runs_on_a_quantized_kv_cache_on_the_cpu(kv):
+    """-ctk/-ctv q8_0 or q4_0 (flash attention, as llama.cpp needs for a quantized V): on the
+    CPU the fixation ops read quantized K and V, so fixation runs (no off reason), selects
+    its budget, and ratio 1 is still the stock computation bit for bit."""
+    from foveate.inputs.images import load_page
+
+    quant = dict(flash_attn=True, cache_type_k=kv, cache_type_v=kv)
+    off, e0 = _logits_run(**quant)
+    one, e1 = _logits_run(fixation=1.0, **quant)
+    assert np.array_equal(off, one)
+    sparse, eng = _logits_run(fixation=0.05, fixation_k_min=4, **quant)
+    assert len(eng.fixation_selection(0)) == math.ceil(0.05 * IMAGE_TOKENS)
+    assert (off.argmax(1) == sparse.argmax(1)).mean() >= 0.5
+    from foveate.engine.core import Stats
+    st = Stats(image_tokens=IMAGE_TOKENS)
+    eng._fixation_stats(st)
+    assert st.fixation_off == "" and st.visual_tokens_selected == math.ceil(0.05 * IMAGE_TOKENS)
+    for e in (e0, e1, eng):
+        e.close()
+
+
+def test_an_unknown_kv_cache_type_is_refused():
+    with pytest.raises(ValueError, match="KV cache type must be one of .*got 'q9'"):
+        Engine(str(MODEL), str(MMPROJ), n_ctx=512, cache_type_k="q9")

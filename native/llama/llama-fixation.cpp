@@ -25,7 +25,7 @@
 #include <cmath>
 #include <set>
 
-struct llama_fixation_input {
+struct llama_fixation_input : std::enable_shared_from_this<llama_fixation_input> {
     llama_fixation_state * st = nullptr;
     uint64_t epoch = 0;
     int64_t n_kv = 0, n_tps = 0, n_stream = 0, n_img_max = 0, k_max = 0;
@@ -82,6 +82,31 @@ void scan_cells(const llama_fixation_state * st, const llama_kv_cache_context * 
     }
 }
 
+// K/V types the CUDA fixation ops read (ggml-cuda-fixation.cu, supports_op); the CPU ops also
+// read quantized K (its vec_dot) and V (dequantized rows)
+bool cuda_reads(ggml_type t) {
+    return t == GGML_TYPE_F16 || t == GGML_TYPE_F32;
+}
+
+// whether this context's KV cache is of a type the CUDA ops do not read and lives (at least in
+// part) in a GPU's memory: fixation would then run its ops on the CPU, and the scheduler copy
+// every layer's K/V there each step, slower than dense. Checked once per context.
+bool kv_unsupported(llama_fixation_state * st, const llama_kv_cache_context * mctx) {
+    if (st->kv_unsupported < 0) {
+        bool device = false;
+        for (const auto & it : mctx->get_kv()->memory_breakdown()) {
+            device |= it.second > 0 && !ggml_backend_buft_is_host(it.first);
+        }
+        st->kv_unsupported = device && !(cuda_reads(mctx->type_k()) && cuda_reads(mctx->type_v()));
+        if (st->kv_unsupported) {
+            LLAMA_LOG_WARN("fixation: off for this context: its KV cache (K %s, V %s) is on a GPU, whose "
+                           "fixation ops read F16/F32 K/V only (use an F16 KV cache, or keep it on the CPU)\n",
+                           ggml_type_name(mctx->type_k()), ggml_type_name(mctx->type_v()));
+        }
+    }
+    return st->kv_unsupported > 0;
+}
+
 int64_t budget_for(const llama_fixation_config & cfg, int64_t n_img) {
     // ceil(ratio x n) of the decimal ratio asked for: the float ratio (0.05f = 0.0500000007)
     // would round 0.05 x 1540 up to 78; a relative 1e-6 is far above float's error
@@ -93,10 +118,10 @@ int64_t budget_for(const llama_fixation_config & cfg, int64_t n_img) {
 plan make_plan(const llama_ubatch & ubatch, const llama_hparams & hparams, const llama_cparams & cparams,
                const llama_kv_cache_context * mctx, int64_t n_kv, int64_t n_stream) {
     plan p;
-    const llama_fixation_state * st = state_of(cparams);
+    llama_fixation_state * st = state_of(cparams);
     if (!st || !st->cfg.enabled || cparams.training || !cparams.causal_attn || !ubatch.token ||
         hparams.attn_soft_cap || hparams.f_max_alibi_bias > 0.0f || n_stream < 1 ||
-        ubatch.n_tokens % n_stream != 0) {
+        ubatch.n_tokens % n_stream != 0 || kv_unsupported(st, mctx)) {
         return p;
     }
     std::map<llama_seq_id, int32_t> per_seq;
@@ -264,7 +289,7 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
             fi.row_warm[r] = (int64_t) im.size();
         }
     }
-    st->active = &fi;
+    st->active = fi.weak_from_this();
 }
 
 bool llama_fixation_can_reuse(const llama_fixation_input * fi, const llm_graph_params & params) {
@@ -328,8 +353,10 @@ ggml_tensor * llama_fixation_build_attn(
 
 void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, const llama_ubatch & ubatch) {
     auto * st = static_cast<llama_fixation_state *>(state);
-    llama_fixation_input * fi = st->active;
-    st->active = nullptr;
+    // null when this ubatch ran dense, and when the input set last belonged to a compute that
+    // failed or was aborted (its graph has been freed since, or this ubatch would have set it)
+    const std::shared_ptr<llama_fixation_input> fi = st->active.lock();
+    st->active.reset();
     if (!fi) {
         // a ubatch that ran dense (a prefill, a new page) moved its sequences on: their last
         // selection is stale, so the next fixation step starts them without a warm start
@@ -385,6 +412,17 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
         h.cells = std::move(cells);
         h.images = im;
         st->ordinal[seq] = std::move(ords);
+    }
+}
+
+void llama_fixation_forget(void * state, int32_t seq) {
+    auto * st = static_cast<llama_fixation_state *>(state);
+    if (seq < 0) {
+        st->history.clear();
+        st->ordinal.clear();
+    } else {
+        st->history.erase(seq);
+        st->ordinal.erase(seq);
     }
 }
 
@@ -529,6 +567,14 @@ extern "C" int32_t llama_fixation_get_stats(struct llama_context * ctx, double *
         focal_out[i] = st->focal_used[i];
     }
     return n;
+}
+
+extern "C" const char * llama_fixation_get_off_reason(struct llama_context * ctx) {
+    llama_fixation_state * st = ctx ? get_state(ctx, false) : nullptr;
+    if (st && st->kv_unsupported > 0) {
+        return "the KV cache is quantized and on a GPU, whose fixation ops read F16/F32 K/V only";
+    }
+    return "";
 }
 
 extern "C" void llama_fixation_reset_stats(struct llama_context * ctx) {

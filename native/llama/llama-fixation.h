@@ -57,7 +57,12 @@ struct llama_fixation_state {
     double   sum_attended = 0.0;                      //        image cells attended, mean over all layers
     double   sum_img = 0.0;                           //        image cells of the sequences
     int64_t  n_rows = 0;
-    llama_fixation_input * active = nullptr;          // input of the graph being computed
+    // input of the graph being computed: weak, because a compute that fails or is aborted
+    // never reaches llama_fixation_after_compute, and the next ubatch's graph may free it
+    std::weak_ptr<llama_fixation_input> active;
+    // a quantized KV cache held by a GPU: the CUDA ops read F16/F32 K/V only, so the scheduler
+    // would copy every layer's K/V to the CPU each step; fixation stays off (-1: not checked)
+    int32_t  kv_unsupported = -1;
 };
 
 // nullptr when fixation does not apply to this ubatch (off, prefill, no image cells, or
@@ -81,3 +86,7 @@ ggml_tensor * llama_fixation_build_attn(
 
 // after a decode ubatch ran: read the selection back (per sequence) for the next step
 void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, const llama_ubatch & ubatch);
+
+// a state was loaded into sequence seq (< 0: every sequence): its cells may hold another page
+// laid out like the last one, so its last selection must not warm-start or be kept
+void llama_fixation_forget(void * state, int32_t seq);

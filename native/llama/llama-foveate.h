@@ -56,6 +56,9 @@ LLAMA_API int32_t llama_fixation_get_stats(struct llama_context * ctx, double * 
 // image cells attended per decode row, mean over every layer, since the last reset
 LLAMA_API double  llama_fixation_get_attended(struct llama_context * ctx);
 LLAMA_API void    llama_fixation_reset_stats(struct llama_context * ctx);
+// why fixation, though set, does not run in this context ("" when nothing stops it): a
+// quantized KV cache on a GPU (the CUDA ops read F16/F32 K/V; logged once)
+LLAMA_API const char * llama_fixation_get_off_reason(struct llama_context * ctx);
 
 #ifdef __cplusplus
 }

@@ -65,6 +65,8 @@ class Stats:
     visual_tokens_attended: float = 0.0  # image tokens attended per decode step, mean over layers
     visual_tokens_selected: float = 0.0  # the focal layer's top-k (layers above it attend these)
     focal_layers: list = field(default_factory=list)
+    fixation_off: str = ""          # why fixation, though asked for, did not run ("" = it ran
+                                    # or was not asked for): a quantized KV cache on a GPU
     merge_ratio: float = 1.0        # keep ratio of the content tokens (1 = merging off)
     image_tokens_merged: int = 0    # image tokens the LLM prefilled after merging
     merge_ms: float = 0.0           # the merge itself (part of encode_ms)
@@ -87,6 +89,16 @@ class Result:
     trace: object = None            # read(..., trace=True): engine.trace.Trace
 
 
+KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+
+
+def kv_cache_type(name: str) -> int:
+    """The ggml type of a KV cache type name, as llama.cpp's -ctk / -ctv take them."""
+    if name not in KV_CACHE_TYPES:
+        raise ValueError(f"KV cache type must be one of {', '.join(KV_CACHE_TYPES)}, got {name!r}")
+    return getattr(llama, f"GGML_TYPE_{name.upper()}")
+
+
 def _threads(n: int | None) -> int:
     return n if n and n > 0 else max(1, os.cpu_count() or 1)
 
@@ -101,7 +113,8 @@ class Engine:
                  fixation_refresh: int = 1, fixation_sample: int = FIXATION_SAMPLE, n_seq: int = 1,
                  kv_unified: bool = False, merge=None, merge_positions: str = "original",
                  merge_score: str = "auto", image_min_tokens: int | None = None,
-                 image_max_tokens: int | None = None):
+                 image_max_tokens: int | None = None, cache_type_k: str = "f16",
+                 cache_type_v: str = "f16"):
         self.model_path = str(model)
         self.mmproj_path = str(mmproj) if mmproj is not None else None
         self.image_max_pixels = image_max_pixels
@@ -111,6 +124,8 @@ class Engine:
         if image_min_tokens and image_max_tokens and image_min_tokens > image_max_tokens:
             raise ValueError(f"image_min_tokens {image_min_tokens} > image_max_tokens {image_max_tokens}")
         self.image_min_tokens, self.image_max_tokens = image_min_tokens, image_max_tokens
+        # as llama.cpp's -ctk / -ctv (a quantized V cache needs flash attention)
+        type_k, type_v = kv_cache_type(cache_type_k), kv_cache_type(cache_type_v)
         self._model = self._ctx = self._mtmd = None
         minfo = read_gguf_info(model, ModelError, "model")
         if minfo.arch == "clip":
@@ -159,6 +174,7 @@ class Engine:
         cp.n_seq_max = max(1, n_seq)   # >1: several pages decode in one batch (seq ids)
         self.n_seq = cp.n_seq_max
         cp.kv_unified = kv_unified
+        cp.type_k, cp.type_v = type_k, type_v
         if flash_attn is None and fixation:
             flash_attn = True  # fixation's sparse kernel reads K/V rows: the FA cache layout
         if flash_attn is not None:
@@ -249,6 +265,8 @@ class Engine:
         stats.visual_tokens_selected = fs.selected if fs.rows else dense
         stats.visual_tokens_attended = fs.attended if fs.rows else dense
         stats.focal_layers = fs.focal_layers if self.fixation else []
+        stats.fixation_off = (B.fixation.llama_fixation_get_off_reason(self._ctx).decode()
+                              if self.fixation else "")
 
     def _init_projector(self, n_gpu_layers: int) -> None:
         model, mmproj = self.model_path, self.mmproj_path

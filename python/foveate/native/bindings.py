@@ -141,6 +141,8 @@ def _bind_fixation():
     lib.llama_fixation_get_attended.restype = ctypes.c_double
     lib.llama_fixation_reset_stats.argtypes = [p]
     lib.llama_fixation_reset_stats.restype = None
+    lib.llama_fixation_get_off_reason.argtypes = [p]
+    lib.llama_fixation_get_off_reason.restype = ctypes.c_char_p
     lib.llama_foveate_allow_position_gaps.argtypes = [p, ctypes.c_bool]   # patches/0006, native/llama/llama-foveate.h
     lib.llama_foveate_allow_position_gaps.restype = None
     return lib
