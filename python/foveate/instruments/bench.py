@@ -36,6 +36,7 @@ class BenchRow:
     merge_ms: float = 0.0          # token merging (inside encode for real images)
     image_tokens_merged: int = 0   # what the LLM prefilled (0 = no merging)
     prompt_tokens: int = 0         # every prefilled token (text and image)
+    crashed: bool = False          # the run died (stock llama.cpp on AMX): no timings
 
 
 def _fixation_tag(refresh: int, sample: int) -> str:
@@ -210,15 +211,28 @@ def _run_merged(eng: Engine, image, image_tokens: int, n_decode: int, merge) -> 
     return row
 
 
-def stock_row(model: str, n_prompt: int, n_decode: int, threads: int, repetitions: int,
-              flash_attn: bool | None) -> BenchRow:
+def stock_rows(model: str, n_prompt: int, n_decode: int, threads: int, repetitions: int,
+               flash_attn: bool | None) -> list[BenchRow]:
     """Unpatched llama.cpp's llama-bench on the same model file: prefill of n_prompt tokens,
-    decode of n_decode tokens at depth n_prompt (see instruments.stock)."""
+    decode of n_decode tokens at depth n_prompt (see instruments.stock). Where stock crashes
+    (the AMX tile-config bug), a row says so and stock + patch 0001 alone stands in for it."""
     from . import stock
 
-    pre_ts, dec_ts = stock.run(model, n_prompt, n_decode, threads, repetitions, flash_attn)
-    return BenchRow("stock llama.cpp (llama-bench)", n_prompt, 0.0, n_prompt / pre_ts * 1e3,
-                    pre_ts, n_decode / dec_ts * 1e3, dec_ts, 0.0, n_prompt)
+    def row(name: str, with_0001: bool) -> BenchRow:
+        pre_ts, dec_ts = stock.run(model, n_prompt, n_decode, threads, repetitions, flash_attn,
+                                   with_0001=with_0001)
+        return BenchRow(name, n_prompt, 0.0, n_prompt / pre_ts * 1e3, pre_ts,
+                        n_decode / dec_ts * 1e3, dec_ts, 0.0, n_prompt)
+
+    try:
+        return [row("stock llama.cpp (llama-bench)", False)]
+    except stock.StockCrashed as e:
+        crashed = BenchRow(e.reason, n_prompt, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, n_prompt, crashed=True)
+        try:
+            return [crashed, row("stock llama.cpp + patch 0001 only (llama-bench)", True)]
+        except stock.StockCrashed as e2:
+            return [crashed, BenchRow(e2.reason.replace("stock llama.cpp", "stock + 0001"),
+                                      n_prompt, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, n_prompt, crashed=True)]
 
 
 def run_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 32,
@@ -255,13 +269,15 @@ def format_table(rows: list[BenchRow]) -> str:
     merging = any(r.image_tokens_merged and r.image_tokens_merged != r.image_tokens for r in rows)
     head = ["config", "image tok", "encode ms", "prefill ms", "prefill tok/s", "decode ms",
             "decode tok/s"] + (["merge ms", "prefill speed-up"] if merging else [])
-    base = next((r.prefill_ms for r in rows if r.config.endswith("merge off")), rows[0].prefill_ms)
+    ran = [r for r in rows if not r.crashed] or rows
+    base = next((r.prefill_ms for r in ran if r.config.endswith("merge off")), ran[0].prefill_ms)
     body = [[r.config,
-             str(r.image_tokens) + (f" -> {r.image_tokens_merged}" if merging else ""),
-             f"{r.encode_ms:.1f}", f"{r.prefill_ms:.1f}",
-             f"{r.prefill_tok_s:.1f}", f"{r.decode_ms:.1f}", f"{r.decode_tok_s:.2f}"]
-            + ([f"{r.merge_ms:.1f}", f"{base / r.prefill_ms:.2f}x" if r.prefill_ms else "-"]
-               if merging else []) for r in rows]
+             str(r.image_tokens) + (f" -> {r.image_tokens_merged}" if merging else "")]
+            + (["-"] * (5 + 2 * merging) if r.crashed else
+               [f"{r.encode_ms:.1f}", f"{r.prefill_ms:.1f}",
+                f"{r.prefill_tok_s:.1f}", f"{r.decode_ms:.1f}", f"{r.decode_tok_s:.2f}"]
+               + ([f"{r.merge_ms:.1f}", f"{base / r.prefill_ms:.2f}x" if r.prefill_ms else "-"]
+                  if merging else [])) for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"

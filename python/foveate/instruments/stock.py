@@ -9,10 +9,39 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
 SDIST_NAME = "llama_cpp_python-0.3.36"
+AMX_PATCH = "0001-ggml-amx-load-full-tile-config.patch"
+
+
+class StockCrashed(RuntimeError):
+    """Stock llama-bench died by a signal; `reason` is the one-line cause for the table."""
+
+    def __init__(self, signame: str, reason: str):
+        super().__init__(reason)
+        self.signame, self.reason = signame, reason
+
+
+def cpu_has_amx(cpuinfo: str | None = None) -> bool:
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    return any(line.startswith("flags") and " amx_tile" in line for line in cpuinfo.splitlines())
+
+
+def crash_reason(returncode: int, amx: bool) -> tuple[str, str]:
+    """(signal name, table text) for a llama-bench that died with -returncode."""
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    why = ", the AMX tile-config bug" if amx and name in ("SIGILL", "SIGSEGV") else ""
+    return name, f"stock llama.cpp crashed ({name}{why})"
 
 
 def cache_dir() -> Path:
@@ -33,10 +62,44 @@ def stock_source() -> Path:
     return src
 
 
-def llama_bench(jobs: int | None = None) -> Path:
-    """Path to the stock llama-bench, building it on first use."""
+def amx_patch() -> Path:
+    """Patch 0001 as the wheel installs it (foveate/_patches), or in a source checkout."""
+    here = Path(__file__).resolve().parent.parent
+    for p in (here / "_patches" / AMX_PATCH, here.parents[1] / "patches" / AMX_PATCH):
+        if p.is_file():
+            return p
+    raise FileNotFoundError(f"{AMX_PATCH} is not installed with foveate (foveate/_patches)")
+
+
+def stock_0001_source() -> Path:
+    """A copy of the pristine source with patch 0001 alone applied (made once, cached)."""
+    dst = cache_dir() / "stock-0001-src" / "llama.cpp"
+    if (dst / ".foveate-0001-applied").is_file():
+        return dst
+    if not shutil.which("git"):
+        raise FileNotFoundError("applying patch 0001 to stock llama.cpp needs git on PATH")
+    tmp = dst.with_name("llama.cpp.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
     src = stock_source()
-    build = cache_dir() / "stock-build"
+    # its top-level .git is a submodule link into llama-cpp-python's repo, absent here
+    shutil.copytree(src, tmp, symlinks=True,
+                    ignore=lambda d, names: [".git"] if Path(d) == src and ".git" in names else [])
+    # the cache may sit inside a git checkout: patch this folder as a plain directory
+    env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tmp.parent))
+    r = subprocess.run(["git", "apply", "--whitespace=nowarn", str(amx_patch())], cwd=tmp,
+                       env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"patch 0001 does not apply to the stock source: {r.stderr.strip()}")
+    (tmp / ".foveate-0001-applied").write_text(AMX_PATCH + "\n")
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+    return dst
+
+
+def llama_bench(jobs: int | None = None, with_0001: bool = False) -> Path:
+    """Path to the stock llama-bench (or stock + patch 0001), building it on first use."""
+    src = stock_0001_source() if with_0001 else stock_source()
+    build = cache_dir() / ("stock-0001-build" if with_0001 else "stock-build")
     exe = build / "bin" / "llama-bench"
     if exe.is_file():
         return exe
@@ -55,15 +118,24 @@ def llama_bench(jobs: int | None = None) -> Path:
 
 
 def run(model: str, n_prompt: int, n_decode: int, threads: int, repetitions: int = 3,
-        flash_attn: bool | None = None) -> tuple[float, float]:
+        flash_attn: bool | None = None, with_0001: bool = False) -> tuple[float, float]:
     """Stock prefill tokens/s over n_prompt tokens, and decode tokens/s for n_decode tokens at
     depth n_prompt (the KV cache holding the prompt, as after an image). Text tokens stand in
-    for image embeddings: the same matrices run, only the input row lookup differs."""
-    exe = llama_bench()
+    for image embeddings: the same matrices run, only the input row lookup differs.
+    Raises StockCrashed when llama-bench dies by a signal."""
+    exe = llama_bench(with_0001=with_0001)
     fa = [] if flash_attn is None else ["-fa", "on" if flash_attn else "off"]
     common = [str(exe), "-m", model, "-t", str(threads), "-r", str(repetitions), "-o", "json", *fa]
-    pre = json.loads(subprocess.run(common + ["-p", str(n_prompt), "-n", "0"], check=True,
-                                    capture_output=True, text=True).stdout)
-    dec = json.loads(subprocess.run(common + ["-p", "0", "-n", str(n_decode), "-d", str(n_prompt)],
-                                    check=True, capture_output=True, text=True).stdout)
-    return float(pre[0]["avg_ts"]), float(dec[0]["avg_ts"])
+
+    def bench(args: list[str]) -> float:
+        r = subprocess.run(common + args, capture_output=True, text=True)
+        if r.returncode < 0:
+            raise StockCrashed(*crash_reason(r.returncode, cpu_has_amx()))
+        if r.returncode != 0:
+            raise RuntimeError(f"stock llama-bench failed (exit {r.returncode}): "
+                               f"{(r.stderr.strip().splitlines() or [''])[-1]}")
+        return float(json.loads(r.stdout)[0]["avg_ts"])
+
+    pre = bench(["-p", str(n_prompt), "-n", "0"])
+    dec = bench(["-p", "0", "-n", str(n_decode), "-d", str(n_prompt)])
+    return pre, dec

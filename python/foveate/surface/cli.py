@@ -184,10 +184,10 @@ def cmd_bench(a) -> int:
         rows = [median_row([run_once(eng, a.image, a.image_tokens or 0, a.n_decode, a.fill)
                             for _ in range(a.repetitions)])]
     if a.stock:
-        from ..instruments.bench import stock_row
+        from ..instruments.bench import stock_rows
         n_prompt = rows[0].image_tokens if a.image is None else rows[0].prompt_tokens
-        rows.insert(0, stock_row(a.model, n_prompt, a.n_decode, eng.threads, a.repetitions,
-                                 kw.get("flash_attn")))
+        rows[:0] = stock_rows(a.model, n_prompt, a.n_decode, eng.threads, a.repetitions,
+                              kw.get("flash_attn"))
     print(f"model: {a.model}\nthreads: {eng.threads}  n_ctx: {eng.n_ctx}  "
           f"flash attn: {kw.get('flash_attn')}  decode tokens: {a.n_decode}  "
           f"repetitions: {a.repetitions} (median)\n")
