@@ -125,6 +125,8 @@ def _post(srv, body, key=KEY, raw=None):
     ("unknown model", 404, "unknown model"),
     ("file url", 400, "file:// URLs are off"),
     ("bad max_tokens", 400, "max_tokens"),
+    ("negative temperature", 400, "temperature must be a number >= 0"),
+    ("top_p over 1", 400, "top_p must be in (0, 1]"),
 ])
 def test_bad_requests_are_4xx_and_the_server_goes_on(srv, case, status, words):
     good = _uri(PAGE.read_bytes())
@@ -143,6 +145,10 @@ def test_bad_requests_are_4xx_and_the_server_goes_on(srv, case, status, words):
         body["messages"] = _messages(f"file://{PAGE}")
     elif case == "bad max_tokens":
         body["max_tokens"] = -3
+    elif case == "negative temperature":
+        body["temperature"] = -1
+    elif case == "top_p over 1":
+        body["top_p"] = 7
     r = _post(srv, body)
     assert r.status_code == status, r.text
     err = r.json()["error"]

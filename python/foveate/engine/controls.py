@@ -19,6 +19,53 @@ llama = B.llama
 FIXATION_SAMPLE = 64
 
 
+def _integer(name: str, value, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        span = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{name} must be {span}, got {value}")
+    return int(value)
+
+
+def focal_layer_list(focal_layers) -> list[int] | None:
+    """None / "auto" -> None (the calibrated or default layer); else a list of layer indices
+    (an int, ints, or "7,12"); anything else is refused."""
+    if focal_layers in (None, "auto", ""):
+        return None
+    if isinstance(focal_layers, str):
+        try:
+            focal_layers = [int(x) for x in focal_layers.split(",")]
+        except ValueError:
+            raise ValueError(f"focal layers are 'auto' or layer indices like 7,12, not "
+                             f"{focal_layers!r}") from None
+    if isinstance(focal_layers, int):
+        focal_layers = [focal_layers]
+    out = [_integer("a focal layer", f, 0) for f in focal_layers]
+    if not out:
+        raise ValueError("focal layers: give at least one layer index, or 'auto'")
+    return out
+
+
+def check_fixation_settings(k_min=16, focal_layers=None, max_tokens=8, dilation=0, refresh=1,
+                            sample=FIXATION_SAMPLE, n_layer: int | None = None) -> list[int] | None:
+    """Every fixation setting, checked whether or not fixation is on: a value that means
+    nothing is refused, not silently ignored until the day fixation is switched on. Returns
+    the focal layers as a list (None = auto)."""
+    _integer("fixation k_min", k_min, 1)
+    _integer("fixation max_tokens", max_tokens, 1)
+    _integer("fixation dilation", dilation, 0)
+    _integer("fixation refresh interval", refresh, 1)
+    _integer("fixation sample", sample, 0, 4096)
+    focal = focal_layer_list(focal_layers)
+    if focal and n_layer is not None:
+        bad = [f for f in focal if f >= n_layer]
+        if bad:
+            raise ValueError(f"focal layers {bad} out of range: the model has {n_layer} layers "
+                             f"(0-{n_layer - 1})")
+    return focal
+
+
 def apply_fixation(ctx, model, model_path: str, ratio: float, k_min: int = 16, focal_layers=None,
                    max_tokens: int = 8, dilation: int = 0, refresh: int = 1,
                    sample: int = FIXATION_SAMPLE) -> float:
@@ -32,23 +79,12 @@ def apply_fixation(ctx, model, model_path: str, ratio: float, k_min: int = 16, f
     n_layer = llama.llama_model_n_layer(model)
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"fixation ratio must be in [0, 1], got {ratio}")
-    if ratio > 0 and k_min < 1:
-        raise ValueError(f"fixation k_min must be >= 1, got {k_min}")
-    if focal_layers in (None, "auto"):  # calibrated for this model file, else the default
+    focal = check_fixation_settings(k_min, focal_layers, max_tokens, dilation, refresh, sample,
+                                    n_layer)
+    if focal is None:  # calibrated for this model file, else the default
         from .focal_store import saved_focal_layers
-        focal_layers = saved_focal_layers(model_path) if ratio > 0 else None
-    focal = list(focal_layers or [])
-    bad = [f for f in focal if not 0 <= int(f) < n_layer]
-    if bad:
-        raise ValueError(f"focal layers {bad} out of range: the model has {n_layer} layers")
-    if max_tokens < 1:
-        raise ValueError(f"fixation max_tokens must be >= 1, got {max_tokens}")
-    if dilation < 0:
-        raise ValueError(f"fixation dilation must be >= 0, got {dilation}")
-    if int(refresh) != refresh or refresh < 1:
-        raise ValueError(f"fixation refresh interval must be an integer >= 1, got {refresh}")
-    if int(sample) != sample or not 0 <= sample <= 4096:
-        raise ValueError(f"fixation sample must be an integer in [0, 4096], got {sample}")
+        focal = saved_focal_layers(model_path) if ratio > 0 else None
+    focal = list(focal or [])
     arr = (ctypes.c_int32 * max(1, len(focal)))(*[int(f) for f in focal])
     rc = B.fixation.llama_fixation_set(ctx, ratio, int(k_min), arr, len(focal), int(max_tokens))
     if rc != 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,23 @@ class Sampling:
     seed: int = 0xF0FEA7E
     # stop when the output starts looping (stop_reason "repetition"); None = off
     repetition_guard: RepetitionGuard | None = RepetitionGuard()
+
+    def __post_init__(self):
+        # checked even at temperature 0, where top-k/p and min-p are not used: a meaningless
+        # value is refused, not ignored until sampling is switched on
+        def number(name, v, ok, what):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or not ok(v):
+                raise ValueError(f"{name} must be {what}, got {v!r}")
+        number("temperature", self.temperature, lambda v: v >= 0, "a number >= 0")
+        number("top_k", self.top_k, lambda v: v >= 0 and int(v) == v, "an integer >= 0 (0 = off)")
+        number("top_p", self.top_p, lambda v: 0 < v <= 1, "in (0, 1]")
+        number("min_p", self.min_p, lambda v: 0 <= v <= 1, "in [0, 1]")
+        number("repeat_penalty", self.repeat_penalty, lambda v: v > 0, "a number > 0 (1 = off)")
+        number("repeat_last_n", self.repeat_last_n, lambda v: v >= -1 and int(v) == v,
+               "an integer >= -1 (-1 = the context, 0 = off)")
+        number("seed", self.seed, lambda v: 0 <= v < 2**32 and int(v) == v,
+               "an integer in [0, 2^32)")
 
 
 def _merges(merge) -> bool:
@@ -142,6 +160,11 @@ class Engine:
             self.patch_size = int(pinfo.metadata.get("clip.vision.patch_size", 14) or 14)
         if n_ctx <= 0:
             raise ContextError(f"n_ctx must be positive, got {n_ctx}")
+        if isinstance(n_batch, bool) or not isinstance(n_batch, int) or n_batch < 1:
+            raise ValueError(f"n_batch (-b) must be an integer >= 1, got {n_batch!r}")
+        # fixation's settings fail here, before anything loads, even with fixation off
+        C.check_fixation_settings(fixation_k_min, focal_layers, fixation_max_tokens,
+                                  fixation_dilation, fixation_refresh, fixation_sample)
         from .merging import check_merge_positions, parse_merge, resolve_merge_score
         parse_merge(merge)   # a bad setting fails before anything loads
         check_merge_positions(merge_positions)

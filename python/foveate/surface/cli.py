@@ -87,7 +87,7 @@ def _focal(text: str) -> list[int] | None:
     try:
         return [int(x) for x in text.split(",")]
     except ValueError:
-        raise SystemExit(f"foveate: --focal-layers takes 'auto' or layer indices like 7,12, "
+        raise ValueError(f"--focal-layers takes 'auto' or layer indices like 7,12, "
                          f"not {text!r}") from None
 
 
@@ -95,11 +95,13 @@ def _engine_kwargs(a) -> dict:
     fa = {"on": True, "off": False, "auto": None}[a.flash_attn]
     kw = dict(n_gpu_layers=a.n_gpu_layers, n_ctx=a.ctx_size, n_batch=a.batch_size,
               threads=a.threads, flash_attn=fa)
-    if isinstance(getattr(a, "fixation", None), float) and a.fixation:
-        kw.update(fixation=a.fixation, fixation_k_min=a.fixation_k_min,
-                  focal_layers=_focal(a.focal_layers), fixation_dilation=a.fixation_dilation,
-                  fixation_refresh=a.fixation_refresh,
+    if hasattr(a, "fixation_k_min"):
+        # every fixation flag is checked, fixation on or off (engine/controls.py)
+        kw.update(fixation_k_min=a.fixation_k_min, focal_layers=_focal(a.focal_layers),
+                  fixation_dilation=a.fixation_dilation, fixation_refresh=a.fixation_refresh,
                   fixation_sample=a.fixation_sample)
+    if isinstance(getattr(a, "fixation", None), float) and a.fixation:
+        kw.update(fixation=a.fixation)
     if getattr(a, "merge", "off") not in ("off", None):
         kw.update(merge=a.merge, merge_positions=getattr(a, "merge_positions", "original"),
                   merge_score=getattr(a, "merge_score", "auto"))
@@ -186,8 +188,13 @@ def cmd_bench(a) -> int:
     if a.stock:
         from ..instruments.bench import stock_rows
         n_prompt = rows[0].image_tokens if a.image is None else rows[0].prompt_tokens
-        rows[:0] = stock_rows(a.model, n_prompt, a.n_decode, eng.threads, a.repetitions,
-                              kw.get("flash_attn"))
+        import subprocess
+        try:
+            rows[:0] = stock_rows(a.model, n_prompt, a.n_decode, eng.threads, a.repetitions,
+                                  kw.get("flash_attn"))
+        except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+            # no source, no cmake, a failed build: one line, as for any bad setting
+            raise ValueError(f"--stock: {e}") from None
     print(f"model: {a.model}\nthreads: {eng.threads}  n_ctx: {eng.n_ctx}  "
           f"flash attn: {kw.get('flash_attn')}  decode tokens: {a.n_decode}  "
           f"repetitions: {a.repetitions} (median)\n")

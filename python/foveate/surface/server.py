@@ -208,10 +208,18 @@ def create_app(reader, model_name: str, api_key: str | None = None, queue: int =
                     raise ValueError
             if body.get("temperature") is not None:
                 kw["temperature"] = float(body["temperature"])
+            if body.get("top_p") is not None:
+                kw["top_p"] = float(body["top_p"])
             if body.get("seed") is not None:
                 kw["seed"] = int(body["seed"])
         except (TypeError, ValueError):
-            raise APIError(400, "max_tokens (>= 1), temperature and seed must be numbers") from None
+            raise APIError(400, "max_tokens (>= 1), temperature, top_p and seed must be "
+                                "numbers") from None
+        from ..engine.core import Sampling
+        try:   # the ranges, as the API and the CLI check them
+            Sampling(**{k: v for k, v in kw.items() if k != "max_tokens"})
+        except ValueError as e:
+            raise APIError(400, str(e), param=str(e).split()[0]) from None
         return kw
 
     def read(image: bytes, prompt, kw, on_token=None):
@@ -220,7 +228,7 @@ def create_app(reader, model_name: str, api_key: str | None = None, queue: int =
                 return reader.read(image, prompt=prompt, on_token=on_token, **kw)
             from ..engine.batch import PageJob
             from ..engine.core import Sampling
-            s = Sampling(**{k: v for k, v in kw.items() if k in ("temperature", "seed")})
+            s = Sampling(**{k: v for k, v in kw.items() if k in ("temperature", "top_p", "seed")})
             res = sched.submit(PageJob(image, reader._prompt(prompt), kw.get("max_tokens", 1024), s,
                                        on_token)).result()
             if isinstance(res, FoveateError):
