@@ -155,6 +155,7 @@ else
         echo "int $s(void) { return 34; /* CUDA_ERROR_STUB_LIBRARY */ }" >> "$STUB_DIR/libcuda-stub.c"
     done
     cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$STUB_DIR/libcuda.so" "$STUB_DIR/libcuda-stub.c"
+    ln -sf libcuda.so "$STUB_DIR/libcuda.so.1"   # what -rpath-link looks for: the soname
     DRV=$STUB_DIR/libcuda.so
     note "libcuda: STUB built here ($DRV, soname libcuda.so.1): $STUB_SYMS"
 fi

@@ -11,6 +11,7 @@
 #   pytest-cuda   pytest -k "cuda and not ratio_one" over the test files that name CUDA
 #   bench-fixation, bench-merge   `foveate bench -ngl 99` rows (fixation off/0.05/0.2; merge
 #                 off/0.84/auto), tables in the results file
+#   kv-q8_0-off   a q8_0 KV cache on the GPU turns fixation off with a stat saying so (f16 keeps it)
 #   racecheck     (with --racecheck) the op tests under compute-sanitizer's racecheck
 # Each step fails soft: a failure is recorded and the next step runs. GPU steps are SKIPPED
 # when there is no GPU (the gpu step then FAILS). Prints one table (check, result, seconds,
@@ -276,6 +277,32 @@ step_bench_merge() {
     bench "$TMPD/bm" -m "$MODEL" --mmproj "$MMPROJ" --image "$IMAGE" -n 32 -r 3 --merge 0.84,auto -ngl 99
 }
 
+# quantized KV on the GPU: the CUDA fixation ops take F16/F32 K/V only, so fixation must turn
+# itself off (one warning, Stats.fixation_off) rather than bounce every layer to the CPU
+step_kv_quantized() {
+    need_gpu || return 3; need_foveate || return 3
+    "$VPY" - "$MODEL" "$MMPROJ" "$IMAGE" > "$TMPD/kv" 2>&1 <<'EOF'
+import sys
+from foveate.engine.core import Engine
+from foveate.inputs.images import load_page
+model, mmproj, image = sys.argv[1:4]
+page = load_page(image)
+for kv in ("f16", "q8_0"):
+    eng = Engine(model, mmproj, n_gpu_layers=99, n_ctx=4096, fixation=0.05, flash_attn=True,
+                 cache_type_k=kv, cache_type_v=kv)
+    r = eng.read(page, max_tokens=32)
+    print(kv, "fixation_off:", repr(r.stats.fixation_off), "attended:", r.stats.visual_tokens_attended,
+          "of", r.stats.image_tokens)
+    assert bool(r.stats.fixation_off) == (kv != "f16"), (kv, r.stats.fixation_off)
+    eng.close()
+print("KV-OK")
+EOF
+    local rc=$?
+    cat "$TMPD/kv"
+    grep -q KV-OK "$TMPD/kv" || { tail_detail "$TMPD/kv"; return 1; }
+    detail "$(grep '^q8_0' "$TMPD/kv")"
+}
+
 step_racecheck() {
     need_gpu || return 3; need_foveate || return 3
     command -v compute-sanitizer >/dev/null || { detail "compute-sanitizer not found"; return 1; }
@@ -300,6 +327,7 @@ run_step ratio1-ngl99 step_ratio1
 run_step pytest-cuda step_pytest_cuda
 run_step bench-fixation step_bench_fixation
 run_step bench-merge step_bench_merge
+run_step kv-q8_0-off step_kv_quantized
 [ "$RACECHECK" = 1 ] && run_step racecheck step_racecheck
 
 {
