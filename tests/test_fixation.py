@@ -307,3 +307,22 @@ def test_fixation_runs_on_a_quantized_kv_cache_on_the_cpu(kv):
 def test_an_unknown_kv_cache_type_is_refused():
     with pytest.raises(ValueError, match="KV cache type must be one of .*got 'q9'"):
         Engine(str(MODEL), str(MMPROJ), n_ctx=512, cache_type_k="q9")
+
+
+def test_the_cli_takes_llama_cpp_kv_cache_flags():
+    """-ctk / -ctv as llama.cpp spells them: a q8_0 cache on the CPU reads with fixation on
+    (no off reason in the JSON), and a type llama.cpp does not have is an argparse error."""
+    import json
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "foveate", "read", str(PAGE), "-m", str(MODEL),
+            "--mmproj", str(MMPROJ), "-n", "16"]
+    r = subprocess.run(base + ["-ctk", "q8_0", "-ctv", "q8_0", "--fixation", "0.05", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(r.stdout)   # --json: one record per page
+    st = (doc[0] if isinstance(doc, list) else doc)["stats"]
+    assert st["fixation_off"] is None and st["fixation_selected_per_step"] < st["image_tokens"]
+    bad = subprocess.run(base + ["-ctk", "q3"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "invalid choice: 'q3'" in bad.stderr

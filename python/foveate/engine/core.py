@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ..native import bindings as B
 from . import controls as C
+from .kv_cache import kv_cache_type
 from .controls import FIXATION_SAMPLE
 from ..errors import ContextError, DecodeError, ModelError, ProjectorError
 from ..inputs.gguf_check import read_gguf_info
@@ -105,16 +106,6 @@ class Result:
     n_pages: int = 0                # ... and its page count
     wall_s: float = 0.0             # the whole read, image decoding included
     trace: object = None            # read(..., trace=True): engine.trace.Trace
-
-
-KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
-
-
-def kv_cache_type(name: str) -> int:
-    """The ggml type of a KV cache type name, as llama.cpp's -ctk / -ctv take them."""
-    if name not in KV_CACHE_TYPES:
-        raise ValueError(f"KV cache type must be one of {', '.join(KV_CACHE_TYPES)}, got {name!r}")
-    return getattr(llama, f"GGML_TYPE_{name.upper()}")
 
 
 def _threads(n: int | None) -> int:
@@ -446,6 +437,8 @@ class Engine:
                              stats, tr, on_token)
         notes = page_warnings(self.model_name, page.width, page.height, out)
         notes += cutoff_warnings(stats, max_tokens, self.n_ctx)
+        if stats.fixation_off:
+            notes.append(f"fixation is off for this context: {stats.fixation_off}")
         return Result(text=out, stats=stats, image=page.name, warnings=notes,
                       image_size=(page.width, page.height), wall_s=time.perf_counter() - t0,
                       trace=tr)

@@ -23,7 +23,8 @@ class Reader:
                  fixation_refresh: int = 1, fixation_sample: int = FIXATION_SAMPLE, merge=None,
                  merge_positions: str = "original", merge_score: str = "auto",
                  image_min_tokens: int | None = None, image_max_tokens: int | None = None,
-                 parallel: int = 1, preset: str | None = "auto"):
+                 parallel: int = 1, preset: str | None = "auto", cache_type_k: str = "f16",
+                 cache_type_v: str = "f16"):
         """fixation: share of image tokens attended per decode step (e.g. 0.05; None/0 =
         off, the stock computation). Flash attention defaults to on when fixation is on.
         fixation_refresh: the focal layers re-select every R-th step (1 = every step); in
@@ -49,7 +50,10 @@ class Reader:
         shared: each page gets n_ctx // parallel cells).
         preset: the prompt a read without one uses (engine/presets.py, each named with its
         published source): "auto" = the model family's default (`foveate models` lists them),
-        a preset name, or "none" (foveate's own prompt). An explicit prompt always wins."""
+        a preset name, or "none" (foveate's own prompt). An explicit prompt always wins.
+        cache_type_k / cache_type_v: the KV cache's types, as llama.cpp's -ctk / -ctv ("f16",
+        "q8_0", ...); with the cache on a GPU, a quantized type turns fixation off
+        (Result.stats.fixation_off says so): its CUDA kernels read F16/F32 K/V."""
         if int(parallel) != parallel or parallel < 1:
             raise ValueError(f"parallel must be an integer >= 1, got {parallel!r}")
         if preset not in (None, "auto", "none"):
@@ -69,7 +73,8 @@ class Reader:
                              fixation_sample=fixation_sample, merge=merge,
                              merge_positions=merge_positions, merge_score=merge_score,
                              image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens,
-                             n_seq=parallel, kv_unified=parallel > 1)
+                             n_seq=parallel, kv_unified=parallel > 1,
+                             cache_type_k=cache_type_k, cache_type_v=cache_type_v)
         self.parallel = parallel
         from ..engine.families import pick_preset
         self.preset = pick_preset(self.engine.family, self.engine.model_name, preset)

@@ -24,6 +24,7 @@ class HELP(argparse.HelpFormatter):
             return h
         return f"{h} (default: {d})"
 
+from ..engine.kv_cache import KV_CACHE_TYPES
 from ..errors import FoveateError
 
 
@@ -40,6 +41,10 @@ def _model_args(p: argparse.ArgumentParser, need_mmproj: bool = True,
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all)")
     p.add_argument("-fa", "--flash-attn", choices=["on", "off", "auto"], default="auto",
                    help="flash attention (auto: llama.cpp decides; on when fixation is on)")
+    p.add_argument("-ctk", "--cache-type-k", choices=KV_CACHE_TYPES, default="f16",
+                   help="KV cache type of K (a quantized cache on a GPU turns fixation off)")
+    p.add_argument("-ctv", "--cache-type-v", choices=KV_CACHE_TYPES, default="f16",
+                   help="KV cache type of V (quantized: needs flash attention)")
 
 
 def _fixation_args(p: argparse.ArgumentParser) -> None:
@@ -94,7 +99,8 @@ def _focal(text: str) -> list[int] | None:
 def _engine_kwargs(a) -> dict:
     fa = {"on": True, "off": False, "auto": None}[a.flash_attn]
     kw = dict(n_gpu_layers=a.n_gpu_layers, n_ctx=a.ctx_size, n_batch=a.batch_size,
-              threads=a.threads, flash_attn=fa)
+              threads=a.threads, flash_attn=fa, cache_type_k=a.cache_type_k,
+              cache_type_v=a.cache_type_v)
     if hasattr(a, "fixation_k_min"):
         # every fixation flag is checked, fixation on or off (engine/controls.py)
         kw.update(fixation_k_min=a.fixation_k_min, focal_layers=_focal(a.focal_layers),

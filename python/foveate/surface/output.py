@@ -51,6 +51,8 @@ def page_record(res) -> dict:
             # image tokens attended per step, mean over every layer (focal layers attend all)
             "fixation_attended_mean_over_layers": st.visual_tokens_attended if st.fixation_ratio else None,
             "focal_layers": list(st.focal_layers),
+            # why fixation, though asked for, did not run (a quantized KV cache on a GPU)
+            "fixation_off": st.fixation_off or None,
         },
     }
     return rec
