@@ -79,23 +79,43 @@ def test_a_stock_that_fails_without_a_signal_is_an_error(tmp_path, monkeypatch):
         bench.stock_rows("model.gguf", 512, 16, 2, 1, None)
 
 
-def test_patch_0001_applies_alone_to_a_copy_of_the_pristine_source(tmp_path, monkeypatch):
-    """The reference's source: pristine llama.cpp plus patch 0001, in its own cache folder;
-    the pristine source is left as it was."""
+def test_patch_0001_is_applied_for_one_build_and_reverted(tmp_path):
+    """The reference's source: the stock tree with patch 0001 alone applied while its binary
+    builds; the tree is pristine again afterwards, also when the build fails."""
+    try:
+        src = stock.stock_source()
+    except FileNotFoundError:
+        pytest.skip("no cached llama.cpp source")
+    mmq = Path("ggml/src/ggml-cpu/amx/mmq.cpp")
+    tree = tmp_path / "llama.cpp"
+    (tree / mmq).parent.mkdir(parents=True)
+    (tree / mmq).write_bytes((src / mmq).read_bytes())
+    pristine = (tree / mmq).read_text()
+    assert '"ldtilecfg %0"' not in pristine
+    with stock.patch_0001_applied(tree):
+        assert '"ldtilecfg %0"' in (tree / mmq).read_text()
+    assert (tree / mmq).read_text() == pristine
+    with pytest.raises(subprocess.CalledProcessError):
+        with stock.patch_0001_applied(tree):
+            subprocess.run(["false"], check=True)   # a failed build
+    assert (tree / mmq).read_text() == pristine
+    with stock.patch_0001_applied(tree):
+        stock._revert_leftover_0001(tree)   # as after a killed 0001 build
+        assert (tree / mmq).read_text() == pristine
+    stock._revert_leftover_0001(tree)       # pristine: nothing to revert
+    assert (tree / mmq).read_text() == pristine
+
+
+def test_the_stock_copy_is_the_pristine_source(tmp_path, monkeypatch):
     try:
         src = stock.stock_source()
     except FileNotFoundError:
         pytest.skip("no cached llama.cpp source")
     monkeypatch.setenv("FOVEATE_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("FOVEATE_SDIST_DIR", str(src.parents[1]))
-    out = stock.stock_0001_source()
-    mmq = "ggml/src/ggml-cpu/amx/mmq.cpp"
-    assert out.is_relative_to(tmp_path)
-    assert '"ldtilecfg %0"' in (out / mmq).read_text()
-    assert '"ldtilecfg %0"' not in (src / mmq).read_text()
-    assert stock.stock_0001_source() == out   # cached
+    out = stock.stock_tree()
+    assert out.is_relative_to(tmp_path) and stock.stock_tree() == out   # made once
     d = subprocess.run(["diff", "-rq", str(src), str(out)], capture_output=True, text=True)
     assert sorted(d.stdout.splitlines()) == sorted([
-        f"Files {src}/{mmq} and {out}/{mmq} differ",
-        f"Only in {out}: .foveate-0001-applied",
+        f"Only in {out}: .foveate-stock-copy",
         f"Only in {src}: .git"])   # a submodule link into llama-cpp-python's repo: not copied
