@@ -103,9 +103,10 @@ def _engine_kwargs(a) -> dict:
               cache_type_v=a.cache_type_v)
     if hasattr(a, "fixation_k_min"):
         # every fixation flag is checked, fixation on or off (engine/controls.py)
+        # (bench has no --fixation-dilation: its rows decode without it)
         kw.update(fixation_k_min=a.fixation_k_min, focal_layers=_focal(a.focal_layers),
-                  fixation_dilation=a.fixation_dilation, fixation_refresh=a.fixation_refresh,
-                  fixation_sample=a.fixation_sample)
+                  fixation_dilation=getattr(a, "fixation_dilation", 0),
+                  fixation_refresh=a.fixation_refresh, fixation_sample=a.fixation_sample)
     if isinstance(getattr(a, "fixation", None), float) and a.fixation:
         kw.update(fixation=a.fixation)
     if getattr(a, "merge", "off") not in ("off", None):
