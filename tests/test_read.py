@@ -68,3 +68,36 @@ def test_bench_prints_table_for_image_and_synthetic_tokens(models, page):
         cells = [c.strip() for c in row[0].strip("|").split("|")]
         assert int(cells[1]) == (128 if "--image" in extra else 300)
         assert float(cells[5]) > 0  # decode ms
+
+
+def test_bench_page_time_shows_each_phase_and_its_share(models, page):
+    out = subprocess.run(
+        [sys.executable, "-m", "foveate", "bench", "--page-time", "-m", str(models["q8_0"]),
+         "--mmproj", str(models["mmproj"]), "--image", str(page), "-n", "16", "-t", "2",
+         "--fixation", "0.2", "--merge", "0.5"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = {c[0]: c for c in ([x.strip() for x in ln.strip("|").split("|")]
+                              for ln in out.stdout.splitlines() if ln.startswith("| "))}
+    assert set(rows) == {"config", "dense", "fixation 0.2", "merge 0.5", "merge 0.5 + fixation 0.2"}
+    dense, merged = rows["dense"], rows["merge 0.5"]
+    assert dense[1] == "128" and merged[1] == "128 -> 64"
+    for name in ("dense", "fixation 0.2", "merge 0.5", "merge 0.5 + fixation 0.2"):
+        r = rows[name]
+        enc, mrg, pre, dec, tot = (float(x) for x in r[2:7])
+        assert min(enc, mrg, pre, dec) >= 0 and tot > 0
+        assert abs(enc + mrg + pre + dec - tot) < 0.02   # rounding of the printed cells
+        shares = [float(x.rstrip("%")) for x in r[8].split(" / ")]
+        assert abs(sum(shares) - 100) <= 2
+    assert float(rows["dense"][3]) == 0.0 and float(rows["merge 0.5"][3]) > 0.0
+    # the fixation rows share their merge setting's prefill (one page, decoded from one cache)
+    assert rows["fixation 0.2"][4] == dense[4]
+
+
+def test_bench_page_time_refuses_what_it_cannot_time(models, page):
+    for extra, msg in ((["--image-tokens", "300"], "give --image and --mmproj"),
+                       (["--mmproj", str(models["mmproj"]), "--image", str(page),
+                         "--fixation", "0.1,0.2"], "one --fixation ratio")):
+        out = subprocess.run([sys.executable, "-m", "foveate", "bench", "--page-time", "-m",
+                              str(models["q8_0"]), *extra], capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode != 0 and msg in out.stderr and "Traceback" not in out.stderr

@@ -1,7 +1,8 @@
 // foveate fixation inside libllama (see llama-fixation.h). Per decode ubatch:
 //   host inputs per row (token): its sequence's image cells, text cells, budget k, and the
 //   previous step's selection (warm start for the layers below the first focal layer);
-//   focal layers: stock attention + ggml_fix_select -> the row's top-k image cells;
+//   focal layers: ggml_fix_attn_scored (attention + scores in one pass over K) + ggml_fix_topk
+//   -> the row's top-k image cells (on a GPU: stock attention + ggml_fix_select);
 //   other layers: ggml_fix_attn over text cells + the current selection only, plus a fixed
 //   stratified sample of the image cells standing in for the hidden ones (compensation).
 // Nothing is evicted: the KV cache is untouched, so fixation can be switched off any time.
@@ -28,14 +29,14 @@
 struct llama_fixation_input : std::enable_shared_from_this<llama_fixation_input> {
     llama_fixation_state * st = nullptr;
     uint64_t epoch = 0;
-    int64_t n_kv = 0, n_tps = 0, n_stream = 0, n_img_max = 0, k_max = 0;
+    int64_t n_kv = 0, n_tps = 0, n_stream = 0, n_img_max = 0, k_max = 0, n_txt = 0;
     std::vector<int32_t> focal;
     int64_t n_layer = 0;
     bool refresh_mode = false;        // R > 1: focal layers attend through fix_attn to img_idx
 
     ggml_tensor * img_idx = nullptr;  // I32 [n_img_max, n_tps, n_stream]
     ggml_tensor * budget  = nullptr;  // I32 [n_tps, n_stream]
-    ggml_tensor * txt_idx = nullptr;  // I32 [n_kv, n_tps, n_stream]
+    ggml_tensor * txt_idx = nullptr;  // I32 [n_txt, n_tps, n_stream] (text cells, padded: TXT_PAD)
     ggml_tensor * pre_idx = nullptr;  // I32 [n_img_max, n_tps, n_stream]
     ggml_tensor * smp_idx = nullptr;  // I32 [sample, n_tps, n_stream] or null (compensation off)
     ggml_tensor * n_pool  = nullptr;  // I32 [n_tps, n_stream]: image cells the sample stands for
@@ -53,12 +54,28 @@ namespace {
 
 struct plan {
     bool apply = false;
-    int64_t n_kv = 0, n_tps = 0, n_stream = 0, n_img_max = 0, k_max = 0;
+    int64_t n_kv = 0, n_tps = 0, n_stream = 0, n_img_max = 0, k_max = 0, n_txt = 0;
 };
+
+// the text list's length is the longest row's text rounded up to this: a decoded token adds a
+// text cell per step, and a new length means a new graph (as n_kv's padding does for stock)
+constexpr int64_t TXT_PAD = 256;
 
 llama_fixation_state * state_of(const llama_cparams & cparams) {
     return static_cast<llama_fixation_state *>(cparams.fixation);
 }
+
+// adds the host time of its scope to the state's (llama_fixation_get_host_us)
+struct host_timer {
+    llama_fixation_state * st;
+    int64_t t0;
+    explicit host_timer(llama_fixation_state * s) : st(s), t0(s ? ggml_time_us() : 0) {}
+    ~host_timer() {
+        if (st) {
+            st->host_us += ggml_time_us() - t0;
+        }
+    }
+};
 
 // the cells of seq among the first n_kv of its stream: image (embedding input) or text; the
 // learned marker rows of an image (image newline, view separator, BOI/EOI) count as text, so
@@ -70,14 +87,33 @@ void scan_cells(const llama_fixation_state * st, const llama_kv_cache_context * 
     const auto mk = st->markers.find(seq);
     const std::set<int32_t> * markers = mk != st->markers.end() && !mk->second.empty() ? &mk->second : nullptr;
     const int64_t n = std::min<int64_t>(n_kv, cells.size());
-    for (int64_t c = 0; c < n; ++c) {
-        if (cells.is_empty(c) || !cells.seq_has(c, seq)) {
-            continue;
-        }
+    auto add = [&](int64_t c) {
         if (cells.ext_get(c).tok == LLAMA_TOKEN_NULL && !(markers && markers->count(cells.pos_get(c)))) {
             img.push_back((int32_t) c);
         } else if (txt) {
             txt->push_back((int32_t) c);
+        }
+    };
+    const auto & owned = cells.seq_pos_get(seq);  // (pos, cell) pairs of seq, by position
+    if ((int64_t) owned.size()*2 < n) {
+        // a stream shared by several sequences (a unified cache): visit seq's own cells only,
+        // so the work scales with its cells, not with n_kv; lists are in cell order
+        for (const auto & pc : owned) {
+            if ((int64_t) pc.second < n) {
+                add(pc.second);
+            }
+        }
+        if (!std::is_sorted(img.begin(), img.end())) {
+            std::sort(img.begin(), img.end());
+        }
+        if (txt && !std::is_sorted(txt->begin(), txt->end())) {
+            std::sort(txt->begin(), txt->end());
+        }
+        return;
+    }
+    for (int64_t c = 0; c < n; ++c) {
+        if (!cells.is_empty(c) && cells.seq_has(c, seq)) {
+            add(c);
         }
     }
 }
@@ -107,6 +143,14 @@ bool kv_unsupported(llama_fixation_state * st, const llama_kv_cache_context * mc
     return st->kv_unsupported > 0;
 }
 
+// the fused focal layer has CPU kernels only: a KV cache on a GPU keeps fix_select + stock attention
+bool in_host_memory(const ggml_tensor * t) {
+    while (t->view_src) {
+        t = t->view_src;
+    }
+    return t->buffer && ggml_backend_buffer_is_host(t->buffer);
+}
+
 int64_t budget_for(const llama_fixation_config & cfg, int64_t n_img) {
     // ceil(ratio x n) of the decimal ratio asked for: the float ratio (0.05f = 0.0500000007)
     // would round 0.05 x 1540 up to 78; a relative 1e-6 is far above float's error
@@ -119,6 +163,7 @@ plan make_plan(const llama_ubatch & ubatch, const llama_hparams & hparams, const
                const llama_kv_cache_context * mctx, int64_t n_kv, int64_t n_stream) {
     plan p;
     llama_fixation_state * st = state_of(cparams);
+    host_timer timer(st);
     if (!st || !st->cfg.enabled || cparams.training || !cparams.causal_attn || !ubatch.token ||
         hparams.attn_soft_cap || hparams.f_max_alibi_bias > 0.0f || n_stream < 1 ||
         ubatch.n_tokens % n_stream != 0 || kv_unsupported(st, mctx)) {
@@ -134,9 +179,11 @@ plan make_plan(const llama_ubatch & ubatch, const llama_hparams & hparams, const
     p.n_stream = n_stream;
     p.n_tps = ubatch.n_tokens / n_stream;
     bool sparse = false;
-    std::vector<int32_t> img;
+    std::vector<int32_t> img, txt;
     for (const auto & it : per_seq) {
-        scan_cells(st, mctx, it.first, n_kv, img, nullptr);
+        txt.clear();
+        scan_cells(st, mctx, it.first, n_kv, img, &txt);
+        p.n_txt = std::max<int64_t>(p.n_txt, (int64_t) txt.size());
         const int64_t n_img = (int64_t) img.size();
         const int64_t k = budget_for(st->cfg, n_img);
         p.n_img_max = std::max(p.n_img_max, n_img);
@@ -145,6 +192,7 @@ plan make_plan(const llama_ubatch & ubatch, const llama_hparams & hparams, const
     }
     // every budget covers all image cells (ratio 1): the stock graph, bit for bit
     p.apply = sparse && p.k_max > 0;
+    p.n_txt = std::min<int64_t>(n_kv, std::max<int64_t>(1, GGML_PAD(p.n_txt, TXT_PAD)));
     return p;
 }
 
@@ -168,6 +216,7 @@ std::shared_ptr<llama_fixation_input> llama_fixation_make_input(
     fi->n_stream = p.n_stream;
     fi->n_img_max = p.n_img_max;
     fi->k_max = p.k_max;
+    fi->n_txt = p.n_txt;
     fi->focal = fi->st->cfg.focal;
     if (fi->focal.empty()) {
         fi->focal.push_back((int32_t) (hparams.n_layer() / 3));
@@ -186,7 +235,7 @@ std::shared_ptr<llama_fixation_input> llama_fixation_make_input(
     };
     fi->img_idx = input(p.n_img_max, p.n_tps, p.n_stream, "fix_img_idx");
     fi->budget  = input(p.n_tps, p.n_stream, 0, "fix_budget");
-    fi->txt_idx = input(p.n_kv, p.n_tps, p.n_stream, "fix_txt_idx");
+    fi->txt_idx = input(p.n_txt, p.n_tps, p.n_stream, "fix_txt_idx");
     fi->pre_idx = input(p.n_img_max, p.n_tps, p.n_stream, "fix_pre_idx");
     if (fi->st->cfg.sample > 0) {
         fi->smp_idx = input(fi->st->cfg.sample, p.n_tps, p.n_stream, "fix_smp_idx");
@@ -198,6 +247,7 @@ std::shared_ptr<llama_fixation_input> llama_fixation_make_input(
 void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_context * mctx,
                               const llama_ubatch * ubatch) {
     llama_fixation_state * st = fi.st;
+    host_timer timer(st);
     const int64_t n_rows = fi.n_tps * fi.n_stream;
     // an input no layer reads (e.g. the warm start when layer 0 is focal) is not allocated;
     // one not built (the sample when compensation is off) is null
@@ -226,7 +276,8 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
         std::vector<int32_t> & im = fi.row_img[r];
         text.clear();
         scan_cells(st, mctx, seq, fi.n_kv, im, &text);
-        GGML_ASSERT((int64_t) im.size() <= fi.n_img_max);  // can_reuse rebuilds otherwise
+        // can_reuse rebuilds otherwise
+        GGML_ASSERT((int64_t) im.size() <= fi.n_img_max && (int64_t) text.size() <= fi.n_txt);
         fi.row_seq[r] = seq;
         // the sequence's last selection, if it was made over these same image cells
         auto hist = st->history.find(seq);
@@ -244,8 +295,8 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
             bud[r] = refresh ? (int32_t) budget_for(st->cfg, (int64_t) im.size()) : -1;
         }
         if (txt) {
-            std::fill(txt + r*fi.n_kv, txt + (r + 1)*fi.n_kv, -1);
-            std::copy(text.begin(), text.end(), txt + r*fi.n_kv);
+            std::fill(txt + r*fi.n_txt, txt + (r + 1)*fi.n_txt, -1);
+            std::copy(text.begin(), text.end(), txt + r*fi.n_txt);
         }
         if (smp) {
             // stratified over the image cells in reading order: the centre of each of n_smp
@@ -306,7 +357,7 @@ bool llama_fixation_can_reuse(const llama_fixation_input * fi, const llm_graph_p
         return !p.apply;
     }
     return p.apply && fi->epoch == st->epoch && p.n_kv == fi->n_kv && p.n_tps == fi->n_tps &&
-           p.n_img_max == fi->n_img_max && p.k_max == fi->k_max;
+           p.n_img_max == fi->n_img_max && p.k_max == fi->k_max && p.n_txt == fi->n_txt;
 }
 
 ggml_tensor * llama_fixation_build_attn(
@@ -324,6 +375,25 @@ ggml_tensor * llama_fixation_build_attn(
     ggml_tensor * kp = ggml_permute(ctx0, k, 0, 2, 1, 3);
 
     const bool focal = std::binary_search(fi.focal.begin(), fi.focal.end(), il);
+    const bool v_trans = v->nb[1] > v->nb[2];
+    auto permute_v = [&]() {
+        ggml_tensor * vp = ggml_permute(ctx0, v, 0, 2, 1, 3);
+        return v_trans ? ggml_transpose(ctx0, vp) : vp;
+    };
+    if (focal && !fi.refresh_mode && in_host_memory(k)) {
+        // R = 1 on the CPU: the focal layer's attention and its scores in one pass over K
+        // (fix_attn_scored), the top-k from those scores; fix_select is the reference
+        ggml_tensor * scores = nullptr;
+        ggml_tensor * cur = ggml_fix_attn_scored(ctx0, qp, kp, permute_v(), kq_mask, fi.img_idx, kq_scale, &scores);
+        ggml_format_name(cur->view_src, "fix_attn_scored-%d", il);
+        ggml_tensor * sel = ggml_fix_topk(ctx0, scores, fi.img_idx, fi.budget, fi.k_max);
+        ggml_format_name(sel, "fix_topk-%d", il);
+        ggml_set_output(sel);
+        ggml_build_forward_expand(gf, sel);
+        fi.sel_cur = sel;
+        fi.sel_out = sel;
+        return ggml_reshape_2d(ctx0, cur, cur->ne[0]*cur->ne[1], cur->ne[2]*cur->ne[3]);
+    }
     if (focal) {
         ggml_tensor * sel = ggml_fix_select(ctx0, qp, kp, kq_mask, fi.img_idx, fi.budget, fi.k_max, kq_scale);
         ggml_format_name(sel, "fix_select-%d", il);
@@ -335,11 +405,7 @@ ggml_tensor * llama_fixation_build_attn(
             return nullptr;  // R = 1: the focal layer itself attends densely (stock path)
         }
     }
-    const bool v_trans = v->nb[1] > v->nb[2];
-    ggml_tensor * vp = ggml_permute(ctx0, v, 0, 2, 1, 3);
-    if (v_trans) {
-        vp = ggml_transpose(ctx0, vp);
-    }
+    ggml_tensor * vp = permute_v();
     // text cells plus: on a focal layer with R > 1, img_idx (every image cell on refresh steps,
     // the previous selection on the others); elsewhere the current selection or the warm start
     ggml_tensor * image_list = focal ? fi.img_idx : fi.sel_cur ? fi.sel_cur : fi.pre_idx;
@@ -353,6 +419,8 @@ ggml_tensor * llama_fixation_build_attn(
 
 void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, const llama_ubatch & ubatch) {
     auto * st = static_cast<llama_fixation_state *>(state);
+    host_timer timer(st);
+    st->host_ubatches += 1;
     // null when this ubatch ran dense, and when the input set last belonged to a compute that
     // failed or was aborted (its graph has been freed since, or this ubatch would have set it)
     const std::shared_ptr<llama_fixation_input> fi = st->active.lock();
@@ -533,6 +601,11 @@ extern "C" double llama_fixation_get_attended(struct llama_context * ctx) {
     return st && st->n_rows ? st->sum_attended / st->n_rows : 0.0;
 }
 
+extern "C" double llama_fixation_get_host_us(struct llama_context * ctx) {
+    llama_fixation_state * st = ctx ? get_state(ctx, false) : nullptr;
+    return st && st->host_ubatches ? (double) st->host_us / (double) st->host_ubatches : 0.0;
+}
+
 extern "C" int32_t llama_fixation_get_last(struct llama_context * ctx, llama_seq_id seq_id, int32_t * out, int32_t n_out) {
     llama_fixation_state * st = ctx ? get_state(ctx, false) : nullptr;
     if (!st) {
@@ -582,5 +655,6 @@ extern "C" void llama_fixation_reset_stats(struct llama_context * ctx) {
     if (st) {
         st->sum_k = st->sum_img = st->sum_attended = 0.0;
         st->n_rows = 0;
+        st->host_us = st->host_ubatches = 0;
     }
 }

@@ -57,6 +57,8 @@ struct llama_fixation_state {
     double   sum_attended = 0.0;                      //        image cells attended, mean over all layers
     double   sum_img = 0.0;                           //        image cells of the sequences
     int64_t  n_rows = 0;
+    int64_t  host_us = 0;                             // host time: plans, inputs, read-backs
+    int64_t  host_ubatches = 0;                       // ubatches seen since the last reset
     // input of the graph being computed: weak, because a compute that fails or is aborted
     // never reaches llama_fixation_after_compute, and the next ubatch's graph may free it
     std::weak_ptr<llama_fixation_input> active;
@@ -77,8 +79,9 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
 // false when the graph must be rebuilt (config changed, or the selection shapes moved)
 bool llama_fixation_can_reuse(const llama_fixation_input * fi, const llm_graph_params & params);
 
-// attention of layer il: the sparse result [Dv*H, n_tokens], or nullptr to run the stock
-// attention (focal layers, which also score and select here, and unsupported layers)
+// attention of layer il: the sparse result [Dv*H, n_tokens], the fused focal layer's
+// (attention + scores + top-k, KV cache in host memory), or nullptr to run the stock attention
+// (a focal layer on a GPU, which then adds fix_select, and unsupported layers)
 ggml_tensor * llama_fixation_build_attn(
         ggml_context * ctx0, struct ggml_cgraph * gf, llama_fixation_input & fi, ggml_tensor * q, ggml_tensor * k,
         ggml_tensor * v, ggml_tensor * kq_mask, ggml_tensor * kq_b, ggml_tensor * sinks,

@@ -55,6 +55,9 @@ LLAMA_API int32_t llama_fixation_get_stats(struct llama_context * ctx, double * 
                                            int32_t * focal_out, int32_t n_focal_out);
 // image cells attended per decode row, mean over every layer, since the last reset
 LLAMA_API double  llama_fixation_get_attended(struct llama_context * ctx);
+// host time fixation adds per ubatch (planning, its graph inputs, reading the selection
+// back), mean in microseconds since the last reset: the CPU work outside the graph
+LLAMA_API double  llama_fixation_get_host_us(struct llama_context * ctx);
 LLAMA_API void    llama_fixation_reset_stats(struct llama_context * ctx);
 // why fixation, though set, does not run in this context ("" when nothing stops it): a
 // quantized KV cache on a GPU (the CUDA ops read F16/F32 K/V; logged once)

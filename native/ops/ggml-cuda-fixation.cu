@@ -25,6 +25,7 @@
 //   (shared memory up to 8192, else pool), -1 padding. Traffic: K once + logits ~3 x H*N*4 B.
 
 #include "ggml-cuda-fixation.cuh"
+#include "ggml-fixation.h"      // GGML_FIX_MODE_*
 
 #include <algorithm>
 #include <climits>
@@ -734,7 +735,7 @@ static __global__ void __launch_bounds__(FIX_SEL_NT) fix_select_topk(
         const char * __restrict__ idx, const int64_t nbi0, const int64_t nbi1, const int64_t nbi2, const int n_img,
         const char * __restrict__ bud, const int64_t nbb0, const int64_t nbb1,
         char * __restrict__ dst, const int64_t nbd1, const int64_t nbd2, const int K,
-        const int t0, const int tr, int * __restrict__ gbuf, const int P_cap, const int N) {
+        const int t0, const int tr, int * __restrict__ gbuf, const int P_cap, const int N, const int need_key) {
     extern __shared__ int s_dyn[];
     __shared__ int      s_hist[256];
     __shared__ int      s_w[FIX_SEL_NT/WARP_SIZE];
@@ -764,7 +765,7 @@ static __global__ void __launch_bounds__(FIX_SEL_NT) fix_select_topk(
             int n = 0;
             for (int e = 0; e < n_img && n < K; ++e) {
                 const int32_t c = *(const int32_t *) (irow + (int64_t) e*nbi0);
-                if (c >= 0 && c < N) {
+                if (c >= 0 && c < N && (!need_key || krow[e] != 0)) {  // fix_topk: a finite score
                     out[n++] = c;
                 }
             }
@@ -931,8 +932,153 @@ static __global__ void __launch_bounds__(FIX_SEL_NT) fix_select_topk(
 }
 
 // ------------------------------------------------------------------------------------------------
+// fix_attn_scored (the fused focal layer) and fix_topk
+// ------------------------------------------------------------------------------------------------
+
+// partial attention output from known weights: block = (row t, kv head g, up to 8 of its query
+// heads) x split x stream; out_part[((rr*H + h)*n_split + split)*Dv + d] = sum over the split's
+// cells of exp(l - lse) * v (the softmax is already normalised: no running max needed)
+template <int DMAX, bool VEC>
+static __global__ void __launch_bounds__(FIX_NT) fix_scored_v(
+        const fix_params p, const float * __restrict__ logits, const float * __restrict__ lse,
+        const int t0, const int tr, const int n_hsub, const int split_len, float * __restrict__ out_part) {
+    constexpr int E  = DMAX >= 128 ? 4 : 2;
+    constexpr int NI = DMAX / (WARP_SIZE*E);
+    constexpr int GB = 8;
+    __shared__ float s_acc[FIX_NW][GB][DMAX];
+
+    const int hs    = blockIdx.x % n_hsub;
+    const int g     = (blockIdx.x / n_hsub) % p.Hkv;
+    const int tt    = blockIdx.x / (n_hsub*p.Hkv);
+    const int split = blockIdx.y;
+    const int s     = blockIdx.z;
+    const int warp  = threadIdx.x / WARP_SIZE;
+    const int lane  = threadIdx.x % WARP_SIZE;
+    const int h0    = g*p.G + hs*GB;
+    const int nh    = min(GB, p.G - hs*GB);
+    const int64_t rr = (int64_t) s*tr + tt;
+    const int c0 = split*split_len, c1 = min(p.N, c0 + split_len);
+
+    float acc[GB][NI][E];
+#pragma unroll
+    for (int j = 0; j < GB; ++j)
+#pragma unroll
+        for (int i = 0; i < NI; ++i)
+#pragma unroll
+            for (int e = 0; e < E; ++e) acc[j][i][e] = 0.0f;
+
+    const char * vb = p.v + g*p.nbv2 + s*p.nbv3;
+    for (int c = c0 + warp; c < c1; c += FIX_NW) {
+        float w[GB];
+        bool any = false;
+#pragma unroll
+        for (int j = 0; j < GB; ++j) {
+            const int h = h0 + j;
+            const float z = j < nh ? lse[rr*p.H + h] : -INFINITY;
+            const float l = j < nh && z != -INFINITY ? logits[(rr*p.H + h)*p.N + c] : -INFINITY;
+            w[j] = l == -INFINITY ? 0.0f : expf(l - z);
+            any |= w[j] != 0.0f;
+        }
+        if (!any) {
+            continue;  // hidden cell (uniform over the warp)
+        }
+        float vr[NI][E];
+#pragma unroll
+        for (int i = 0; i < NI; ++i) {
+            const int d0 = (lane + WARP_SIZE*i)*E;
+            if (d0 < p.Dv) {
+                fix_load<E, VEC>(vb + c*p.nbv1, p.v_f16, p.nbv0, d0, vr[i]);
+            } else {
+#pragma unroll
+                for (int e = 0; e < E; ++e) vr[i][e] = 0.0f;
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < GB; ++j)
+#pragma unroll
+            for (int i = 0; i < NI; ++i)
+#pragma unroll
+                for (int e = 0; e < E; ++e) acc[j][i][e] = fmaf(w[j], vr[i][e], acc[j][i][e]);
+    }
+    // the warps' sums, then one write per (head, element)
+#pragma unroll
+    for (int j = 0; j < GB; ++j)
+#pragma unroll
+        for (int i = 0; i < NI; ++i)
+#pragma unroll
+            for (int e = 0; e < E; ++e) s_acc[warp][j][(lane + WARP_SIZE*i)*E + e] = acc[j][i][e];
+    __syncthreads();
+    const int n_split = gridDim.y;
+    for (int x = threadIdx.x; x < nh*p.Dv; x += blockDim.x) {
+        const int j = x / p.Dv, d = x % p.Dv;
+        float sum = 0.0f;
+#pragma unroll
+        for (int w2 = 0; w2 < FIX_NW; ++w2) sum += s_acc[w2][j][d];
+        out_part[((rr*p.H + h0 + j)*n_split + split)*p.Dv + d] = sum;
+    }
+}
+
+// out[((s*T + t)*H + h)*Dv + d] = sum over splits of the partials (fixed order: deterministic)
+static __global__ void __launch_bounds__(FIX_RED_NT) fix_scored_combine(
+        const float * __restrict__ part, const int n_split, const int Dv, const int H, const int T,
+        const int t0, const int tr, float * __restrict__ out) {
+    const int64_t x = (int64_t) blockIdx.x*blockDim.x + threadIdx.x;  // over (tt, h, d); y: s
+    if (x >= (int64_t) tr*H*Dv) {
+        return;
+    }
+    const int s = blockIdx.y;
+    const int d = (int) (x % Dv), h = (int) ((x / Dv) % H), tt = (int) (x / ((int64_t) Dv*H));
+    const int64_t rr = (int64_t) s*tr + tt;
+    const float * pr = part + (rr*H + h)*n_split*Dv + d;
+    float sum = 0.0f;
+    for (int j = 0; j < n_split; ++j) sum += pr[(int64_t) j*Dv];
+    out[(((int64_t) s*T + t0 + tt)*H + h)*Dv + d] = sum;
+}
+
+// scores[(s*T + t)*n_img + e] = sum_h exp(l - lse) of the entry's cell, -inf if not a candidate
+static __global__ void __launch_bounds__(FIX_RED_NT) fix_scored_scores(
+        const fix_params p, const float * __restrict__ logits, const float * __restrict__ lse,
+        const char * __restrict__ idx, const int64_t nbi0, const int64_t nbi1, const int64_t nbi2,
+        const int n_img, const int t0, const int tr, float * __restrict__ scores) {
+    const int e  = blockIdx.x*blockDim.x + threadIdx.x;
+    const int tt = blockIdx.y;
+    const int s  = blockIdx.z;
+    if (e >= n_img) {
+        return;
+    }
+    const int     t  = t0 + tt;
+    const int64_t rr = (int64_t) s*tr + tt;
+    const int     c  = *(const int32_t *) (idx + e*nbi0 + t*nbi1 + s*nbi2);
+    float sc = -INFINITY;
+    if (c >= 0 && c < p.N && fix_mask_val(p, c, t, s) != -INFINITY) {
+        sc = 0.0f;
+        for (int h = 0; h < p.H; ++h) {
+            const float z = lse[rr*p.H + h];
+            if (z != -INFINITY) {
+                sc += expf(logits[(rr*p.H + h)*p.N + c] - z);
+            }
+        }
+    }
+    scores[((int64_t) s*p.T + t)*n_img + e] = sc;
+}
+
+// fix_topk's keys: a finite score (>= 0) -> its bits + 1 (uint order = float order), else 0
+static __global__ void __launch_bounds__(FIX_RED_NT) fix_topk_keys(
+        const float * __restrict__ scores, const int64_t n, uint32_t * __restrict__ keys) {
+    const int64_t i = (int64_t) blockIdx.x*blockDim.x + threadIdx.x;
+    if (i < n) {
+        const float sc = scores[i];
+        keys[i] = sc == -INFINITY || !(sc >= 0.0f) ? 0u : __float_as_uint(sc) + 1u;
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
 // host side
 // ------------------------------------------------------------------------------------------------
+
+static void fix_attn_scored(ggml_backend_cuda_context & ctx, ggml_tensor * dst);
+static void fix_topk(ggml_backend_cuda_context & ctx, ggml_tensor * dst);
+static bool fix_scored_supported(const ggml_tensor * op);
 
 static bool fix_type_ok(const ggml_type t) {
     return t == GGML_TYPE_F16 || t == GGML_TYPE_F32;
@@ -1016,6 +1162,10 @@ static void fix_attn_launch_gb(const int GB, const fix_params & p, const ggml_te
 }
 
 void ggml_cuda_fix_attn(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
+    if (ggml_get_op_params_i32(dst, 1) == GGML_FIX_MODE_SCORED) {
+        fix_attn_scored(ctx, dst);
+        return;
+    }
     const ggml_tensor * q    = dst->src[0];
     const ggml_tensor * k    = dst->src[1];
     const ggml_tensor * v    = dst->src[2];
@@ -1111,6 +1261,10 @@ static void fix_select_logits_launch(const fix_params & p, const int t0, const i
 }
 
 void ggml_cuda_fix_select(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
+    if (ggml_get_op_params_i32(dst, 1) == GGML_FIX_MODE_SCORED) {
+        fix_topk(ctx, dst);
+        return;
+    }
     const ggml_tensor * q    = dst->src[0];
     const ggml_tensor * k    = dst->src[1];
     const ggml_tensor * mask = dst->src[2];
@@ -1193,10 +1347,130 @@ void ggml_cuda_fix_select(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
                 keys.ptr, (const char *) img->data, img->nb[0], img->nb[1], img->nb[2], n_img,
                 (const char *) bud->data, bud->nb[0], bud->nb[1],
                 (char *) dst->data, dst->nb[1], dst->nb[2], K,
-                t0, trc, sort_in_smem ? nullptr : gbuf.ptr, P_cap, p.N);
+                t0, trc, sort_in_smem ? nullptr : gbuf.ptr, P_cap, p.N, 0);
             CUDA_CHECK(cudaGetLastError());
         }
     }
+}
+
+// the fused focal layer (GGML_FIX_MODE_SCORED): fix_select's logits and logsumexp passes (K read
+// once), then V read once with those weights (splits + a fixed-order combine), and the image
+// entries' scores; the result holds the attention [Dv, H, T, S] then the scores [n_img, T, S]
+static void fix_attn_scored(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
+    const ggml_tensor * q    = dst->src[0];
+    const ggml_tensor * k    = dst->src[1];
+    const ggml_tensor * v    = dst->src[2];
+    const ggml_tensor * mask = dst->src[3];
+    const ggml_tensor * img  = dst->src[4];
+
+    float scale;
+    memcpy(&scale, (const float *) dst->op_params + 0, sizeof(float));
+    const fix_params p = fix_make_params(q, k, v, mask, scale);
+    const int n_img = (int) img->ne[0];
+    if (p.T == 0 || p.S == 0 || p.H == 0) {
+        return;
+    }
+    cudaStream_t stream = ctx.stream();
+    float * out_attn  = (float *) dst->data;
+    float * out_score = out_attn + (int64_t) p.Dv*p.H*p.T*p.S;
+
+    const int64_t per_t = (int64_t) p.S*p.H*p.N*sizeof(float);
+    int64_t tr = per_t > 0 ? std::max<int64_t>(1, FIX_LOGITS_MAX / per_t) : p.T;
+    tr = std::min<int64_t>({tr, (int64_t) p.T, (int64_t) 32768});
+    const int n_hsub    = (p.G + 7) / 8;
+    const int split_len = std::max(64, (p.N + 127) / 128);
+    const int n_split   = std::max(1, (p.N + split_len - 1) / split_len);
+
+    ggml_cuda_pool_alloc<float> logits(ctx.pool(), std::max<int64_t>(1, tr*p.S*p.H*p.N));
+    ggml_cuda_pool_alloc<float> lse(ctx.pool(), std::max<int64_t>(1, tr*p.S*p.H));
+    ggml_cuda_pool_alloc<float> part(ctx.pool(), std::max<int64_t>(1, tr*p.S*p.H*n_split*p.Dv));
+
+    const int dmax_k = fix_dmax(p.D), dmax_v = fix_dmax(p.Dv);
+    const bool vec_k = fix_vec_ok(q, fix_elems_per_lane(dmax_k)*sizeof(float)) &&
+                       fix_vec_ok(k, fix_elems_per_lane(dmax_k)*ggml_type_size(k->type));
+    const bool vec_v = fix_vec_ok(v, fix_elems_per_lane(dmax_v)*ggml_type_size(v->type));
+
+    for (int t0 = 0; t0 < p.T; t0 += (int) tr) {
+        const int trc = (int) std::min<int64_t>(tr, p.T - t0);
+        if (p.N > 0) {
+            if (dmax_k == 64) {
+                if (vec_k) fix_select_logits_launch< 64, true >(p, t0, trc, logits.ptr, stream);
+                else       fix_select_logits_launch< 64, false>(p, t0, trc, logits.ptr, stream);
+            } else if (dmax_k == 128) {
+                if (vec_k) fix_select_logits_launch<128, true >(p, t0, trc, logits.ptr, stream);
+                else       fix_select_logits_launch<128, false>(p, t0, trc, logits.ptr, stream);
+            } else {
+                if (vec_k) fix_select_logits_launch<256, true >(p, t0, trc, logits.ptr, stream);
+                else       fix_select_logits_launch<256, false>(p, t0, trc, logits.ptr, stream);
+            }
+            CUDA_CHECK(cudaGetLastError());
+        }
+        fix_select_lse<<<(unsigned) ((int64_t) trc*p.S*p.H), FIX_RED_NT, 0, stream>>>(logits.ptr, p.N, lse.ptr);
+        CUDA_CHECK(cudaGetLastError());
+        {
+            const dim3 grid((unsigned) ((int64_t) trc*p.Hkv*n_hsub), (unsigned) n_split, (unsigned) p.S);
+            if (dmax_v == 64) {
+                if (vec_v) fix_scored_v< 64, true ><<<grid, FIX_NT, 0, stream>>>(p, logits.ptr, lse.ptr, t0, trc, n_hsub, split_len, part.ptr);
+                else       fix_scored_v< 64, false><<<grid, FIX_NT, 0, stream>>>(p, logits.ptr, lse.ptr, t0, trc, n_hsub, split_len, part.ptr);
+            } else if (dmax_v == 128) {
+                if (vec_v) fix_scored_v<128, true ><<<grid, FIX_NT, 0, stream>>>(p, logits.ptr, lse.ptr, t0, trc, n_hsub, split_len, part.ptr);
+                else       fix_scored_v<128, false><<<grid, FIX_NT, 0, stream>>>(p, logits.ptr, lse.ptr, t0, trc, n_hsub, split_len, part.ptr);
+            } else {
+                if (vec_v) fix_scored_v<256, true ><<<grid, FIX_NT, 0, stream>>>(p, logits.ptr, lse.ptr, t0, trc, n_hsub, split_len, part.ptr);
+                else       fix_scored_v<256, false><<<grid, FIX_NT, 0, stream>>>(p, logits.ptr, lse.ptr, t0, trc, n_hsub, split_len, part.ptr);
+            }
+            CUDA_CHECK(cudaGetLastError());
+        }
+        {
+            const int64_t n = (int64_t) trc*p.H*p.Dv;
+            const dim3 grid((unsigned) ((n + FIX_RED_NT - 1) / FIX_RED_NT), (unsigned) p.S, 1);
+            fix_scored_combine<<<grid, FIX_RED_NT, 0, stream>>>(part.ptr, n_split, p.Dv, p.H, p.T, t0, trc, out_attn);
+            CUDA_CHECK(cudaGetLastError());
+        }
+        if (n_img > 0) {
+            const dim3 grid((unsigned) ((n_img + FIX_RED_NT - 1) / FIX_RED_NT), (unsigned) trc, (unsigned) p.S);
+            fix_scored_scores<<<grid, FIX_RED_NT, 0, stream>>>(
+                p, logits.ptr, lse.ptr, (const char *) img->data, img->nb[0], img->nb[1], img->nb[2],
+                n_img, t0, trc, out_score);
+            CUDA_CHECK(cudaGetLastError());
+        }
+    }
+}
+
+// fix_topk (GGML_FIX_MODE_SCORED): fix_select's top-k kernel on keys made from the scores
+static void fix_topk(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
+    const ggml_tensor * scores = dst->src[0];
+    const ggml_tensor * img    = dst->src[3];
+    const ggml_tensor * bud    = dst->src[4];
+    const int K = (int) dst->ne[0], n_img = (int) img->ne[0], T = (int) img->ne[1], S = (int) img->ne[2];
+    if (T == 0 || S == 0 || K == 0) {
+        return;
+    }
+    cudaStream_t stream = ctx.stream();
+    const int64_t n = (int64_t) n_img*T*S;
+    ggml_cuda_pool_alloc<uint32_t> keys(ctx.pool(), std::max<int64_t>(1, n));
+    if (n > 0) {
+        fix_topk_keys<<<(unsigned) ((n + FIX_RED_NT - 1) / FIX_RED_NT), FIX_RED_NT, 0, stream>>>(
+            (const float *) scores->data, n, keys.ptr);
+        CUDA_CHECK(cudaGetLastError());
+    }
+    int P_cap = 1;
+    while (P_cap < K) {
+        P_cap <<= 1;
+    }
+    const bool sort_in_smem = P_cap <= FIX_SEL_SMEM_INTS;
+    ggml_cuda_pool_alloc<int> gbuf(ctx.pool());
+    if (!sort_in_smem) {
+        gbuf.alloc((int64_t) T*S*P_cap);
+    }
+    const dim3   grid((unsigned) T, (unsigned) S, 1);
+    const size_t smem = sort_in_smem ? (size_t) P_cap*sizeof(int) : 0;
+    fix_select_topk<<<grid, FIX_SEL_NT, smem, stream>>>(
+        keys.ptr, (const char *) img->data, img->nb[0], img->nb[1], img->nb[2], n_img,
+        (const char *) bud->data, bud->nb[0], bud->nb[1],
+        (char *) dst->data, dst->nb[1], dst->nb[2], K,
+        0, T, sort_in_smem ? nullptr : gbuf.ptr, P_cap, INT_MAX, 1);
+    CUDA_CHECK(cudaGetLastError());
 }
 
 bool ggml_cuda_fix_supported(int device, const ggml_tensor * op) {
@@ -1205,6 +1479,9 @@ bool ggml_cuda_fix_supported(int device, const ggml_tensor * op) {
     const bool select = op->op == GGML_OP_FIX_SELECT;
     if (!select && op->op != GGML_OP_FIX_ATTN) {
         return false;
+    }
+    if (ggml_get_op_params_i32(op, 1) == GGML_FIX_MODE_SCORED) {
+        return fix_scored_supported(op);
     }
     const ggml_tensor * q    = op->src[0];
     const ggml_tensor * k    = op->src[1];
@@ -1282,4 +1559,40 @@ bool ggml_cuda_fix_supported(int device, const ggml_tensor * op) {
         return false;
     }
     return true;
+}
+
+// fix_attn_scored / fix_topk: the shapes their constructors make, the types the kernels read
+static bool fix_scored_supported(const ggml_tensor * op) {
+    auto list_ok = [](const ggml_tensor * l, int64_t T, int64_t S) {
+        return l && l->type == GGML_TYPE_I32 && ggml_is_contiguous(l) && l->ne[1] == T && l->ne[2] == S &&
+               l->ne[3] == 1 && l->ne[0] < INT_MAX/2;
+    };
+    if (op->op == GGML_OP_FIX_SELECT) {  // fix_topk
+        const ggml_tensor * sc = op->src[0], * img = op->src[3], * bud = op->src[4];
+        if (!sc || sc->type != GGML_TYPE_F32 || !ggml_is_contiguous(sc) || !list_ok(img, sc->ne[1], sc->ne[2]) ||
+            img->ne[0] != sc->ne[0] || (int64_t) img->ne[0]*img->ne[1]*img->ne[2] >= INT_MAX) {
+            return false;
+        }
+        return bud && bud->type == GGML_TYPE_I32 && ggml_is_contiguous(bud) && bud->ne[0] == sc->ne[1] &&
+               bud->ne[1] == sc->ne[2] && op->type == GGML_TYPE_I32 && op->ne[0] < (1 << 24);
+    }
+    const ggml_tensor * q = op->src[0], * k = op->src[1], * v = op->src[2], * mask = op->src[3], * img = op->src[4];
+    if (!q || !k || !v || !mask || q->type != GGML_TYPE_F32 || !fix_type_ok(k->type) || !fix_type_ok(v->type) ||
+        !fix_type_ok(mask->type)) {
+        return false;
+    }
+    const int64_t D = q->ne[0], T = q->ne[1], H = q->ne[2], S = q->ne[3], N = k->ne[1], Hkv = k->ne[2], Dv = v->ne[0];
+    if (D <= 0 || D > 256 || D % 32 != 0 || k->ne[0] != D || Dv <= 0 || Dv > 256 || Dv % 32 != 0) {
+        return false;
+    }
+    if (Hkv <= 0 || H % Hkv != 0 || k->ne[3] != S || v->ne[1] != N || v->ne[2] != Hkv || v->ne[3] != S) {
+        return false;
+    }
+    if (T*H*S >= INT_MAX || Hkv >= 65536 || S >= 65536 || N >= INT_MAX/2) {
+        return false;
+    }
+    if (mask->ne[0] < N || mask->ne[1] < T || mask->ne[2] != 1 || mask->ne[3] <= 0 || S % mask->ne[3] != 0) {
+        return false;
+    }
+    return list_ok(img, T, S) && op->type == GGML_TYPE_F32 && ggml_is_contiguous(op);
 }

@@ -95,6 +95,60 @@ struct ggml_tensor * ggml_fix_attn(
     return result;
 }
 
+struct ggml_tensor * ggml_fix_attn_scored(
+        struct ggml_context * ctx,
+        struct ggml_tensor  * q,
+        struct ggml_tensor  * k,
+        struct ggml_tensor  * v,
+        struct ggml_tensor  * mask,
+        struct ggml_tensor  * img_idx,
+        float                 scale,
+        struct ggml_tensor ** scores) {
+    fix_check_qk_mask(q, k, mask);
+    GGML_ASSERT(k->ne[1] == v->ne[1] && k->ne[2] == v->ne[2] && k->ne[3] == v->ne[3]);
+    fix_check_row_list(img_idx, q);
+    GGML_ASSERT(scores);
+
+    // one result holding both outputs, as ggml_ssm_scan concatenates y and its states
+    const int64_t Dv = v->ne[0], H = q->ne[2], T = q->ne[1], S = q->ne[3], n_img = img_idx->ne[0];
+    const int64_t n_attn = Dv*H*T*S;
+    struct ggml_tensor * result = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, n_attn + n_img*T*S);
+    ggml_set_op_params_f32(result, 0, scale);
+    ggml_set_op_params_i32(result, 1, GGML_FIX_MODE_SCORED);
+    result->op     = GGML_OP_FIX_ATTN;
+    result->src[0] = q;
+    result->src[1] = k;
+    result->src[2] = v;
+    result->src[3] = mask;
+    result->src[4] = img_idx;
+
+    const size_t f = sizeof(float);
+    *scores = ggml_view_3d(ctx, result, n_img, T, S, n_img*f, n_img*T*f, n_attn*f);
+    return ggml_view_4d(ctx, result, Dv, H, T, S, Dv*f, Dv*H*f, Dv*H*T*f, 0);
+}
+
+struct ggml_tensor * ggml_fix_topk(
+        struct ggml_context * ctx,
+        struct ggml_tensor  * scores,
+        struct ggml_tensor  * img_idx,
+        struct ggml_tensor  * budget,
+        int64_t               k_max) {
+    GGML_ASSERT(scores->type == GGML_TYPE_F32 && ggml_is_contiguous(scores));
+    GGML_ASSERT(img_idx->type == GGML_TYPE_I32 && ggml_is_contiguous(img_idx));
+    GGML_ASSERT(ggml_are_same_shape(scores, img_idx));
+    GGML_ASSERT(budget->type == GGML_TYPE_I32 && ggml_is_contiguous(budget));
+    GGML_ASSERT(budget->ne[0] == scores->ne[1] && budget->ne[1] == scores->ne[2]);
+    GGML_ASSERT(k_max >= 1);
+
+    struct ggml_tensor * result = ggml_new_tensor_3d(ctx, GGML_TYPE_I32, k_max, scores->ne[1], scores->ne[2]);
+    ggml_set_op_params_i32(result, 1, GGML_FIX_MODE_SCORED);
+    result->op     = GGML_OP_FIX_SELECT;
+    result->src[0] = scores;
+    result->src[3] = img_idx;
+    result->src[4] = budget;
+    return result;
+}
+
 void ggml_fix_attn_add_sample(
         struct ggml_tensor * a,
         struct ggml_tensor * idx_c,

@@ -47,6 +47,40 @@ GGML_API struct ggml_tensor * ggml_fix_attn(
     struct ggml_tensor  * idx_b,    // I32 [nb, T, S] or NULL
     float                 scale);
 
+// The focal layer's attention and scoring in one pass over K (fix_attn's "scored" mode):
+//   attention over every cell the mask shows (what flash_attn_ext computes), and, for the
+//   row's img_idx entries, score(c) = sum over query heads of that softmax's probability
+//   (fix_select's score; -inf for padding, ids past the cache and hidden cells).
+//   Returns the attention F32 [Dv, H, T, S]; *scores = F32 [n_img, T, S]. Both are views of
+//   one op result, so an op reading the scores runs after it.
+GGML_API struct ggml_tensor * ggml_fix_attn_scored(
+    struct ggml_context * ctx,
+    struct ggml_tensor  * q,
+    struct ggml_tensor  * k,
+    struct ggml_tensor  * v,
+    struct ggml_tensor  * mask,
+    struct ggml_tensor  * img_idx,  // I32 [n_img, T, S]
+    float                 scale,
+    struct ggml_tensor ** scores);
+
+// top-k of given scores (fix_select's "topk" mode): per row, the budget[t, s] img_idx
+//   entries of highest finite score (ties: the earlier entry), as ascending cell ids, -1
+//   padded: I32 [k_max, T, S]; a row with budget < 0 gets its entries that have a finite
+//   score, first k_max, unranked.
+//   With scores from ggml_fix_attn_scored this is ggml_fix_select's result.
+GGML_API struct ggml_tensor * ggml_fix_topk(
+    struct ggml_context * ctx,
+    struct ggml_tensor  * scores,   // F32 [n_img, T, S]
+    struct ggml_tensor  * img_idx,  // I32 [n_img, T, S]
+    struct ggml_tensor  * budget,   // I32 [T, S]
+    int64_t               k_max);
+
+// the mode of a FIX_ATTN / FIX_SELECT node (op_params[1]): the kernels branch on it
+enum ggml_fix_mode {
+    GGML_FIX_MODE_LISTS  = 0,  // fix_attn over lists; fix_select scoring + top-k
+    GGML_FIX_MODE_SCORED = 1,  // fix_attn_scored; fix_topk
+};
+
 #ifdef __cplusplus
 }
 #endif

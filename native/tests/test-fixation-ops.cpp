@@ -379,19 +379,130 @@ std::string run_case(ggml_backend_t be, const Case & c, const char * op, int & f
     return msg;
 }
 
+// the fused focal layer: fix_attn_scored + fix_topk against float64 (attention over every
+// visible cell, fix_select's scores) and against fix_select on the same backend (the same
+// selection in every row, but where the two differ only at a near-tie of the float64 scores)
+std::string run_scored_case(ggml_backend_t be, const Case & c, int & failures) {
+    const int64_t n_img = std::max<int64_t>(4, c.N * 3 / 5);
+    Inputs in = make_inputs(c, n_img, false, false);
+    const float scale = 1.0f / std::sqrt((float) c.D);
+    Graph g;
+    ggml_init_params ip = {64 * ggml_tensor_overhead() + ggml_graph_overhead(), nullptr, true};
+    g.ctx = ggml_init(ip);
+    Tensors x = make_tensors(g.ctx, c, in);
+    ggml_tensor * v_view = c.v_trans ? ggml_transpose(g.ctx, x.v) : x.v;
+    const int64_t K = std::max<int64_t>(1, n_img / 3 + 2);
+    ggml_tensor * scores = nullptr;
+    ggml_tensor * att = ggml_fix_attn_scored(g.ctx, x.q, x.k, v_view, x.mask, x.img, scale, &scores);
+    ggml_tensor * top = ggml_fix_topk(g.ctx, scores, x.img, x.budget, K);
+    ggml_tensor * sel = ggml_fix_select(g.ctx, x.q, x.k, x.mask, x.img, x.budget, K, scale);
+    if (!ggml_backend_supports_op(be, att->view_src) || !ggml_backend_supports_op(be, top) ||
+        !ggml_backend_supports_op(be, sel)) return "";
+    ggml_cgraph * gf = ggml_new_graph(g.ctx);
+    ggml_build_forward_expand(gf, att);
+    ggml_build_forward_expand(gf, top);
+    ggml_build_forward_expand(gf, sel);
+    g.buf = ggml_backend_alloc_ctx_tensors(g.ctx, be);
+    upload(x, in);
+    if (ggml_backend_graph_compute(be, gf) != GGML_STATUS_SUCCESS) { failures++; return "compute failed"; }
+    std::vector<float> got(ggml_nelements(att)), got_sc(ggml_nelements(scores));
+    std::vector<int32_t> got_top(ggml_nelements(top)), got_sel(ggml_nelements(sel));
+    ggml_backend_tensor_get(att, got.data(), 0, got.size() * 4);
+    ggml_backend_tensor_get(scores, got_sc.data(), 0, got_sc.size() * 4);
+    ggml_backend_tensor_get(top, got_top.data(), 0, got_top.size() * 4);
+    ggml_backend_tensor_get(sel, got_sel.data(), 0, got_sel.size() * 4);
+    const double tol = c.kt == GGML_TYPE_F32 ? 1e-4 : c.kt == GGML_TYPE_F16 ? 3e-3 : 3e-2;
+    char msg[256];
+    double err = 0, mag = 0, err_sc = 0;
+    int64_t same_rows = 0, rows = 0;
+    for (int64_t s = 0; s < c.S; ++s)
+        for (int64_t t = 0; t < c.T; ++t) {
+            const int64_t r = s * c.T + t;
+            const float * m = &in.mask[r * c.N];
+            for (int64_t h = 0; h < c.H; ++h) {  // attention over every visible cell
+                const int64_t gk = h / (c.H / c.Hkv);
+                std::vector<double> l(c.N, -INFINITY);
+                double mx = -INFINITY, sum = 0;
+                for (int64_t i = 0; i < c.N; ++i)
+                    if (m[i] != -INFINITY) { l[i] = scale * dot_qk(c, in, t, h, s, i) + m[i]; mx = std::max(mx, l[i]); }
+                for (int64_t i = 0; i < c.N; ++i) if (l[i] != -INFINITY) sum += std::exp(l[i] - mx);
+                for (int64_t j = 0; j < c.Dv; ++j) {
+                    double o = 0;
+                    for (int64_t i = 0; i < c.N; ++i)
+                        if (l[i] != -INFINITY) o += std::exp(l[i] - mx) / sum * v_at(c, in, j, i, gk, s);
+                    err = std::max(err, std::fabs(got[((s * c.T + t) * c.H + h) * c.Dv + j] - o));
+                    mag = std::max(mag, std::fabs(o));
+                }
+            }
+            const std::vector<double> ref = ref_scores(c, in, t, s, scale);
+            std::vector<int32_t> cand;  // the row's valid, visible entries
+            for (int64_t i = 0; i < n_img; ++i) {
+                const int32_t cell = in.img[r * n_img + i];
+                const bool valid = cell >= 0 && cell < c.N && m[cell] != -INFINITY;
+                const float y = got_sc[r * n_img + i];
+                if (valid != (y != -INFINITY)) {
+                    failures++;
+                    snprintf(msg, sizeof msg, "row %lld entry %lld: score %g for a %s cell", (long long) r,
+                             (long long) i, y, valid ? "visible" : "hidden or invalid");
+                    return msg;
+                }
+                if (valid) { cand.push_back(cell); err_sc = std::max(err_sc, std::fabs(y - ref[cell])); }
+            }
+            const int32_t * row = &got_top[r * K];
+            if (in.budget[r] < 0) {  // not refreshed: the entries with a score, in list order
+                std::vector<int32_t> want(K, -1);
+                for (size_t i = 0; i < cand.size() && (int64_t) i < K; ++i) want[i] = cand[i];
+                if (!std::equal(want.begin(), want.end(), row)) {
+                    failures++;
+                    snprintf(msg, sizeof msg, "row %lld (not refreshed): list not copied", (long long) r);
+                    return msg;
+                }
+                continue;
+            }
+            rows++;
+            const int32_t * ref_row = &got_sel[r * K];
+            if (std::equal(row, row + K, ref_row)) { same_rows++; continue; }
+            // differing: both must be top-b sets of the float64 scores up to a near-tie
+            double top_sc = 0;
+            for (int32_t cell : cand) top_sc = std::max(top_sc, ref[cell]);
+            double lo = INFINITY, hi = -INFINITY;  // cells only one of them chose
+            for (int64_t j = 0; j < K; ++j) {
+                if (row[j] >= 0 && std::find(ref_row, ref_row + K, row[j]) == ref_row + K) lo = std::min(lo, ref[row[j]]), hi = std::max(hi, ref[row[j]]);
+                if (ref_row[j] >= 0 && std::find(row, row + K, ref_row[j]) == row + K) lo = std::min(lo, ref[ref_row[j]]), hi = std::max(hi, ref[ref_row[j]]);
+            }
+            int64_t n_row = 0, n_ref = 0;
+            while (n_row < K && row[n_row] >= 0) n_row++;
+            while (n_ref < K && ref_row[n_ref] >= 0) n_ref++;
+            if (n_row != n_ref || hi - lo > 2e-3 * top_sc) {
+                failures++;
+                snprintf(msg, sizeof msg, "row %lld: selection differs from fix_select beyond a near-tie "
+                         "(%lld vs %lld cells, score gap %.3g)", (long long) r, (long long) n_row, (long long) n_ref, hi - lo);
+                return msg;
+            }
+        }
+    if (!(err <= tol * std::max(1.0, mag)) || !(err_sc <= tol * c.H)) {
+        failures++;
+        snprintf(msg, sizeof msg, "max |err| attention %.3g, scores %.3g vs float64 (tol %.1g)", err, err_sc, tol);
+        return msg;
+    }
+    snprintf(msg, sizeof msg, "ok (err %.2g, scores %.2g; %lld/%lld rows = fix_select)", err, err_sc,
+             (long long) same_rows, (long long) rows);
+    return msg;
+}
+
 // --perf: time one decode row's attention at OCR shapes (head dim 128, GQA 16/2 like
 // Qwen2.5-VL-3B): stock flash attention over all cells vs fix_attn over 64 text cells + a
-// 5% image selection (and the same plus a 64-cell compensation sample), and fix_select (the
-// focal layer's extra work).
+// 5% image selection (and the same plus a 64-cell compensation sample), fix_select (the
+// focal layer's extra work) and the fused focal layer (fix_attn_scored + fix_topk).
 int perf(ggml_backend_t be, const char * name, int threads) {
     printf("backend %s, threads %d: ms per layer-step (median), D=128, H=16, Hkv=2, 64 text cells\n", name, threads);
-    printf("| image cells | streams | stock FA | fix_attn 5%% | speed-up | + sample 64 | speed-up | fix_select | FA bytes K+V | fix bytes K+V |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("| image cells | streams | stock FA | fix_attn 5%% | speed-up | + sample 64 | speed-up | fix_select | focal: FA + fix_select | focal: fused | FA bytes K+V | fix bytes K+V |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int64_t S : {1, 8})
         for (int64_t n_img : {1024, 4096, 16384}) {
             const int64_t D = 128, H = 16, Hkv = 2, T = 1, n_txt = 64, N = n_img + n_txt;
             const int64_t k = (n_img * 5 + 99) / 100;
             Graph g;
-            ggml_init_params ip = {64 * ggml_tensor_overhead() + 4 * ggml_graph_overhead(), nullptr, true};
+            ggml_init_params ip = {96 * ggml_tensor_overhead() + 5 * ggml_graph_overhead(), nullptr, true};
             g.ctx = ggml_init(ip);
             ggml_tensor * q = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, D, T, H, S);
             ggml_tensor * kk = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F16, D, N, Hkv, S);
@@ -411,11 +522,16 @@ int perf(ggml_backend_t be, const char * name, int threads) {
             ggml_tensor * fxs = ggml_fix_attn(g.ctx, q, kk, v, m, a, b, scale);
             ggml_fix_attn_add_sample(fxs, smp, pool);
             ggml_tensor * sel = ggml_fix_select(g.ctx, q, kk, m, img, bud, k, scale);
+            ggml_tensor * scores = nullptr;  // the fused focal layer: attention + scores, top-k
+            ggml_tensor * fused = ggml_fix_attn_scored(g.ctx, q, kk, v, m, img, scale, &scores);
+            ggml_tensor * fused_top = ggml_fix_topk(g.ctx, scores, img, bud, k);
             if (!ggml_backend_supports_op(be, fx) || !ggml_backend_supports_op(be, fa)) return 77;
             ggml_cgraph * g1 = ggml_new_graph(g.ctx); ggml_build_forward_expand(g1, fa);
             ggml_cgraph * g2 = ggml_new_graph(g.ctx); ggml_build_forward_expand(g2, fx);
             ggml_cgraph * g3 = ggml_new_graph(g.ctx); ggml_build_forward_expand(g3, sel);
             ggml_cgraph * g4 = ggml_new_graph(g.ctx); ggml_build_forward_expand(g4, fxs);
+            const bool have_fused = ggml_backend_supports_op(be, fused->view_src) && ggml_backend_supports_op(be, fused_top);
+            ggml_cgraph * g5 = ggml_new_graph(g.ctx); ggml_build_forward_expand(g5, fused); ggml_build_forward_expand(g5, fused_top);
             g.buf = ggml_backend_alloc_ctx_tensors(g.ctx, be);
             std::vector<float> x(ggml_nelements(kk));
             for (auto & e : x) e = urand(-1, 1);
@@ -439,9 +555,10 @@ int perf(ggml_backend_t be, const char * name, int threads) {
             ggml_backend_tensor_set(bud, bb.data(), 0, bb.size() * 4);
             const double t_fa = time_graph(be, g1, 20), t_fx = time_graph(be, g2, 20), t_sel = time_graph(be, g3, 10);
             const double t_fxs = time_graph(be, g4, 20);
+            const double t_fused = have_fused ? time_graph(be, g5, 10) : NAN;
             const double mb_fa = 2.0 * N * Hkv * D * 2 * S / 1e6, mb_fx = 2.0 * (n_txt + k) * Hkv * D * 2 * S / 1e6;
-            printf("| %lld | %lld | %.3f | %.3f | %.1fx | %.3f | %.1fx | %.3f | %.1f MB | %.2f MB |\n", (long long) n_img, (long long) S,
-                   t_fa, t_fx, t_fa / t_fx, t_fxs, t_fa / t_fxs, t_sel, mb_fa, mb_fx);
+            printf("| %lld | %lld | %.3f | %.3f | %.1fx | %.3f | %.1fx | %.3f | %.3f | %.3f | %.1f MB | %.2f MB |\n", (long long) n_img, (long long) S,
+                   t_fa, t_fx, t_fa / t_fx, t_fxs, t_fa / t_fxs, t_sel, t_fa + t_sel, t_fused, mb_fa, mb_fx);
         }
     return 0;
 }
@@ -485,8 +602,8 @@ int main(int argc, char ** argv) {
         }
         printf("backend %s\n", ggml_backend_dev_name(dev));
         for (const Case & c : cases)
-            for (const char * op : {"select", "attn", "attn_vs_fa", "attn_sample"}) {
-                std::string r = run_case(be, c, op, failures);
+            for (const char * op : {"select", "attn", "attn_vs_fa", "attn_sample", "scored"}) {
+                std::string r = !strcmp(op, "scored") ? run_scored_case(be, c, failures) : run_case(be, c, op, failures);
                 if (r.empty()) { printf("  %-10s %s: not supported, skipped\n", op, describe(c).c_str()); continue; }
                 ran++;
                 printf("  %-10s %s: %s\n", op, describe(c).c_str(), r.c_str());

@@ -107,6 +107,7 @@ class FixationStats:
     image_tokens: float = 0.0
     rows: int = 0
     focal_layers: list = field(default_factory=list)
+    host_us: float = 0.0   # host time fixation added per ubatch (plans, inputs, read-backs)
 
 
 def fixation_stats(ctx) -> FixationStats:
@@ -115,7 +116,8 @@ def fixation_stats(ctx) -> FixationStats:
     n = B.fixation.llama_fixation_get_stats(ctx, ctypes.byref(sel), ctypes.byref(img),
                                             ctypes.byref(rows), focal, 64)
     return FixationStats(selected=sel.value, attended=B.fixation.llama_fixation_get_attended(ctx),
-                         image_tokens=img.value, rows=rows.value, focal_layers=list(focal[:max(0, n)]))
+                         image_tokens=img.value, rows=rows.value, focal_layers=list(focal[:max(0, n)]),
+                         host_us=B.fixation.llama_fixation_get_host_us(ctx))
 
 
 def fixation_selection(ctx, seq_id: int = 0) -> list[int]:

@@ -37,6 +37,7 @@ class BenchRow:
     image_tokens_merged: int = 0   # what the LLM prefilled (0 = no merging)
     prompt_tokens: int = 0         # every prefilled token (text and image)
     crashed: bool = False          # the run died (stock llama.cpp on AMX): no timings
+    host_us: float | None = None   # fixation rows: host time fixation added per ubatch (µs)
 
 
 def _fixation_tag(refresh: int, sample: int) -> str:
@@ -113,18 +114,24 @@ def _time_fixations(eng: Engine, fixations, repetitions: int, config: tuple, res
     """Seconds of decode(n_decode) per fixation ratio, `repetitions` times, interleaved, each
     from the same cache (restart() drops the decoded tokens). After switching config
     (config = (k_min, focal_layers, refresh, sample)) one untimed step builds its graph, so no timed
-    run contains a rebuild. Fixation is off afterwards."""
+    run contains a rebuild. Fixation is off afterwards. Also returns, per ratio, the host time
+    fixation added per ubatch (µs, median over the repetitions)."""
+    from ..engine.controls import fixation_stats
+
     k_min, focal_layers, refresh, sample = config
     per = {r: [] for r in fixations}
+    host = {r: [] for r in fixations}
     for _ in range(repetitions):
         for r in fixations:
             eng.set_fixation(r, k_min, focal_layers, refresh=refresh, sample=sample)
             restart()
             decode(1)
             restart()
+            B.fixation.llama_fixation_reset_stats(eng._ctx)
             per[r].append(decode(n_decode))
+            host[r].append(fixation_stats(eng._ctx).host_us)
     eng.set_fixation(0.0)
-    return per
+    return per, {r: statistics.median(v) for r, v in host.items()}
 
 
 def _decode_fixed_parallel(eng: Engine, n_past: int, n: int, n_seq: int) -> float:
@@ -169,15 +176,15 @@ def run_parallel_configs(eng: Engine, image_tokens: int, n_decode: int, n_seq: i
         for s in range(n_seq):
             llama.llama_memory_seq_rm(mem, s, n_past, -1)
 
-    per = _time_fixations(eng, fixations, repetitions, (fixation_k_min, focal_layers, refresh, sample),
-                          restart, lambda n: _decode_fixed_parallel(eng, n_past, n, n_seq), n_decode)
+    per, host = _time_fixations(eng, fixations, repetitions, (fixation_k_min, focal_layers, refresh, sample),
+                                restart, lambda n: _decode_fixed_parallel(eng, n_past, n, n_seq), n_decode)
     rows = []
     for r in fixations:
         dt = statistics.median(per[r])
         name = (f"foveate x{n_seq}, fixation off" if r == 0
                 else f"foveate x{n_seq}, fixation {r:g}{_fixation_tag(refresh, sample)}")
         rows.append(BenchRow(name, image_tokens, 0.0, pre, first.prefill_tok_s, dt * 1e3,
-                             n_decode * n_seq / dt if dt else 0.0))
+                             n_decode * n_seq / dt if dt else 0.0, host_us=host[r]))
     return rows
 
 
@@ -246,15 +253,16 @@ def run_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 
     mem = llama.llama_get_memory(eng._ctx)
     _decode_fixed(eng, n_past, min(4, n_decode))  # warm-up
     # greedy from whatever logits are current: timing does not depend on the tokens
-    per = _time_fixations(eng, fixations, repetitions, (fixation_k_min, focal_layers, refresh, sample),
-                          lambda: llama.llama_memory_seq_rm(mem, 0, n_past, -1),
-                          lambda n: _decode_fixed(eng, n_past, n), n_decode)
+    per, host = _time_fixations(eng, fixations, repetitions, (fixation_k_min, focal_layers, refresh, sample),
+                                lambda: llama.llama_memory_seq_rm(mem, 0, n_past, -1),
+                                lambda n: _decode_fixed(eng, n_past, n), n_decode)
     rows = []
     for r in fixations:
         dt = statistics.median(per[r])
         name = "foveate, fixation off" if r == 0 else f"foveate, fixation {r:g}{_fixation_tag(refresh, sample)}"
         rows.append(BenchRow(name, first.image_tokens, first.encode_ms, first.prefill_ms,
-                             first.prefill_tok_s, dt * 1e3, n_decode / dt if dt else 0.0))
+                             first.prefill_tok_s, dt * 1e3, n_decode / dt if dt else 0.0,
+                             host_us=host[r]))
     return rows
 
 
@@ -267,8 +275,10 @@ def median_row(rows: list[BenchRow]) -> BenchRow:
 
 def format_table(rows: list[BenchRow]) -> str:
     merging = any(r.image_tokens_merged and r.image_tokens_merged != r.image_tokens for r in rows)
+    hosted = any(r.host_us is not None for r in rows)
     head = ["config", "image tok", "encode ms", "prefill ms", "prefill tok/s", "decode ms",
-            "decode tok/s"] + (["merge ms", "prefill speed-up"] if merging else [])
+            "decode tok/s"] + (["merge ms", "prefill speed-up"] if merging else []) \
+        + (["fixation host µs/ubatch"] if hosted else [])
     ran = [r for r in rows if not r.crashed] or rows
     base = next((r.prefill_ms for r in ran if r.config.endswith("merge off")), ran[0].prefill_ms)
     body = [[r.config,
@@ -277,7 +287,9 @@ def format_table(rows: list[BenchRow]) -> str:
                [f"{r.encode_ms:.1f}", f"{r.prefill_ms:.1f}",
                 f"{r.prefill_tok_s:.1f}", f"{r.decode_ms:.1f}", f"{r.decode_tok_s:.2f}"]
                + ([f"{r.merge_ms:.1f}", f"{base / r.prefill_ms:.2f}x" if r.prefill_ms else "-"]
-                  if merging else [])) for r in rows]
+                  if merging else []))
+            + ([f"{r.host_us:.0f}" if r.host_us is not None else "-"] if hosted else [])
+            for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"

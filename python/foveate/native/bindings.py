@@ -139,6 +139,8 @@ def _bind_fixation():
     lib.llama_fixation_set_sample.restype = i32
     lib.llama_fixation_get_attended.argtypes = [p]
     lib.llama_fixation_get_attended.restype = ctypes.c_double
+    lib.llama_fixation_get_host_us.argtypes = [p]
+    lib.llama_fixation_get_host_us.restype = ctypes.c_double
     lib.llama_fixation_reset_stats.argtypes = [p]
     lib.llama_fixation_reset_stats.restype = None
     lib.llama_fixation_get_off_reason.argtypes = [p]

@@ -149,6 +149,8 @@ def cmd_bench(a) -> int:
 
     if a.pages is not None:
         return _bench_pages(a)
+    if a.page_time:
+        return _bench_page_time(a)
     if (a.image is None) == (a.image_tokens is None):
         raise SystemExit("foveate bench: give exactly one of --image or --image-tokens")
     if a.image is not None and not a.mmproj:
@@ -206,6 +208,39 @@ def cmd_bench(a) -> int:
           f"flash attn: {kw.get('flash_attn')}  decode tokens: {a.n_decode}  "
           f"repetitions: {a.repetitions} (median)\n")
     print(format_table(rows))
+    return 0
+
+
+def _bench_page_time(a) -> int:
+    from ..engine.core import Engine
+    from ..instruments.page_time import format_page_table, run_page_time, stock_row
+
+    if a.image is None or not a.mmproj:
+        raise SystemExit("foveate bench: --page-time reads one real page: give --image and --mmproj")
+    fix = [float(x) for x in a.fixation.split(",")] if a.fixation else [0.05]
+    merges = [m.strip() for m in a.merge.split(",")] if a.merge else ["auto"]
+    if len(fix) != 1 or len(merges) != 1 or not 0 < fix[0] <= 1 or merges[0] == "off":
+        raise SystemExit("foveate bench: --page-time takes one --fixation ratio in (0, 1] and one "
+                         "--merge setting (a keep ratio or auto)")
+    if a.ctx_size is None:
+        a.ctx_size = 8192
+    kw = _engine_kwargs(a)
+    kw.pop("merge", None)
+    if kw.get("flash_attn") is None:
+        kw["flash_attn"] = True  # the same FA setting for every row
+    eng = Engine(a.model, a.mmproj, **kw)
+    rows, n_prompt = run_page_time(eng, a.image, a.n_decode, fix[0], merges[0],
+                                   (a.fixation_k_min, _focal(a.focal_layers), a.fixation_refresh,
+                                    a.fixation_sample))
+    if a.stock:
+        try:
+            rows.insert(0, stock_row(a.model, rows[0], n_prompt, a.n_decode, eng.threads,
+                                     kw.get("flash_attn")))
+        except (OSError, RuntimeError) as e:
+            raise ValueError(f"--stock: {e}") from None
+    print(f"model: {a.model}\nmmproj: {a.mmproj}\npage: {a.image}  threads: {eng.threads}  "
+          f"decode tokens: {a.n_decode} (EOS ignored)  flash attn: {kw.get('flash_attn')}\n")
+    print(format_page_table(rows))
     return 0
 
 
@@ -434,6 +469,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--pages", type=int, default=None, metavar="K",
                    help="read K held-out generated pages through Reader.read_many (needs "
                         "--mmproj; -n is the token limit per page)")
+    b.add_argument("--page-time", action="store_true",
+                   help="the time one page takes, by phase (encode, merge, prefill, decode of -n "
+                        "tokens; -n 800 is a page): dense, --fixation (one ratio, default 0.05), "
+                        "--merge (one setting, default auto), both, and --stock; needs --image")
     b.add_argument("--stock", action="store_true",
                    help="add a row for unpatched llama.cpp's llama-bench on the same model "
                         "(built into the cache on first use, ~5 min)")
