@@ -19,10 +19,15 @@
 // fix_select: (1) grid (N/32, Hkv, S): a warp keeps 8 K rows in registers and loops over the rows
 //   t and the G query heads (8 dots reduced in 9 shuffles): logits [S, T, H, N] = scale q.k +
 //   mask (-inf if hidden) into the pool (K read once); (2) a block per (s, t, h): logsumexp;
-//   (3) a thread per img_idx entry: score = sum_h exp(l - lse) as an order-preserving uint key
-//   (0 = not a candidate); (4) a 1024-thread block per row: 4-pass radix select of the b-th
+//   (3) a thread per img_idx entry: score = sum_h exp(l - lse), then an order-preserving uint
+//   key (0 = not a candidate); (4) a 1024-thread block per row: 4-pass radix select of the b-th
 //   largest key, keys above it plus the first ties in list order, bitonic sort of the cell ids
 //   (shared memory up to 8192, else pool), -1 padding. Traffic: K once + logits ~3 x H*N*4 B.
+// fix_attn_scored (the fused focal layer): (1) and (2) as fix_select, then V once: a block per
+//   (t, g, 8 query heads, split of cells) sums exp(l - lse) v (weights already normalised), a
+//   fixed-order combine adds the splits (deterministic), (3) writes the scores. fix_topk: (3)'s
+//   keys from given scores, then (4). Traffic: K once + V once + logits; stock FA + fix_select
+//   read K twice.
 
 #include "ggml-cuda-fixation.cuh"
 #include "ggml-fixation.h"      // GGML_FIX_MODE_*
@@ -698,37 +703,6 @@ static __global__ void __launch_bounds__(FIX_RED_NT) fix_select_lse(
     }
 }
 
-// keys[(s*tr + tt)*n_img + e] = candidate ? bits(score) + 1 : 0 (score >= 0: uint order = float order)
-static __global__ void __launch_bounds__(FIX_RED_NT) fix_select_keys(
-        const fix_params p, const float * __restrict__ logits, const float * __restrict__ lse,
-        const char * __restrict__ idx, const int64_t nbi0, const int64_t nbi1, const int64_t nbi2,
-        const int n_img, const int t0, const int tr, uint32_t * __restrict__ keys) {
-    const int e  = blockIdx.x*blockDim.x + threadIdx.x;
-    const int tt = blockIdx.y;
-    const int s  = blockIdx.z;
-    if (e >= n_img) {
-        return;
-    }
-    const int     t  = t0 + tt;
-    const int64_t rr = (int64_t) s*tr + tt;
-    const int     c  = *(const int32_t *) (idx + e*nbi0 + t*nbi1 + s*nbi2);
-
-    uint32_t key = 0;
-    if (c >= 0 && c < p.N && fix_mask_val(p, c, t, s) != -INFINITY) {
-        const float * lc = logits + rr*p.H*p.N + c;
-        const float * lz = lse + rr*p.H;
-        float sc = 0.0f;
-        for (int h = 0; h < p.H; ++h) {
-            const float z = lz[h];
-            if (z != -INFINITY) {
-                sc += expf(lc[(int64_t) h*p.N] - z);
-            }
-        }
-        key = __float_as_uint(sc) + 1u;
-    }
-    keys[rr*n_img + e] = key;
-}
-
 // one block per row: the min(b, #candidates, K) largest keys, their cell ids ascending, -1 after
 static __global__ void __launch_bounds__(FIX_SEL_NT) fix_select_topk(
         const uint32_t * __restrict__ keys,
@@ -1035,11 +1009,13 @@ static __global__ void __launch_bounds__(FIX_RED_NT) fix_scored_combine(
     out[(((int64_t) s*T + t0 + tt)*H + h)*Dv + d] = sum;
 }
 
-// scores[(s*T + t)*n_img + e] = sum_h exp(l - lse) of the entry's cell, -inf if not a candidate
+// scores[(s*out_T + out_t0 + tt)*n_img + e] = sum_h exp(l - lse) of the entry's cell, -inf if
+// not a candidate (padding, past the cache, hidden); fix_select and the fused focal layer
 static __global__ void __launch_bounds__(FIX_RED_NT) fix_scored_scores(
         const fix_params p, const float * __restrict__ logits, const float * __restrict__ lse,
         const char * __restrict__ idx, const int64_t nbi0, const int64_t nbi1, const int64_t nbi2,
-        const int n_img, const int t0, const int tr, float * __restrict__ scores) {
+        const int n_img, const int t0, const int tr, const int out_t0, const int out_T,
+        float * __restrict__ scores) {
     const int e  = blockIdx.x*blockDim.x + threadIdx.x;
     const int tt = blockIdx.y;
     const int s  = blockIdx.z;
@@ -1059,7 +1035,7 @@ static __global__ void __launch_bounds__(FIX_RED_NT) fix_scored_scores(
             }
         }
     }
-    scores[((int64_t) s*p.T + t)*n_img + e] = sc;
+    scores[((int64_t) s*out_T + out_t0 + tt)*n_img + e] = sc;
 }
 
 // fix_topk's keys: a finite score (>= 0) -> its bits + 1 (uint order = float order), else 0
@@ -1303,6 +1279,7 @@ void ggml_cuda_fix_select(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
 
     ggml_cuda_pool_alloc<float>    logits(ctx.pool(), std::max<int64_t>(1, tr*p.S*p.H*p.N));
     ggml_cuda_pool_alloc<float>    lse(ctx.pool(), std::max<int64_t>(1, tr*p.S*p.H));
+    ggml_cuda_pool_alloc<float>    scores(ctx.pool(), std::max<int64_t>(1, tr*p.S*n_img));
     ggml_cuda_pool_alloc<uint32_t> keys(ctx.pool(), std::max<int64_t>(1, tr*p.S*n_img));
     ggml_cuda_pool_alloc<int>      gbuf(ctx.pool());
     if (!sort_in_smem) {
@@ -1335,9 +1312,12 @@ void ggml_cuda_fix_select(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
         }
         if (n_img > 0) {
             const dim3 grid((unsigned) ((n_img + FIX_RED_NT - 1) / FIX_RED_NT), (unsigned) trc, (unsigned) p.S);
-            fix_select_keys<<<grid, FIX_RED_NT, 0, stream>>>(
+            fix_scored_scores<<<grid, FIX_RED_NT, 0, stream>>>(
                 p, logits.ptr, lse.ptr, (const char *) img->data, img->nb[0], img->nb[1], img->nb[2],
-                n_img, t0, trc, keys.ptr);
+                n_img, t0, trc, 0, trc, scores.ptr);
+            CUDA_CHECK(cudaGetLastError());
+            const int64_t n = (int64_t) trc*p.S*n_img;
+            fix_topk_keys<<<(unsigned) ((n + FIX_RED_NT - 1) / FIX_RED_NT), FIX_RED_NT, 0, stream>>>(scores.ptr, n, keys.ptr);
             CUDA_CHECK(cudaGetLastError());
         }
         {
@@ -1431,7 +1411,7 @@ static void fix_attn_scored(ggml_backend_cuda_context & ctx, ggml_tensor * dst) 
             const dim3 grid((unsigned) ((n_img + FIX_RED_NT - 1) / FIX_RED_NT), (unsigned) trc, (unsigned) p.S);
             fix_scored_scores<<<grid, FIX_RED_NT, 0, stream>>>(
                 p, logits.ptr, lse.ptr, (const char *) img->data, img->nb[0], img->nb[1], img->nb[2],
-                n_img, t0, trc, out_score);
+                n_img, t0, trc, t0, p.T, out_score);
             CUDA_CHECK(cudaGetLastError());
         }
     }

@@ -208,6 +208,24 @@ void upload(const Tensors & x, const Inputs & in) {
     }
 }
 
+// one case's random inputs and their tensors (3/5 of the cells are image cells, budget cap K)
+struct CaseSetup {
+    int64_t n_img, K;
+    float scale;
+    Inputs in;
+    Graph g;
+    Tensors x;
+    ggml_tensor * v_view;
+    CaseSetup(const Case & c, bool all_lists, bool sample)
+        : n_img(std::max<int64_t>(4, c.N * 3 / 5)), K(std::max<int64_t>(1, n_img / 3 + 2)),
+          scale(1.0f / std::sqrt((float) c.D)), in(make_inputs(c, n_img, all_lists, sample)) {
+        ggml_init_params ip = {64 * ggml_tensor_overhead() + ggml_graph_overhead(), nullptr, true};
+        g.ctx = ggml_init(ip);
+        x = make_tensors(g.ctx, c, in);
+        v_view = c.v_trans ? ggml_transpose(g.ctx, x.v) : x.v;
+    }
+};
+
 const char * tname(ggml_type t) { return ggml_type_name(t); }
 
 std::string describe(const Case & c) {
@@ -220,16 +238,14 @@ std::string describe(const Case & c) {
 
 // returns "" when the backend does not support the case
 std::string run_case(ggml_backend_t be, const Case & c, const char * op, int & failures) {
-    const int64_t n_img = std::max<int64_t>(4, c.N * 3 / 5);
     const bool select = !strcmp(op, "select"), vs_fa = !strcmp(op, "attn_vs_fa"), sample = !strcmp(op, "attn_sample");
-    Inputs in = make_inputs(c, n_img, vs_fa, sample);
-    const float scale = 1.0f / std::sqrt((float) c.D);
-    Graph g;
-    ggml_init_params ip = {64 * ggml_tensor_overhead() + ggml_graph_overhead(), nullptr, true};
-    g.ctx = ggml_init(ip);
-    Tensors x = make_tensors(g.ctx, c, in);
-    ggml_tensor * v_view = c.v_trans ? ggml_transpose(g.ctx, x.v) : x.v;
-    const int64_t K = std::max<int64_t>(1, n_img / 3 + 2);
+    CaseSetup cs(c, vs_fa, sample);
+    const int64_t n_img = cs.n_img, K = cs.K;
+    const float scale = cs.scale;
+    Inputs & in = cs.in;
+    Graph & g = cs.g;
+    Tensors & x = cs.x;
+    ggml_tensor * v_view = cs.v_view;
     ggml_tensor * out;
     ggml_tensor * ref_fa = nullptr;
     if (select) {
@@ -383,15 +399,13 @@ std::string run_case(ggml_backend_t be, const Case & c, const char * op, int & f
 // visible cell, fix_select's scores) and against fix_select on the same backend (the same
 // selection in every row, but where the two differ only at a near-tie of the float64 scores)
 std::string run_scored_case(ggml_backend_t be, const Case & c, int & failures) {
-    const int64_t n_img = std::max<int64_t>(4, c.N * 3 / 5);
-    Inputs in = make_inputs(c, n_img, false, false);
-    const float scale = 1.0f / std::sqrt((float) c.D);
-    Graph g;
-    ggml_init_params ip = {64 * ggml_tensor_overhead() + ggml_graph_overhead(), nullptr, true};
-    g.ctx = ggml_init(ip);
-    Tensors x = make_tensors(g.ctx, c, in);
-    ggml_tensor * v_view = c.v_trans ? ggml_transpose(g.ctx, x.v) : x.v;
-    const int64_t K = std::max<int64_t>(1, n_img / 3 + 2);
+    CaseSetup cs(c, false, false);
+    const int64_t n_img = cs.n_img, K = cs.K;
+    const float scale = cs.scale;
+    Inputs & in = cs.in;
+    Graph & g = cs.g;
+    Tensors & x = cs.x;
+    ggml_tensor * v_view = cs.v_view;
     ggml_tensor * scores = nullptr;
     ggml_tensor * att = ggml_fix_attn_scored(g.ctx, x.q, x.k, v_view, x.mask, x.img, scale, &scores);
     ggml_tensor * top = ggml_fix_topk(g.ctx, scores, x.img, x.budget, K);

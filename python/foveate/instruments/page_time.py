@@ -42,7 +42,7 @@ def run_page_time(eng, image, n_decode: int, fixation: float, merge: str,
     rows, n_prompt = [], 0
     for m in ("off", merge):
         eng.set_merge(None if m == "off" else m)
-        _prefill(eng, image, 0, min(4, n_decode))  # warm-up (graphs, caches)
+        # no warm-up page: at real sizes it would double the longest phase, for milliseconds
         n_past, pre = _prefill(eng, image, 0, n_decode)
         n_prompt = n_prompt or pre.prompt_tokens
         mem = llama.llama_get_memory(eng._ctx)
