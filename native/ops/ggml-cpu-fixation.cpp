@@ -23,7 +23,6 @@
 #include "vec.h"
 
 #include <algorithm>
-#include <climits>
 #include <cstdint>
 #include <cmath>
 #include <cstring>

@@ -1236,6 +1236,65 @@ static void fix_select_logits_launch(const fix_params & p, const int t0, const i
     fix_select_logits<DMAX, VEC><<<grid, FIX_NT, 0, stream>>>(p, t0, tr, logits);
 }
 
+// rows t per pass of fix_select / fix_attn_scored: bounds their logits scratch
+static int64_t fix_rows_per_pass(const fix_params & p) {
+    const int64_t per_t = (int64_t) p.S*p.H*p.N*sizeof(float);
+    const int64_t tr = per_t > 0 ? std::max<int64_t>(1, FIX_LOGITS_MAX / per_t) : p.T;
+    return std::min<int64_t>({tr, (int64_t) p.T, (int64_t) 32768});
+}
+
+// passes (1) and (2) of fix_select, also the fused focal layer's: logits of rows [t0, t0 + trc)
+// for every cell (K read once), then each (row, head)'s logsumexp
+static void fix_logits_lse(const fix_params & p, const ggml_tensor * q, const ggml_tensor * k, const int t0,
+                           const int trc, float * logits, float * lse, cudaStream_t stream) {
+    const int dmax = fix_dmax(p.D);
+    const size_t eb = fix_elems_per_lane(dmax);
+    const bool vec = fix_vec_ok(q, eb*sizeof(float)) && fix_vec_ok(k, eb*ggml_type_size(k->type));
+    if (p.N > 0 && p.H > 0) {
+        if (dmax == 64) {
+            if (vec) fix_select_logits_launch< 64, true >(p, t0, trc, logits, stream);
+            else     fix_select_logits_launch< 64, false>(p, t0, trc, logits, stream);
+        } else if (dmax == 128) {
+            if (vec) fix_select_logits_launch<128, true >(p, t0, trc, logits, stream);
+            else     fix_select_logits_launch<128, false>(p, t0, trc, logits, stream);
+        } else {
+            if (vec) fix_select_logits_launch<256, true >(p, t0, trc, logits, stream);
+            else     fix_select_logits_launch<256, false>(p, t0, trc, logits, stream);
+        }
+        CUDA_CHECK(cudaGetLastError());
+    }
+    if (p.H > 0) {
+        fix_select_lse<<<(unsigned) ((int64_t) trc*p.S*p.H), FIX_RED_NT, 0, stream>>>(logits, p.N, lse);
+        CUDA_CHECK(cudaGetLastError());
+    }
+}
+
+// pass (4), fix_select's and fix_topk's: per row of rows [t0, t0 + trc), the top-k cells by
+// its keys (laid out [S, trc, n_img]); a not-refreshed row keeps its entries with an id below
+// N, and with need_key also only those with a key (fix_topk: a finite score)
+static void fix_topk_rows(ggml_backend_cuda_context & ctx, const uint32_t * keys, const ggml_tensor * img,
+                          const ggml_tensor * bud, ggml_tensor * dst, const int t0, const int trc, const int S,
+                          const int N, const int need_key) {
+    const int K = (int) dst->ne[0];
+    int P_cap = 1;
+    while (P_cap < K) {
+        P_cap <<= 1;
+    }
+    const bool sort_in_smem = P_cap <= FIX_SEL_SMEM_INTS;
+    ggml_cuda_pool_alloc<int> gbuf(ctx.pool());
+    if (!sort_in_smem) {
+        gbuf.alloc((int64_t) trc*S*P_cap);
+    }
+    const dim3   grid((unsigned) trc, (unsigned) S, 1);
+    const size_t smem = sort_in_smem ? (size_t) P_cap*sizeof(int) : 0;
+    fix_select_topk<<<grid, FIX_SEL_NT, smem, ctx.stream()>>>(
+        keys, (const char *) img->data, img->nb[0], img->nb[1], img->nb[2], (int) img->ne[0],
+        (const char *) bud->data, bud->nb[0], bud->nb[1],
+        (char *) dst->data, dst->nb[1], dst->nb[2], K,
+        t0, trc, sort_in_smem ? nullptr : gbuf.ptr, P_cap, N, need_key);
+    CUDA_CHECK(cudaGetLastError());
+}
+
 void ggml_cuda_fix_select(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
     if (ggml_get_op_params_i32(dst, 1) == GGML_FIX_MODE_SCORED) {
         fix_topk(ctx, dst);
@@ -1266,50 +1325,15 @@ void ggml_cuda_fix_select(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
     }
     cudaStream_t stream = ctx.stream();
 
-    // rows t per pass: bounds the logits scratch
-    const int64_t per_t = (int64_t) p.S*p.H*p.N*sizeof(float);
-    int64_t tr = per_t > 0 ? std::max<int64_t>(1, FIX_LOGITS_MAX / per_t) : p.T;
-    tr = std::min<int64_t>({tr, (int64_t) p.T, (int64_t) 32768});
-
-    int P_cap = 1;
-    while (P_cap < K) {
-        P_cap <<= 1;
-    }
-    const bool sort_in_smem = P_cap <= FIX_SEL_SMEM_INTS;
-
+    const int64_t tr = fix_rows_per_pass(p);
     ggml_cuda_pool_alloc<float>    logits(ctx.pool(), std::max<int64_t>(1, tr*p.S*p.H*p.N));
     ggml_cuda_pool_alloc<float>    lse(ctx.pool(), std::max<int64_t>(1, tr*p.S*p.H));
     ggml_cuda_pool_alloc<float>    scores(ctx.pool(), std::max<int64_t>(1, tr*p.S*n_img));
     ggml_cuda_pool_alloc<uint32_t> keys(ctx.pool(), std::max<int64_t>(1, tr*p.S*n_img));
-    ggml_cuda_pool_alloc<int>      gbuf(ctx.pool());
-    if (!sort_in_smem) {
-        gbuf.alloc(tr*p.S*P_cap);
-    }
-
-    const int dmax = fix_dmax(p.D);
-    const size_t eb = fix_elems_per_lane(dmax);
-    const bool vec = fix_vec_ok(q, eb*sizeof(float)) && fix_vec_ok(k, eb*ggml_type_size(k->type));
 
     for (int t0 = 0; t0 < p.T; t0 += (int) tr) {
         const int trc = (int) std::min<int64_t>(tr, p.T - t0);
-
-        if (p.N > 0 && p.H > 0) {
-            if (dmax == 64) {
-                if (vec) fix_select_logits_launch< 64, true >(p, t0, trc, logits.ptr, stream);
-                else     fix_select_logits_launch< 64, false>(p, t0, trc, logits.ptr, stream);
-            } else if (dmax == 128) {
-                if (vec) fix_select_logits_launch<128, true >(p, t0, trc, logits.ptr, stream);
-                else     fix_select_logits_launch<128, false>(p, t0, trc, logits.ptr, stream);
-            } else {
-                if (vec) fix_select_logits_launch<256, true >(p, t0, trc, logits.ptr, stream);
-                else     fix_select_logits_launch<256, false>(p, t0, trc, logits.ptr, stream);
-            }
-            CUDA_CHECK(cudaGetLastError());
-        }
-        if (p.H > 0) {
-            fix_select_lse<<<(unsigned) ((int64_t) trc*p.S*p.H), FIX_RED_NT, 0, stream>>>(logits.ptr, p.N, lse.ptr);
-            CUDA_CHECK(cudaGetLastError());
-        }
+        fix_logits_lse(p, q, k, t0, trc, logits.ptr, lse.ptr, stream);
         if (n_img > 0) {
             const dim3 grid((unsigned) ((n_img + FIX_RED_NT - 1) / FIX_RED_NT), (unsigned) trc, (unsigned) p.S);
             fix_scored_scores<<<grid, FIX_RED_NT, 0, stream>>>(
@@ -1320,16 +1344,7 @@ void ggml_cuda_fix_select(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
             fix_topk_keys<<<(unsigned) ((n + FIX_RED_NT - 1) / FIX_RED_NT), FIX_RED_NT, 0, stream>>>(scores.ptr, n, keys.ptr);
             CUDA_CHECK(cudaGetLastError());
         }
-        {
-            const dim3   grid((unsigned) trc, (unsigned) p.S, 1);
-            const size_t smem = sort_in_smem ? (size_t) P_cap*sizeof(int) : 0;
-            fix_select_topk<<<grid, FIX_SEL_NT, smem, stream>>>(
-                keys.ptr, (const char *) img->data, img->nb[0], img->nb[1], img->nb[2], n_img,
-                (const char *) bud->data, bud->nb[0], bud->nb[1],
-                (char *) dst->data, dst->nb[1], dst->nb[2], K,
-                t0, trc, sort_in_smem ? nullptr : gbuf.ptr, P_cap, p.N, 0);
-            CUDA_CHECK(cudaGetLastError());
-        }
+        fix_topk_rows(ctx, keys.ptr, img, bud, dst, t0, trc, p.S, p.N, 0);
     }
 }
 
@@ -1354,9 +1369,7 @@ static void fix_attn_scored(ggml_backend_cuda_context & ctx, ggml_tensor * dst) 
     float * out_attn  = (float *) dst->data;
     float * out_score = out_attn + (int64_t) p.Dv*p.H*p.T*p.S;
 
-    const int64_t per_t = (int64_t) p.S*p.H*p.N*sizeof(float);
-    int64_t tr = per_t > 0 ? std::max<int64_t>(1, FIX_LOGITS_MAX / per_t) : p.T;
-    tr = std::min<int64_t>({tr, (int64_t) p.T, (int64_t) 32768});
+    const int64_t tr = fix_rows_per_pass(p);
     const int n_hsub    = (p.G + 7) / 8;
     const int split_len = std::max(64, (p.N + 127) / 128);
     const int n_split   = std::max(1, (p.N + split_len - 1) / split_len);
@@ -1365,28 +1378,12 @@ static void fix_attn_scored(ggml_backend_cuda_context & ctx, ggml_tensor * dst) 
     ggml_cuda_pool_alloc<float> lse(ctx.pool(), std::max<int64_t>(1, tr*p.S*p.H));
     ggml_cuda_pool_alloc<float> part(ctx.pool(), std::max<int64_t>(1, tr*p.S*p.H*n_split*p.Dv));
 
-    const int dmax_k = fix_dmax(p.D), dmax_v = fix_dmax(p.Dv);
-    const bool vec_k = fix_vec_ok(q, fix_elems_per_lane(dmax_k)*sizeof(float)) &&
-                       fix_vec_ok(k, fix_elems_per_lane(dmax_k)*ggml_type_size(k->type));
+    const int dmax_v = fix_dmax(p.Dv);
     const bool vec_v = fix_vec_ok(v, fix_elems_per_lane(dmax_v)*ggml_type_size(v->type));
 
     for (int t0 = 0; t0 < p.T; t0 += (int) tr) {
         const int trc = (int) std::min<int64_t>(tr, p.T - t0);
-        if (p.N > 0) {
-            if (dmax_k == 64) {
-                if (vec_k) fix_select_logits_launch< 64, true >(p, t0, trc, logits.ptr, stream);
-                else       fix_select_logits_launch< 64, false>(p, t0, trc, logits.ptr, stream);
-            } else if (dmax_k == 128) {
-                if (vec_k) fix_select_logits_launch<128, true >(p, t0, trc, logits.ptr, stream);
-                else       fix_select_logits_launch<128, false>(p, t0, trc, logits.ptr, stream);
-            } else {
-                if (vec_k) fix_select_logits_launch<256, true >(p, t0, trc, logits.ptr, stream);
-                else       fix_select_logits_launch<256, false>(p, t0, trc, logits.ptr, stream);
-            }
-            CUDA_CHECK(cudaGetLastError());
-        }
-        fix_select_lse<<<(unsigned) ((int64_t) trc*p.S*p.H), FIX_RED_NT, 0, stream>>>(logits.ptr, p.N, lse.ptr);
-        CUDA_CHECK(cudaGetLastError());
+        fix_logits_lse(p, q, k, t0, trc, logits.ptr, lse.ptr, stream);
         {
             const dim3 grid((unsigned) ((int64_t) trc*p.Hkv*n_hsub), (unsigned) n_split, (unsigned) p.S);
             if (dmax_v == 64) {
@@ -1434,23 +1431,7 @@ static void fix_topk(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
             (const float *) scores->data, n, keys.ptr);
         CUDA_CHECK(cudaGetLastError());
     }
-    int P_cap = 1;
-    while (P_cap < K) {
-        P_cap <<= 1;
-    }
-    const bool sort_in_smem = P_cap <= FIX_SEL_SMEM_INTS;
-    ggml_cuda_pool_alloc<int> gbuf(ctx.pool());
-    if (!sort_in_smem) {
-        gbuf.alloc((int64_t) T*S*P_cap);
-    }
-    const dim3   grid((unsigned) T, (unsigned) S, 1);
-    const size_t smem = sort_in_smem ? (size_t) P_cap*sizeof(int) : 0;
-    fix_select_topk<<<grid, FIX_SEL_NT, smem, stream>>>(
-        keys.ptr, (const char *) img->data, img->nb[0], img->nb[1], img->nb[2], n_img,
-        (const char *) bud->data, bud->nb[0], bud->nb[1],
-        (char *) dst->data, dst->nb[1], dst->nb[2], K,
-        0, T, sort_in_smem ? nullptr : gbuf.ptr, P_cap, INT_MAX, 1);
-    CUDA_CHECK(cudaGetLastError());
+    fix_topk_rows(ctx, keys.ptr, img, bud, dst, 0, T, S, INT_MAX, 1);
 }
 
 bool ggml_cuda_fix_supported(int device, const ggml_tensor * op) {

@@ -35,10 +35,23 @@ static void fix_check_qk_mask(const struct ggml_tensor * q, const struct ggml_te
     GGML_ASSERT(k->ne[3] % mask->ne[3] == 0);
 }
 
+// ... and V beside K: the same cells, KV heads and streams
+static void fix_check_qkv_mask(const struct ggml_tensor * q, const struct ggml_tensor * k,
+                               const struct ggml_tensor * v, const struct ggml_tensor * mask) {
+    fix_check_qk_mask(q, k, mask);
+    GGML_ASSERT(k->ne[1] == v->ne[1] && k->ne[2] == v->ne[2] && k->ne[3] == v->ne[3]);
+}
+
 // an I32 per-row list [n, T, S] of the rows of q
 static void fix_check_row_list(const struct ggml_tensor * list, const struct ggml_tensor * q) {
     GGML_ASSERT(list->type == GGML_TYPE_I32 && ggml_is_contiguous(list));
     GGML_ASSERT(list->ne[1] == q->ne[1] && list->ne[2] == q->ne[3]);
+}
+
+// an I32 value per query row [T, S] (a budget, a pool size)
+static void fix_check_per_row(const struct ggml_tensor * x, int64_t T, int64_t S) {
+    GGML_ASSERT(x->type == GGML_TYPE_I32 && ggml_is_contiguous(x));
+    GGML_ASSERT(x->ne[0] == T && x->ne[1] == S);
 }
 
 struct ggml_tensor * ggml_fix_select(
@@ -52,8 +65,7 @@ struct ggml_tensor * ggml_fix_select(
         float                 scale) {
     fix_check_qk_mask(q, k, mask);
     fix_check_row_list(img_idx, q);
-    GGML_ASSERT(budget->type == GGML_TYPE_I32 && ggml_is_contiguous(budget));
-    GGML_ASSERT(budget->ne[0] == q->ne[1] && budget->ne[1] == q->ne[3]);
+    fix_check_per_row(budget, q->ne[1], q->ne[3]);
     GGML_ASSERT(k_max >= 1);
 
     struct ggml_tensor * result = ggml_new_tensor_3d(ctx, GGML_TYPE_I32, k_max, q->ne[1], q->ne[3]);
@@ -76,8 +88,7 @@ struct ggml_tensor * ggml_fix_attn(
         struct ggml_tensor  * idx_a,
         struct ggml_tensor  * idx_b,
         float                 scale) {
-    fix_check_qk_mask(q, k, mask);
-    GGML_ASSERT(k->ne[1] == v->ne[1] && k->ne[2] == v->ne[2] && k->ne[3] == v->ne[3]);
+    fix_check_qkv_mask(q, k, v, mask);
     fix_check_row_list(idx_a, q);
     if (idx_b) {
         fix_check_row_list(idx_b, q);
@@ -104,8 +115,7 @@ struct ggml_tensor * ggml_fix_attn_scored(
         struct ggml_tensor  * img_idx,
         float                 scale,
         struct ggml_tensor ** scores) {
-    fix_check_qk_mask(q, k, mask);
-    GGML_ASSERT(k->ne[1] == v->ne[1] && k->ne[2] == v->ne[2] && k->ne[3] == v->ne[3]);
+    fix_check_qkv_mask(q, k, v, mask);
     fix_check_row_list(img_idx, q);
     GGML_ASSERT(scores);
 
@@ -136,8 +146,7 @@ struct ggml_tensor * ggml_fix_topk(
     GGML_ASSERT(scores->type == GGML_TYPE_F32 && ggml_is_contiguous(scores));
     GGML_ASSERT(img_idx->type == GGML_TYPE_I32 && ggml_is_contiguous(img_idx));
     GGML_ASSERT(ggml_are_same_shape(scores, img_idx));
-    GGML_ASSERT(budget->type == GGML_TYPE_I32 && ggml_is_contiguous(budget));
-    GGML_ASSERT(budget->ne[0] == scores->ne[1] && budget->ne[1] == scores->ne[2]);
+    fix_check_per_row(budget, scores->ne[1], scores->ne[2]);
     GGML_ASSERT(k_max >= 1);
 
     struct ggml_tensor * result = ggml_new_tensor_3d(ctx, GGML_TYPE_I32, k_max, scores->ne[1], scores->ne[2]);
@@ -156,8 +165,7 @@ void ggml_fix_attn_add_sample(
     GGML_ASSERT(a->op == GGML_OP_FIX_ATTN && a->src[5]);  // the sample needs the selection list
     const struct ggml_tensor * q = a->src[0];
     fix_check_row_list(idx_c, q);
-    GGML_ASSERT(n_pool->type == GGML_TYPE_I32 && ggml_is_contiguous(n_pool));
-    GGML_ASSERT(n_pool->ne[0] == q->ne[1] && n_pool->ne[1] == q->ne[3]);
+    fix_check_per_row(n_pool, q->ne[1], q->ne[3]);
     a->src[6] = idx_c;
     a->src[7] = n_pool;
 }
