@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -143,6 +144,11 @@ def bench_ctx_size(image_tokens: int | None, n_decode: int, parallel: int) -> in
     return max(4096, -(-need // 256) * 256)
 
 
+# what building or running stock llama-bench can raise (no source, no cmake, a failed build, a
+# crash of stock + 0001 too): one line, as for any bad setting
+STOCK_ERRORS = (OSError, RuntimeError, subprocess.CalledProcessError)
+
+
 def cmd_bench(a) -> int:
     from ..instruments.bench import format_table, median_row, run_configs, run_once
     from ..engine.core import Engine
@@ -197,12 +203,10 @@ def cmd_bench(a) -> int:
     if a.stock:
         from ..instruments.bench import stock_rows
         n_prompt = rows[0].image_tokens if a.image is None else rows[0].prompt_tokens
-        import subprocess
         try:
             rows[:0] = stock_rows(a.model, n_prompt, a.n_decode, eng.threads, a.repetitions,
                                   kw.get("flash_attn"))
-        except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
-            # no source, no cmake, a failed build: one line, as for any bad setting
+        except STOCK_ERRORS as e:
             raise ValueError(f"--stock: {e}") from None
     print(f"model: {a.model}\nthreads: {eng.threads}  n_ctx: {eng.n_ctx}  "
           f"flash attn: {kw.get('flash_attn')}  decode tokens: {a.n_decode}  "
@@ -236,7 +240,7 @@ def _bench_page_time(a) -> int:
         try:
             rows.insert(0, stock_row(a.model, rows[0], n_prompt, a.n_decode, eng.threads,
                                      kw.get("flash_attn")))
-        except (OSError, RuntimeError) as e:
+        except STOCK_ERRORS as e:
             raise ValueError(f"--stock: {e}") from None
     print(f"model: {a.model}\nmmproj: {a.mmproj}\npage: {a.image}  threads: {eng.threads}  "
           f"decode tokens: {a.n_decode} (EOS ignored)  flash attn: {kw.get('flash_attn')}\n")
