@@ -10,7 +10,7 @@ from conftest import REPO
 PKG = REPO / "python" / "foveate"
 # rank of each top-level part; same rank (native, inputs) may not import each other
 RANK = {"errors": 0, "native": 1, "inputs": 1, "engine": 2, "instruments": 3, "surface": 4,
-        "__init__": 5, "__main__": 5}
+        "__init__": 5, "__main__": 5, "ray": 5}
 
 
 def _modules() -> dict[str, Path]:

@@ -33,3 +33,7 @@ class DecodeError(FoveateError):
 
 class BuildError(FoveateError):
     """The native libraries are missing or are not foveate's patched build."""
+
+
+class WorkerError(FoveateError):
+    """A worker of a cluster run (`--ray`) died on every attempt at a page."""

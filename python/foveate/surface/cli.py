@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,8 +117,45 @@ def _engine_kwargs(a) -> dict:
     return kw
 
 
+def _ray_args(p) -> None:
+    g = p.add_argument_group("many machines (pip install 'foveate[ray]'; README: many machines)")
+    g.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="read the pages on a Ray cluster: ADDRESS (auto, host:6379, "
+                        "ray://host:10001), else RAY_ADDRESS, else a local cluster; needs -o")
+    g.add_argument("--ray-actors", type=int, default=None, metavar="N",
+                   help="actors, each holding one model (default: as many as the cluster's "
+                        "CPUs or GPUs hold)")
+    g.add_argument("--ray-cpus", type=float, default=None, metavar="C",
+                   help="CPUs per actor (default: -t, else 1); its threads, unless -t says")
+    g.add_argument("--ray-gpus", type=float, default=None, metavar="G",
+                   help="GPUs per actor (default: 1 with -ngl, else 0)")
+    g.add_argument("--ray-attempts", type=int, default=3, metavar="N",
+                   help="tries at a page whose worker dies (a killed worker's page is read "
+                        "again; one that kills it every time is reported after N)")
+    g.add_argument("--dataset", default=None, metavar="PATH",
+                   help="with --ray: also every page as a row, PATH.jsonl (JSON Lines) or a "
+                        "folder of Parquet parts")
+
+
+# what `--ray ADDRESS` may be; anything else after --ray is an input (`--ray scans/`)
+RAY_ADDRESS = re.compile(r"^(auto|local|ray://\S+|[A-Za-z0-9_.-]+:\d+)$")
+
+
+def _ray_address(a) -> None:
+    """--ray takes an optional ADDRESS: a value that is no address goes back to the inputs."""
+    if a.ray and not RAY_ADDRESS.match(a.ray):
+        a.inputs.append(a.ray)
+        a.ray = ""
+    if a.ray is None and (a.dataset or a.ray_actors or a.ray_cpus or a.ray_gpus):
+        raise ValueError("--dataset and --ray-* work with --ray")
+    if not a.inputs:
+        raise ValueError("read: give at least one INPUT (image, PDF, folder, or -)")
+
+
 def cmd_read(a) -> int:
     from . import read_cmd
+
+    _ray_address(a)
 
     if a.parallel < 1:
         raise ValueError(f"-np must be at least 1, got {a.parallel}")
@@ -398,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
 
     r = sub.add_parser("read", help="transcribe images, PDFs, multi-page TIFFs or folders",
                        formatter_class=HELP)
-    r.add_argument("inputs", nargs="+", metavar="INPUT",
+    # "*", not "+": `--ray scans/` takes an input as its ADDRESS, and _ray_address gives it back
+    r.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="image, PDF, multi-page TIFF, folder of them, or - (stdin)")
     _model_args(r, ctx_default=None)
     r.add_argument("-np", "--parallel", type=int, default=1, metavar="N",
@@ -442,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
                         "reading path, step by step; .png: a heat map)")
     _fixation_args(r)
     _merge_args(r)
+    _ray_args(r)
     r.set_defaults(fn=cmd_read)
 
     b = sub.add_parser("bench", help="time encode, prefill and decode", formatter_class=HELP)

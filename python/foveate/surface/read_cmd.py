@@ -97,6 +97,9 @@ def run(a, reader_kwargs: dict) -> int:
     sampling = dict(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
                     repeat_penalty=a.repeat_penalty, seed=a.seed,
                     repetition_guard=not a.no_repetition_guard)
+    if a.ray is not None:
+        from . import ray_read
+        ray_read.check_args(a)
     if a.inputs.count("-") > 1:
         raise ValueError("stdin (-) can be given once")
     if a.out is None and a.format != "markdown" and not a.json:
@@ -146,7 +149,10 @@ def run(a, reader_kwargs: dict) -> int:
 
     if a.trace and sum(len(n) for _, _, n in plan) != 1:
         raise ValueError("--trace draws one page: give one image, or one page with --pages N")
-    reader = Reader(a.model, a.mmproj, **reader_kwargs)
+    if a.ray is None:
+        reader = Reader(a.model, a.mmproj, **reader_kwargs)
+    else:   # the workers load the model; its headers are checked here first
+        ray_read.check_models(a)
     settings = _settings(a) if a.out else {}
     stems = output_stems([item for item, _, _ in plan])
     outputs = {}
@@ -164,8 +170,12 @@ def run(a, reader_kwargs: dict) -> int:
     results, first, n_read = [], True, 0
     multi = len(plan) > 1 or any(len(n) > 1 for _, _, n in plan)
     try:
-        for item, name, n_pages, number, res in _pages(reader, plan, outputs, a, sampling,
-                                                          opened, progress):
+        if a.ray is None:
+            pages = _pages(reader, plan, outputs, a, sampling, opened, progress)
+        else:   # the same pages, read by Ray actors; each comes back as its page record
+            pages = ray_read.pages(a, reader_kwargs, sampling,
+                                   list(_todo(plan, outputs, progress)), progress)
+        for item, name, n_pages, number, res in pages:
             out = outputs.get(item)
             where = name if n_pages == 1 else f"{name} page {number}"
             if isinstance(res, FoveateError):   # one bad page does not stop the others
@@ -178,10 +188,11 @@ def run(a, reader_kwargs: dict) -> int:
                 progress.step()
                 continue
             n_read += 1
-            for note in res.warnings:
+            rec = res if isinstance(res, dict) else None   # a Ray worker's page record
+            for note in (rec["warnings"] if rec else res.warnings):
                 progress.note(f"foveate: {where}: {note}")
             if out:
-                out.add(page_record(res))
+                out.add(rec or page_record(res))
             elif a.json:   # the schema of docs/output-format.md, a page per entry
                 results.append({"schema": JSON_SCHEMA, "source": res.source,
                                 "n_pages": res.n_pages, **page_record(res)})

@@ -1,0 +1,195 @@
+"""`foveate read --ray` and foveate.ray.read_dataset on a local Ray cluster started here (2
+CPUs, 2 actors): the same output files as a local run, byte for byte; resume across local
+and Ray runs; a killed worker's page read again and written once; a page that kills its
+worker every time reported; bad inputs reported per page as a local run reports them."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import ray
+
+from conftest import DATA, REPO
+
+READER = REPO / "models/reader"
+MODEL_FILES = (READER / "foveate-reader-q8_0.gguf", READER / "foveate-reader-mmproj-f16.gguf")
+MODEL = ["-m", str(MODEL_FILES[0]), "--mmproj", str(MODEL_FILES[1])]
+PAGES = sorted((DATA / "pages").glob("heldout-*.png"))[:5]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local cluster of 2 CPUs; the CLI runs join it by its address."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory) -> tuple[Path, Path]:
+    """A folder of 3 generated pages and a 3-page PDF (a scan: one image per page)."""
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("docs")
+    (d / "pages").mkdir()
+    for p in PAGES[:3]:
+        (d / "pages" / p.name).write_bytes(p.read_bytes())
+    ims = [Image.open(p).convert("RGB") for p in PAGES[2:5]]
+    ims[0].save(d / "doc.pdf", save_all=True, append_images=ims[1:], resolution=72)
+    return d / "pages", d / "doc.pdf"
+
+
+def _read(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "foveate", "read", *map(str, args), *MODEL],
+                          capture_output=True, timeout=600, env={**os.environ, **(env or {})})
+
+
+def _ray(cluster, *args, env=None):
+    # two actors of one CPU each, one llama.cpp thread each: the cluster's 2 CPUs
+    return _read(*args, "--ray", cluster, "--ray-actors", "2", "--ray-cpus", "1", env=env)
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    """The output files (the journal folder aside: its lines come in the order pages end)."""
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
+
+
+def _journal_pages(out: Path, stem: str) -> list[int]:
+    lines = (out / ".foveate" / f"{stem}.pages.jsonl").read_text().splitlines()
+    return sorted(json.loads(ln)["page"] for ln in lines[1:])
+
+
+@pytest.fixture(scope="module")
+def local(docs, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local")
+    r = _read(*docs, "-o", out, "-t", "2", "-q")
+    assert r.returncode == 0, r.stderr.decode()
+    return out
+
+
+def test_ray_output_equals_the_local_run(cluster, docs, local, tmp_path):
+    r = _ray(cluster, *docs, "-o", tmp_path / "ray", "--dataset", tmp_path / "pages.jsonl")
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert "Traceback" not in err
+    files = _files(tmp_path / "ray")
+    assert sorted(files) == ["doc.md", "heldout-00000.md", "heldout-00001.md",
+                             "heldout-00002.md"]
+    assert files == _files(local)   # byte for byte
+    assert b"<!-- page 3 of 3: " in files["doc.md"]
+    assert _journal_pages(tmp_path / "ray", "doc") == [1, 2, 3]
+    # the dataset: one row per page, the text the output files hold
+    rows = [json.loads(ln) for ln in (tmp_path / "pages.jsonl").read_text().splitlines()]
+    assert sorted((Path(r["source"]).name, r["page"]) for r in rows) == [
+        ("doc.pdf", 1), ("doc.pdf", 2), ("doc.pdf", 3), ("heldout-00000.png", 1),
+        ("heldout-00001.png", 1), ("heldout-00002.png", 1)]
+    doc_md = files["doc.md"].decode()
+    for r in rows:
+        assert r["error"] is None and r["text"].strip() in doc_md + "".join(
+            v.decode() for v in files.values())
+        assert json.loads(r["record"])["page"] == r["page"]
+
+
+def test_a_ray_run_resumes_a_local_one_and_json_formats_agree(cluster, docs, local, tmp_path):
+    """Pages 1-2 of the PDF read locally, the rest on Ray: the local run's files."""
+    out = tmp_path / "out"
+    assert _read(docs[1], "-o", out, "--pages", "1-2", "-t", "2", "-q").returncode == 0
+    r = _ray(cluster, *docs, "-o", out)
+    assert r.returncode == 0, r.stderr.decode()
+    assert b"2 of the pages asked for are already there (resume); 1 to read" in r.stderr
+    assert _files(out) == _files(local)
+    # nothing left: the rerun reads nothing and leaves the files as they are
+    again = _ray(cluster, *docs, "-o", out)
+    assert again.returncode == 0 and b"3 of the pages asked for are already there" in again.stderr
+    assert _files(out) == _files(local)
+
+
+def test_a_killed_worker_loses_only_its_page(cluster, docs, local, tmp_path):
+    """The actor reading the PDF's page 2 exits once (after reading it, before returning
+    it); the one reading heldout-00001 exits every time: every other page is written once,
+    the PDF's output is the local run's, and heldout-00001 is reported after 2 attempts."""
+    die = tmp_path / "die"
+    die.mkdir()
+    (die / "doc.pdf-2.die").touch()
+    (die / "heldout-00001.png-1.always").touch()
+    out = tmp_path / "out"
+    r = _ray(cluster, *docs, "-o", out, "--ray-attempts", "2",
+             env={"FOVEATE_RAY_TEST_DIE": str(die)})
+    err = r.stderr.decode()
+    assert (die / "doc.pdf-2.died").exists()   # it did die there
+    assert r.returncode == 1, err
+    assert "heldout-00001.png: WorkerError: the Ray worker reading it died on each of its 2 " \
+           "attempts" in err
+    assert "1 failed, 5 pages read" in err
+    assert _journal_pages(out, "doc") == [1, 2, 3]   # page 2 once, though read twice
+    assert _journal_pages(out, "heldout-00001") == []
+    files = _files(out)
+    for name in ("doc.md", "heldout-00000.md", "heldout-00002.md"):
+        assert files[name] == _files(local)[name]
+
+
+def test_bad_inputs_are_reported_per_page_as_locally(cluster, docs, tmp_path):
+    from PIL import Image
+
+    ims = [Image.open(p).convert("RGB") for p in PAGES[:3]]
+    ims[0].save(tmp_path / "full.tiff", save_all=True, append_images=ims[1:] * 2)
+    data = (tmp_path / "full.tiff").read_bytes()
+    (tmp_path / "cut.tiff").write_bytes(data[: len(data) // 2])   # pages past the cut: corrupt
+    (tmp_path / "garbage.pdf").write_bytes(b"%PDF-1.4\nthis is not a pdf\n")
+    (tmp_path / "notes.png").write_text("not an image")
+    # a page too large for -c 1024: it opens on the driver and fails in the worker
+    ims[0].resize((ims[0].width * 2, ims[0].height * 2)).save(tmp_path / "big.png")
+    bad = [tmp_path / "cut.tiff", tmp_path / "garbage.pdf", tmp_path / "notes.png",
+           tmp_path / "missing.png", tmp_path / "big.png", docs[1]]
+    lo = _read(*bad, "-o", tmp_path / "lo", "-t", "2", "-q", "-c", "1024")
+    ra = _ray(cluster, *bad, "-o", tmp_path / "ra", "-c", "1024")
+
+    def summary(r):
+        err = r.stderr.decode()
+        assert "Traceback" not in err, err
+        lines = err.splitlines()
+        start = next(i for i, ln in enumerate(lines) if " failed, " in ln)
+        return lines[start], sorted(lines[start + 1:])
+
+    assert lo.returncode == ra.returncode == 1
+    head, failures = summary(ra)
+    assert (head, failures) == summary(lo)
+    assert head == "foveate: 5 failed, 3 pages read:"
+    assert any("big.png" in f and "more than n_ctx=1024" in f for f in failures), failures
+    assert any("cut.tiff" in f and "corrupt" in f for f in failures), failures
+    assert any("garbage.pdf" in f for f in failures) and any("missing.png" in f for f in failures)
+    assert _files(tmp_path / "ra") == _files(tmp_path / "lo")
+
+
+def test_read_dataset_gives_each_page_the_text_of_a_local_read(cluster, docs):
+    import foveate.ray
+    from foveate import Reader
+
+    ds = foveate.ray.read_dataset([docs[1]], *MODEL_FILES, actors=2, cpus_per_actor=1)
+    rows = sorted(ds.take_all(), key=lambda r: r["page"])
+    assert [r["page"] for r in rows] == [1, 2, 3] and {r["n_pages"] for r in rows} == {3}
+    with Reader(*MODEL_FILES, threads=2) as reader:
+        local = [res.text for res in reader.read_document(str(docs[1]))]
+    assert [r["text"] for r in rows] == local
+    assert all(r["error"] is None and not r["fatal"] for r in rows)
+
+
+def test_usage_errors_are_one_line(cluster, docs, tmp_path):
+    r = _read(docs[1], "--ray", cluster)
+    assert r.returncode == 2 and r.stderr.decode().strip() == \
+        "foveate: --ray writes one file per document: add -o DIR"
+    r = _read(docs[1], "-o", tmp_path / "o", "--dataset", tmp_path / "d")
+    assert r.returncode == 2 and b"--dataset and --ray-* work with --ray" in r.stderr
+    # a model that does not load: the driver's check, one line, before any worker starts
+    r = subprocess.run([sys.executable, "-m", "foveate", "read", str(docs[1]), "-o",
+                        str(tmp_path / "o"), "--ray", cluster, "-m", str(MODEL_FILES[1]),
+                        "--mmproj", str(MODEL_FILES[1])], capture_output=True, timeout=300)
+    err = r.stderr.decode()
+    assert r.returncode == 2 and "Traceback" not in err, err
+    assert "ModelError" in err
