@@ -193,3 +193,31 @@ def test_usage_errors_are_one_line(cluster, docs, tmp_path):
     err = r.stderr.decode()
     assert r.returncode == 2 and "Traceback" not in err, err
     assert "ModelError" in err
+
+
+def test_methods_and_parallel_pages_travel_to_the_actors(cluster, docs, tmp_path):
+    """Fixation, merging and -np 2 (two pages decoding together in an actor) give the PDF
+    the local run's output with the same flags; the settings recorded are the same too."""
+    flags = ["--fixation", "0.1", "--merge", "0.9", "-np", "2", "--format", "json"]
+    lo = _read(docs[1], "-o", tmp_path / "lo", "-t", "2", "-q", *flags)
+    assert lo.returncode == 0, lo.stderr.decode()
+    ra = _ray(cluster, docs[1], "-o", tmp_path / "ra", *flags)
+    assert ra.returncode == 0, ra.stderr.decode()
+    assert b"--ray: 3 pages in " in ra.stderr and b"on 2 actors" in ra.stderr
+
+    def pages(out):   # the JSON output, timings aside (they differ between any two runs)
+        d = json.loads((out / "doc.json").read_text())
+        for p in d["pages"]:
+            p.pop("wall_s")
+            # and the attended mean: with -np it varies with the pages decoding beside this
+            # one (local: pages 1+2, then 3 joins; Ray: 1+2 in one task, 3 in another)
+            for k in ("encode_ms", "prefill_ms", "decode_ms", "tokens_per_s",
+                      "fixation_attended_mean_over_layers"):
+                p["stats"].pop(k)
+        return d
+
+    got, want = pages(tmp_path / "ra"), pages(tmp_path / "lo")
+    assert got == want
+    assert want["settings"]["fixation"] == 0.1 and want["settings"]["merge"] == "0.9"
+    assert all(p["stats"]["fixation_ratio"] == 0.1 and p["stats"]["merge_keep_ratio"] < 1
+               for p in got["pages"])

@@ -22,6 +22,7 @@ from ..errors import DocumentError, ImageError
 from .images import open_image, read_file
 
 PDF_MAGIC = b"%PDF-"
+PAGE_NAME = "foveate.page"        # PIL info key: the document and page an image came from
 
 
 @dataclass(frozen=True)
@@ -46,15 +47,19 @@ class Document:
         if not 1 <= number <= self.n_pages:
             raise DocumentError(f"{self.name}: no page {number} (it has {self.n_pages})")
         if self.kind == "pdf":
-            return _render_pdf_page(self, number, budget)
-        img = self._open
-        try:
-            if self.kind == "multipage":
-                img.seek(number - 1)
-                return img.copy()
-            img.load()
-        except (OSError, ValueError, EOFError, SyntaxError) as e:
-            raise DocumentError(f"{self.name}: page {number} is corrupt ({e})") from None
+            img = _render_pdf_page(self, number, budget)
+        else:
+            img = self._open
+            try:
+                if self.kind == "multipage":
+                    img.seek(number - 1)
+                    img = img.copy()
+                else:
+                    img.load()
+            except (OSError, ValueError, EOFError, SyntaxError) as e:
+                raise DocumentError(f"{self.name}: page {number} is corrupt ({e})") from None
+        # what later messages call it (images.load_page), not "<PIL image>"
+        img.info[PAGE_NAME] = self.name if self.n_pages == 1 else f"{self.name} page {number}"
         return img
 
     def close(self) -> None:

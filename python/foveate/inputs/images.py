@@ -28,7 +28,9 @@ def load_page(image, max_pixels: int = MAX_PIXELS) -> Page:
     from PIL import Image
 
     if isinstance(image, Image.Image):
-        name, img = "<PIL image>", image
+        # a document page carries its name (documents.PAGE_NAME; not imported: documents
+        # imports this module)
+        name, img = image.info.get("foveate.page", "<PIL image>"), image
         _check_size(name, *img.size, max_pixels)
     else:
         if isinstance(image, (bytes, bytearray, memoryview)):

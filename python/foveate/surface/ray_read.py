@@ -46,7 +46,7 @@ def check_models(a) -> None:
 def pages(a, reader_kwargs: dict, sampling: dict, jobs: list, progress):
     """(item, name, n_pages, page number, page record or FoveateError) of every job, as the
     pages come back from the cluster (any order); jobs whose attempts all died come last."""
-    from .ray_pages import connect, pages_dataset
+    from .ray_pages import actor_count, connect, pages_dataset
 
     if not jobs:
         return
@@ -57,10 +57,11 @@ def pages(a, reader_kwargs: dict, sampling: dict, jobs: list, progress):
     kw["threads"] = a.threads or max(1, int(cpus))
     read_kwargs = dict(prompt=a.prompt, max_tokens=a.n_predict, dpi=a.dpi, password=a.password,
                        parallel=a.parallel, **sampling)
-    ds = pages_dataset(jobs, a.model, a.mmproj, kw, read_kwargs, actors=a.ray_actors,
+    actors = a.ray_actors or actor_count(cpus, gpus, -(-len(jobs) // max(1, a.parallel)))
+    ds = pages_dataset(jobs, a.model, a.mmproj, kw, read_kwargs, actors=actors,
                        cpus_per_actor=cpus, gpus_per_actor=gpus, max_attempts=a.ray_attempts)
     sink = _Dataset(a.dataset) if a.dataset else None
-    seen = set()
+    seen, t0 = set(), time.perf_counter()
     try:
         for row in _rows(ds):
             progress.current(row["source"])
@@ -77,6 +78,11 @@ def pages(a, reader_kwargs: dict, sampling: dict, jobs: list, progress):
             else:
                 yield (row["source"], row["source"], row["n_pages"], row["page"],
                        json.loads(row["record"]))
+        dt = time.perf_counter() - t0
+        if not a.quiet:   # the cluster's rate, for sizing the next run
+            progress.note(f"foveate: --ray: {len(seen)} page{'s' if len(seen) != 1 else ''} "
+                          f"in {dt:.1f} s ({len(seen) / dt * 60:.1f} pages/min) on {actors} "
+                          f"actor{'s' if actors != 1 else ''}")
         for item, n_pages, number in jobs:
             if (item, number) not in seen:
                 yield item, item, n_pages, number, WorkerError(
