@@ -186,9 +186,14 @@ def test_usage_errors_are_one_line(cluster, docs, tmp_path):
         "foveate: --ray writes one file per document: add -o DIR"
     r = _read(docs[1], "-o", tmp_path / "o", "--dataset", tmp_path / "d")
     assert r.returncode == 2 and b"--dataset and --ray-* work with --ray" in r.stderr
+    r = _read(docs[1], "-o", tmp_path / "o", "--ray", cluster, "--ray-attempts", "0")
+    assert r.returncode == 2 and b"--ray-attempts must be at least 1, got 0" in r.stderr
+    # a GPU per actor (-ngl's default) on a cluster without one: refused, not waited for
+    r = _read(docs[1], "-o", tmp_path / "o", "--ray", cluster, "-ngl", "99")
+    assert r.returncode == 2 and b"each actor asks for 1 GPU" in r.stderr, r.stderr
     # a model that does not load: the driver's check, one line, before any worker starts
     r = subprocess.run([sys.executable, "-m", "foveate", "read", str(docs[1]), "-o",
-                        str(tmp_path / "o"), "--ray", cluster, "-m", str(MODEL_FILES[1]),
+                        str(tmp_path / "o2"), "--ray", cluster, "-m", str(MODEL_FILES[1]),
                         "--mmproj", str(MODEL_FILES[1])], capture_output=True, timeout=300)
     err = r.stderr.decode()
     assert r.returncode == 2 and "Traceback" not in err, err

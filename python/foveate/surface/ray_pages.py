@@ -147,10 +147,17 @@ def connect(address: str | None = None) -> None:
 
 
 def actor_count(cpus_per_actor: float, gpus_per_actor: float, n_tasks: int) -> int:
-    """As many actors as the cluster's CPUs (or GPUs) hold, at least 1, at most the tasks."""
+    """As many actors as the cluster's CPUs (or GPUs) hold, at least 1, at most the tasks.
+    A cluster that cannot hold one actor is refused: Ray would wait for it forever."""
     import ray
 
     res = ray.cluster_resources()
+    for what, need, flag in (("GPU", gpus_per_actor, "--ray-gpus; 1 by default with -ngl"),
+                             ("CPU", cpus_per_actor, "--ray-cpus")):
+        if need and res.get(what, 0) < need:
+            raise ValueError(f"each actor asks for {need:g} {what} ({flag}) and the Ray "
+                             f"cluster has {res.get(what, 0):g}: add {what} nodes, or ask "
+                             f"for less")
     fits = (res.get("GPU", 0) // gpus_per_actor if gpus_per_actor
             else res.get("CPU", 1) // max(cpus_per_actor, 1e-9))
     return int(max(1, min(fits, n_tasks)))
@@ -181,7 +188,8 @@ def pages_dataset(jobs: list[tuple[str, int, int]], model, mmproj, reader_kwargs
     per_task = max(1, int(read_kwargs.get("parallel", 1)))
     n_tasks = -(-len(jobs) // per_task)
     rows = [{"source": s, "n_pages": n, "page": p} for s, n, p in jobs]
-    n = actors or actor_count(cpus_per_actor, gpus_per_actor, n_tasks)
+    n = actor_count(cpus_per_actor, gpus_per_actor, n_tasks)   # checks the cluster, too
+    n = actors or n
     ds = ray.data.from_items(rows, override_num_blocks=max(1, n_tasks))
     with warnings.catch_warnings():
         # max_restarts / max_task_retries have no named parameter in Ray 2.58-2.63 (the

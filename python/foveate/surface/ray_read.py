@@ -32,6 +32,12 @@ def check_args(a) -> None:
         raise ValueError("--trace draws one page on this machine: leave out --ray")
     if a.json:
         raise ValueError("--json prints to stdout: with --ray, use -o DIR --format json")
+    for flag, v in (("--ray-actors", a.ray_actors), ("--ray-attempts", a.ray_attempts)):
+        if v is not None and v < 1:
+            raise ValueError(f"{flag} must be at least 1, got {v}")
+    if (a.ray_cpus is not None and a.ray_cpus <= 0) or (a.ray_gpus is not None and a.ray_gpus < 0):
+        raise ValueError(f"--ray-cpus must be > 0 and --ray-gpus >= 0, got {a.ray_cpus} and "
+                         f"{a.ray_gpus}")
 
 
 def check_models(a) -> None:
@@ -57,7 +63,8 @@ def pages(a, reader_kwargs: dict, sampling: dict, jobs: list, progress):
     kw["threads"] = a.threads or max(1, int(cpus))
     read_kwargs = dict(prompt=a.prompt, max_tokens=a.n_predict, dpi=a.dpi, password=a.password,
                        parallel=a.parallel, **sampling)
-    actors = a.ray_actors or actor_count(cpus, gpus, -(-len(jobs) // max(1, a.parallel)))
+    actors = actor_count(cpus, gpus, -(-len(jobs) // max(1, a.parallel)))
+    actors = a.ray_actors or actors
     ds = pages_dataset(jobs, a.model, a.mmproj, kw, read_kwargs, actors=actors,
                        cpus_per_actor=cpus, gpus_per_actor=gpus, max_attempts=a.ray_attempts)
     sink = _Dataset(a.dataset) if a.dataset else None
