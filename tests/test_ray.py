@@ -226,3 +226,15 @@ def test_methods_and_parallel_pages_travel_to_the_actors(cluster, docs, tmp_path
     assert want["settings"]["fixation"] == 0.1 and want["settings"]["merge"] == "0.9"
     assert all(p["stats"]["fixation_ratio"] == 0.1 and p["stats"]["merge_keep_ratio"] < 1
                for p in got["pages"])
+
+
+def test_without_ray_the_cli_says_which_extra(docs, tmp_path):
+    """A machine without the ray extra (shadowed here by a `ray` that fails to import)."""
+    (tmp_path / "shadow" / "ray").mkdir(parents=True)
+    (tmp_path / "shadow" / "ray" / "__init__.py").write_text(
+        "raise ImportError('No module named ray')\n")
+    r = _read(docs[1], "-o", tmp_path / "o", "--ray",
+              env={"PYTHONPATH": str(tmp_path / "shadow")})
+    err = r.stderr.decode()
+    assert r.returncode == 2 and "Traceback" not in err, err
+    assert "--ray needs Ray Data" in err and "pip install 'foveate[ray]'" in err

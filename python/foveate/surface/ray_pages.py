@@ -134,7 +134,11 @@ def _columns(rows: list[dict]) -> dict:
 def connect(address: str | None = None) -> None:
     """ray.init once: `address` ("auto", "ray://host:10001", "host:6379"), RAY_ADDRESS, or a
     local cluster on this machine (None). A cluster that cannot be reached is a ValueError."""
-    import ray
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the extra brings both; a bare `pip install ray` has no Data
+    except ImportError as e:
+        raise ValueError(f"--ray needs Ray Data ({e}): pip install 'foveate[ray]'") from None
 
     if ray.is_initialized():
         return
