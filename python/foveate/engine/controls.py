@@ -66,19 +66,25 @@ def check_fixation_settings(k_min=16, focal_layers=None, max_tokens=8, dilation=
     return focal
 
 
+def check_fixation_ratio(ratio) -> float:
+    """The share of image tokens attended: a number in [0, 1] (0 = off)."""
+    try:
+        ratio = float(ratio)
+    except (TypeError, ValueError):
+        raise ValueError(f"fixation ratio must be a number in [0, 1], got {ratio!r}") from None
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"fixation ratio must be in [0, 1], got {ratio}")
+    return ratio
+
+
 def apply_fixation(ctx, model, model_path: str, ratio: float, k_min: int = 16, focal_layers=None,
                    max_tokens: int = 8, dilation: int = 0, refresh: int = 1,
                    sample: int = FIXATION_SAMPLE) -> float:
     """Set decode-time visual KV selection on llama_context `ctx` (0 = off). `focal_layers`
     None / "auto": the layer `foveate calibrate` chose for `model_path`, else one layer at a
     third of the depth. Returns the ratio set."""
-    try:
-        ratio = float(ratio)
-    except (TypeError, ValueError):
-        raise ValueError(f"fixation ratio must be a number in [0, 1], got {ratio!r}") from None
+    ratio = check_fixation_ratio(ratio)
     n_layer = llama.llama_model_n_layer(model)
-    if not 0.0 <= ratio <= 1.0:
-        raise ValueError(f"fixation ratio must be in [0, 1], got {ratio}")
     focal = check_fixation_settings(k_min, focal_layers, max_tokens, dilation, refresh, sample,
                                     n_layer)
     if focal is None:  # calibrated for this model file, else the default

@@ -54,11 +54,7 @@ class Reader:
         cache_type_k / cache_type_v: the KV cache's types, as llama.cpp's -ctk / -ctv ("f16",
         "q8_0", ...); with the cache on a GPU, a quantized type turns fixation off
         (Result.stats.fixation_off says so): its CUDA kernels read F16/F32 K/V."""
-        if int(parallel) != parallel or parallel < 1:
-            raise ValueError(f"parallel must be an integer >= 1, got {parallel!r}")
-        if preset not in (None, "auto", "none"):
-            from ..engine.presets import preset as named_preset
-            named_preset(preset)   # an unknown name fails before anything loads
+        self._check_own(parallel, preset)
         # Every llama.cpp call runs on this Reader's one engine thread, whichever thread asks:
         # ggml's CPU backend keeps an OpenMP team per calling thread, and a team left spinning
         # by one thread slows the next one's steps (4 pages on 2 cores: 0.85 s from one thread,
@@ -81,6 +77,26 @@ class Reader:
         # the lock: one page (or read_many) at a time; the engine thread runs them
         self._lock = threading.RLock()
         self._in_batch = False
+
+    @staticmethod
+    def _check_own(parallel, preset) -> None:
+        if isinstance(parallel, bool) or not isinstance(parallel, (int, float)) \
+                or int(parallel) != parallel or parallel < 1:
+            raise ValueError(f"parallel must be an integer >= 1, got {parallel!r}")
+        if preset not in (None, "auto", "none"):
+            from ..engine.presets import preset as named_preset
+            named_preset(preset)   # an unknown name fails before anything loads
+
+    @classmethod
+    def check_settings(cls, model, mmproj, *, parallel: int = 1, preset: str | None = "auto",
+                       n_gpu_layers: int = 0, threads: int | None = None,
+                       flash_attn: bool | None = None, **engine_settings) -> None:
+        """What Reader(model, mmproj, **settings) would refuse before loading, refused without
+        loading anything (the files' headers are read): for a caller that loads elsewhere,
+        such as `read --ray`, whose workers each load the model."""
+        from ..engine.core import check_settings
+        cls._check_own(parallel, preset)
+        check_settings(model, mmproj, **engine_settings)
 
     def _prompt(self, prompt: str | None) -> str | None:
         """The prompt a read uses: the caller's, else the preset's (None: foveate's)."""
