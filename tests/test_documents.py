@@ -357,6 +357,23 @@ def test_open_range_past_the_end_is_that_files_error(pdf, tmp_path):
     assert b"doc.pdf: --pages 5- is past the end: it has 3 pages" in r.stderr
 
 
+def test_a_document_with_no_page_written_takes_new_settings(tmp_path):
+    """A page too large for -c 1024 fails, so its journal holds no page; the rerun with a
+    larger -c reads it (nothing was written with the old settings to stay consistent with)."""
+    im = _images()[0]
+    im.resize((im.width * 2, im.height * 2)).save(tmp_path / "big.png")
+    r = _run(tmp_path / "big.png", "-o", tmp_path / "out", "-c", "1024")
+    assert r.returncode == 1 and b"more than n_ctx=1024" in r.stderr, r.stderr.decode()
+    journal = tmp_path / "out" / ".foveate" / "big.pages.jsonl"
+    assert len(journal.read_text().splitlines()) == 1   # its header, no page
+    r = _run(tmp_path / "big.png", "-o", tmp_path / "out", "-c", "8192")
+    assert r.returncode == 0, r.stderr.decode()
+    assert (tmp_path / "out" / "big.md").read_text().strip()
+    # once a page is there, another setting is refused again
+    r = _run(tmp_path / "big.png", "-o", tmp_path / "out", "-c", "8192", "-n", "100")
+    assert r.returncode == 2 and b"other settings (n_predict)" in r.stderr
+
+
 def test_another_document_of_the_same_name_is_not_resumed(pdf, tmp_path):
     assert _run(pdf, "-o", tmp_path / "out", "--pages", "1").returncode == 0
     other = tmp_path / "doc.pdf"

@@ -96,11 +96,13 @@ class DocumentOutput:
                   "input": identity or {}, "settings": settings}
         if self.journal.exists() and not overwrite:
             old, done = self._read_journal()
-            if old is not None and (old.get("input") or {}) != (identity or {}):
+            # a journal without pages (a run stopped before its first page) holds nothing to
+            # keep consistent with: this run starts it afresh, whatever its settings
+            if old is not None and done and (old.get("input") or {}) != (identity or {}):
                 raise OutputError(f"{self.path}: an earlier run wrote it from another document "
                                   f"of that name ({old.get('source')}, {old.get('n_pages')} pages); "
                                   f"add --overwrite to replace it, or choose another -o folder")
-            if old is not None and old.get("settings") != settings:
+            if old is not None and done and old.get("settings") != settings:
                 changed = sorted(k for k in set(old.get("settings", {})) | set(settings)
                                  if old.get("settings", {}).get(k) != settings.get(k))
                 raise OutputError(f"{self.path}: an earlier run wrote it with other settings "
