@@ -127,11 +127,46 @@ def test_a_killed_worker_loses_only_its_page(cluster, docs, local, tmp_path):
     assert "heldout-00001.png: WorkerError: the Ray worker reading it died on each of its 2 " \
            "attempts" in err
     assert "1 failed, 5 pages read" in err
+    assert "Traceback" not in err, err   # Ray Data's own record of the dropped block: hidden
+    # the attempts Ray really made, counted by the worker that died (not the flag's echo)
+    assert (die / "heldout-00001.png-1.runs").read_text() == "died\n" * 2
     assert _journal_pages(out, "doc") == [1, 2, 3]   # page 2 once, though read twice
     assert _journal_pages(out, "heldout-00001") == []
     files = _files(out)
     for name in ("doc.md", "heldout-00000.md", "heldout-00002.md"):
         assert files[name] == _files(local)[name]
+
+
+def test_with_np_a_page_that_always_kills_its_worker_costs_only_itself(cluster, docs, local,
+                                                                       tmp_path):
+    """-np 2: pages 1 and 2 of the PDF share a task, and page 1 kills its worker every time:
+    the task is dropped after its attempts, its pages are read again one per task, page 2
+    is written (the local run's text) and only page 1 is reported."""
+    die = tmp_path / "die"
+    die.mkdir()
+    (die / "doc.pdf-1.always").touch()
+    out = tmp_path / "out"
+    r = _ray(cluster, docs[1], "-o", out, "-np", "2", "--ray-attempts", "2",
+             env={"FOVEATE_RAY_TEST_DIE": str(die)})
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "Traceback" not in err, err
+    assert "2 pages of tasks whose workers died: read again one per task" in err
+    assert "doc.pdf page 1: WorkerError" in err and "1 failed, 2 pages read" in err
+    assert _journal_pages(out, "doc") == [2, 3]
+    assert (die / "doc.pdf-1.runs").read_text() == "died\n" * 4   # 2 tries, twice
+    assert _md_pages(out / "doc.md") == {k: v for k, v in _md_pages(local / "doc.md").items()
+                                         if k != 1}
+
+
+def _md_pages(path: Path) -> dict[int, str]:
+    out, cur = {}, None
+    for line in path.read_text().splitlines():
+        if line.startswith("<!-- page "):
+            cur = int(line.split()[2])
+            out[cur] = []
+        elif cur is not None:
+            out[cur].append(line)
+    return {k: "\n".join(v).strip() for k, v in out.items()}
 
 
 def test_bad_inputs_are_reported_per_page_as_locally(cluster, docs, tmp_path):
@@ -238,3 +273,78 @@ def test_without_ray_the_cli_says_which_extra(docs, tmp_path):
     err = r.stderr.decode()
     assert r.returncode == 2 and "Traceback" not in err, err
     assert "--ray needs Ray Data" in err and "pip install 'foveate[ray]'" in err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--fixation", "2"], "fixation ratio must be in [0, 1], got 2.0"),
+    (["--merge", "1.5"], "merge keep ratio must be in (0, 1], got 1.5"),
+    (["--fixation", "0.1", "--focal-layers", "99"], "focal layers [99] out of range"),
+    (["-b", "0"], "n_batch (-b) must be an integer >= 1, got 0"),
+    (["--preset", "nope"], "unknown preset 'nope'"),
+])
+def test_settings_a_worker_would_refuse_are_refused_on_the_driver(docs, tmp_path, flags,
+                                                                   message):
+    """Before any cluster (no address is given, and none is started) and before -o is
+    touched: one line, as a local run; the actors never load a model to find out."""
+    r = _read(docs[1], "-o", tmp_path / "out", "--ray", *flags)
+    err = r.stderr.decode()
+    assert r.returncode == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines() == [f"foveate: {err.strip()[len('foveate: '):]}"]
+    assert message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_read_dataset_refuses_a_bad_setting_before_connecting(docs):
+    import foveate.ray
+
+    with pytest.raises(ValueError, match=r"fixation ratio must be in \[0, 1\]"):
+        foveate.ray.read_dataset([docs[1]], *MODEL_FILES, fixation=2, address="127.0.0.1:1")
+
+
+def test_a_dataset_path_that_cannot_be_written_is_refused(docs, tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder.jsonl").mkdir()
+    for path, message in ((tmp_path / "file", "a file is there"),
+                          (tmp_path / "folder.jsonl", "that is a folder"),
+                          (tmp_path / "file" / "pages.jsonl", "cannot write there")):
+        r = _read(docs[1], "-o", tmp_path / "out", "--ray", "--dataset", path)
+        err = r.stderr.decode()
+        assert r.returncode == 2 and "Traceback" not in err and message in err, err
+
+
+class _BrokenReader:
+    """A Reader whose batch breaks after its first page (a bug, not a FoveateError)."""
+
+    def render_budget(self, max_tokens, dpi):
+        return None
+
+    def read_many(self, images, parallel, **kw):
+        from foveate.errors import DocumentError
+
+        it = iter(images)
+        first = next(it)
+        yield first if isinstance(first, Exception) else DocumentError("page one: refused")
+        raise RuntimeError("the batch broke")
+
+
+def test_a_batch_that_breaks_gives_its_pages_errors_not_a_dead_worker():
+    """-np 2: an exception inside read_many is each unread page's error row (the driver
+    reports it as that page's failure), not an exception that Ray retries as a crash."""
+    import numpy as np
+    from foveate.surface.ray_pages import PageReader
+
+    class Doc:
+        def page(self, number, budget):
+            return f"image {number}"
+
+        def close(self):
+            pass
+
+    pr = PageReader.__new__(PageReader)
+    pr.reader, pr.load_error, pr.password = _BrokenReader(), None, None
+    pr.read_kwargs, pr.doc = {"parallel": 2, "max_tokens": 64}, ("d.pdf", Doc())
+    rows = pr({"source": np.array(["d.pdf"] * 3), "n_pages": np.array([3] * 3),
+               "page": np.array([1, 2, 3])})
+    assert rows["page"] == [1, 2, 3]
+    assert rows["error_type"] == ["DocumentError", "RuntimeError", "RuntimeError"]
+    assert rows["error"][1:] == ["the batch broke"] * 2 and rows["record"] == [None] * 3

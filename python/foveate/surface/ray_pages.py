@@ -27,7 +27,8 @@ from ..errors import FoveateError
 # a row of the pages dataset; `record` is the page record of docs/output-format.md, as JSON
 COLUMNS = ("source", "n_pages", "page", "text", "error", "error_type", "fatal", "record")
 # test hook: a folder of NAME-PAGE.die files (the actor reading that page exits once, the
-# file renamed .died) and NAME-PAGE.always files (it exits every time): a killed worker
+# file renamed .died) and NAME-PAGE.always files (it exits every time, a line added to
+# NAME-PAGE.runs each time): a killed worker
 TEST_DIE_DIR = "FOVEATE_RAY_TEST_DIE"
 
 
@@ -43,8 +44,8 @@ class PageReader:
         try:
             from .api import Reader
             self.reader = Reader(model, mmproj, **reader_kwargs)
-        except FoveateError as e:   # every page gets it, and the driver stops the run with it
-            self.load_error = e
+        except Exception as e:   # noqa: BLE001 - every page gets it, the driver stops the run
+            self.load_error = e   # (an actor dying in its constructor would be Ray's traceback)
         self.doc = None
 
     def _document(self, item: str):
@@ -85,15 +86,20 @@ class PageReader:
                     yield self._document(source).page(number, budget)
                 except FoveateError as e:
                     yield e
+                except Exception as e:   # noqa: BLE001 - a bug on one page: its own error
+                    yield FoveateError(f"{type(e).__name__}: {e}")
 
-        for (source, n_pages, number), res in zip(jobs, self.reader.read_many(
-                images(), parallel=parallel, **kw)):
-            if isinstance(res, Exception):
-                rows.append(_error_row(source, n_pages, number, res))
-                continue
-            _maybe_die(source, number)
-            res.page = number
-            rows.append(_page_row(source, n_pages, number, res))
+        try:
+            for (source, n_pages, number), res in zip(jobs, self.reader.read_many(
+                    images(), parallel=parallel, **kw)):
+                if isinstance(res, Exception):
+                    rows.append(_error_row(source, n_pages, number, res))
+                    continue
+                _maybe_die(source, number)
+                res.page = number
+                rows.append(_page_row(source, n_pages, number, res))
+        except Exception as e:   # noqa: BLE001 - the batch broke: its unread pages say why
+            rows += [_error_row(s, n, p, e) for s, n, p in jobs[len(rows):]]
         return _columns(rows)
 
 
@@ -105,6 +111,8 @@ def _maybe_die(source: str, number: int) -> None:
         return
     key = str(Path(d) / f"{Path(source).name}-{number}")
     if os.path.exists(key + ".always"):
+        with open(key + ".runs", "a") as f:   # the test counts the attempts Ray made
+            f.write("died\n")
         os._exit(1)
     try:
         os.rename(key + ".die", key + ".died")   # claimed: one worker dies, once
@@ -129,6 +137,26 @@ def _error_row(source, n_pages, number, e: Exception, fatal: bool = False) -> di
 
 def _columns(rows: list[dict]) -> dict:
     return {k: [r[k] for r in rows] for k in COLUMNS}
+
+
+class _DroppedBlocks(logging.Filter):
+    """Hides Ray Data's "Ignoring this exception" record (with its traceback) for a block
+    whose attempts all died: the CLI reports those pages itself; Ray's log file keeps it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name.endswith("streaming_executor_state")
+                    and "Ignoring this exception" in record.getMessage())
+
+
+def quiet_console() -> None:
+    """For the CLI: Ray Data's console lines (execution started / finished) say nothing the
+    driver's bar and summary do not, and a dropped block is reported as its pages' errors.
+    Errors still show; Ray's log files keep everything."""
+    for h in logging.getLogger("ray.data").handlers:
+        if not isinstance(h, logging.FileHandler) and "File" not in type(h).__name__:
+            h.setLevel(logging.ERROR)
+            if not any(isinstance(f, _DroppedBlocks) for f in h.filters):
+                h.addFilter(_DroppedBlocks())
 
 
 def connect(address: str | None = None) -> None:
@@ -180,21 +208,16 @@ def pages_dataset(jobs: list[tuple[str, int, int]], model, mmproj, reader_kwargs
     if cpus_per_actor <= 0 or gpus_per_actor < 0:
         raise ValueError(f"--ray-cpus must be > 0 and --ray-gpus >= 0, got {cpus_per_actor} "
                          f"and {gpus_per_actor}")
-    # Ray Data's console lines (execution started / finished, progress bars off) say nothing
-    # the driver's bar and summary do not; its errors still show, its log file keeps all
-    for h in logging.getLogger("ray.data").handlers:
-        if not isinstance(h, logging.FileHandler) and "File" not in type(h).__name__:
-            h.setLevel(logging.ERROR)
-    ctx = ray.data.DataContext.get_current()
-    ctx.max_errored_blocks = -1          # a block whose attempts all died: its pages reported
-    ctx.enable_progress_bars = False     # the driver's own bar counts pages
-    ctx.print_on_execution_start = False
     per_task = max(1, int(read_kwargs.get("parallel", 1)))
     n_tasks = -(-len(jobs) // per_task)
     rows = [{"source": s, "n_pages": n, "page": p} for s, n, p in jobs]
     n = actor_count(cpus_per_actor, gpus_per_actor, n_tasks)   # checks the cluster, too
     n = actors or n
     ds = ray.data.from_items(rows, override_num_blocks=max(1, n_tasks))
+    # this dataset's context (and its descendants'), not the process's DataContext
+    ds.context.max_errored_blocks = -1       # a block whose attempts all died: pages reported
+    ds.context.enable_progress_bars = False  # the CLI's own bar counts pages
+    ds.context.print_on_execution_start = False
     with warnings.catch_warnings():
         # max_restarts / max_task_retries have no named parameter in Ray 2.58-2.63 (the
         # extra pins <2.64, where ray_remote_args goes): they are what bounds the retries
@@ -227,13 +250,17 @@ def read_dataset(inputs, model, mmproj, *, pages: str | None = None, recursive: 
     path by every worker. Pages whose attempts all died are missing from it (the CLI's
     `--ray` reports them). sampling: as Reader.read (temperature=, seed=...). reader_kwargs:
     as Reader (fixation=, merge=, preset=, n_ctx=...); threads default to cpus_per_actor.
-    Connects first (`address`, as `connect`). A document that cannot be opened raises here.
+    Checks the settings (ValueError, as Reader), connects (`address`, as `connect`); a
+    document that cannot be opened raises here.
 
     >>> ds = read_dataset(["scans/"], "model.gguf", "mmproj.gguf", fixation=0.05)
     >>> ds.write_parquet("pages/")
     """
     from ..inputs.documents import expand_inputs, open_document, parse_pages
+    from .api import Reader
 
+    # what every actor's Reader would refuse, refused here without a cluster or a model load
+    Reader.check_settings(model, mmproj, parallel=parallel, **reader_kwargs)
     connect(address)
     jobs = []
     for item in expand_inputs([str(i) for i in inputs], recursive):
@@ -245,7 +272,7 @@ def read_dataset(inputs, model, mmproj, *, pages: str | None = None, recursive: 
         finally:
             doc.close()
     reader_kwargs.setdefault("threads", max(1, int(cpus_per_actor)))
-    reader_kwargs.setdefault("parallel", parallel)
+    reader_kwargs["parallel"] = parallel
     read_kwargs = dict(prompt=prompt, max_tokens=max_tokens, dpi=dpi, password=password,
                        parallel=parallel, **(sampling or {}))
     return pages_dataset(jobs, model, mmproj, reader_kwargs, read_kwargs, actors=actors,

@@ -7,6 +7,10 @@ local run uses, so OUT is byte for byte what `foveate read -o OUT` writes (the j
 lines may come in another order; the files are written in page order). The driver alone
 writes: workers on other machines never touch OUT, and a rerun, local or on Ray, resumes it.
 
+With `-np N` a task carries N pages, so a page that kills its worker every time would take
+the other pages of its task with it: the pages of such tasks are read once more, one per
+task (the bad page gets `--ray-attempts` more tries there), before any is reported.
+
 `--dataset PATH` also writes every page read as one row (ray_pages.COLUMNS): PATH.jsonl is
 one JSON Lines file, appended by reruns; any other PATH is a folder of Parquet files, one
 `part-*.parquet` per run (`ray.data.read_parquet(PATH)` reads them all).
@@ -35,56 +39,70 @@ def check_args(a) -> None:
     for flag, v in (("--ray-actors", a.ray_actors), ("--ray-attempts", a.ray_attempts)):
         if v is not None and v < 1:
             raise ValueError(f"{flag} must be at least 1, got {v}")
+    if a.dataset:
+        d = Path(a.dataset)
+        if d.suffix.lower() == ".jsonl" and d.is_dir():
+            raise ValueError(f"--dataset {d}: that is a folder; a .jsonl dataset is one file")
+        if d.suffix.lower() != ".jsonl" and d.exists() and not d.is_dir():
+            raise ValueError(f"--dataset {d}: a file is there; give a folder (Parquet parts) "
+                             f"or a path ending .jsonl")
     if (a.ray_cpus is not None and a.ray_cpus <= 0) or (a.ray_gpus is not None and a.ray_gpus < 0):
         raise ValueError(f"--ray-cpus must be > 0 and --ray-gpus >= 0, got {a.ray_cpus} and "
                          f"{a.ray_gpus}")
 
 
-def check_models(a) -> None:
-    """The model files' headers, on the driver: a bad path fails here, not in every actor."""
-    from ..errors import ModelError, ProjectorError
-    from ..inputs.gguf_check import read_gguf_info
-
-    read_gguf_info(a.model, ModelError, "model")
-    read_gguf_info(a.mmproj, ProjectorError, "projector")
-
-
 def pages(a, reader_kwargs: dict, sampling: dict, jobs: list, progress):
     """(item, name, n_pages, page number, page record or FoveateError) of every job, as the
     pages come back from the cluster (any order); jobs whose attempts all died come last."""
-    from .ray_pages import actor_count, connect, pages_dataset
+    from .ray_pages import actor_count, connect, pages_dataset, quiet_console
 
     if not jobs:
         return
-    connect(a.ray or None)
-    cpus = a.ray_cpus if a.ray_cpus is not None else (a.threads or 1)
-    gpus = a.ray_gpus if a.ray_gpus is not None else (1 if a.n_gpu_layers else 0)
-    kw = dict(reader_kwargs)
-    kw["threads"] = a.threads or max(1, int(cpus))
-    read_kwargs = dict(prompt=a.prompt, max_tokens=a.n_predict, dpi=a.dpi, password=a.password,
-                       parallel=a.parallel, **sampling)
-    actors = actor_count(cpus, gpus, -(-len(jobs) // max(1, a.parallel)))
-    actors = a.ray_actors or actors
-    ds = pages_dataset(jobs, a.model, a.mmproj, kw, read_kwargs, actors=actors,
-                       cpus_per_actor=cpus, gpus_per_actor=gpus, max_attempts=a.ray_attempts)
-    sink = _Dataset(a.dataset) if a.dataset else None
-    seen, t0 = set(), time.perf_counter()
+    sink = _Dataset(a.dataset) if a.dataset else None   # a path it cannot write fails first
     try:
-        for row in _rows(ds):
-            progress.current(row["source"])
-            key = (row["source"], row["page"])
-            if key in seen:   # a task that ran twice: the first answer stands
-                continue
-            seen.add(key)
-            if row["fatal"]:   # the model did not load on the worker: the run's error
-                raise _error(row)
-            if sink:
-                sink.add(row)
-            if row["error"] is not None:
-                yield row["source"], row["source"], row["n_pages"], row["page"], _error(row)
-            else:
-                yield (row["source"], row["source"], row["n_pages"], row["page"],
-                       json.loads(row["record"]))
+        connect(a.ray or None)
+        quiet_console()
+        cpus = a.ray_cpus if a.ray_cpus is not None else (a.threads or 1)
+        gpus = a.ray_gpus if a.ray_gpus is not None else (1 if a.n_gpu_layers else 0)
+        kw = dict(reader_kwargs)
+        kw["threads"] = a.threads or max(1, int(cpus))
+        read_kwargs = dict(prompt=a.prompt, max_tokens=a.n_predict, dpi=a.dpi,
+                           password=a.password, parallel=a.parallel, **sampling)
+        actors = actor_count(cpus, gpus, -(-len(jobs) // max(1, a.parallel)))
+        actors = a.ray_actors or actors
+        seen, t0 = set(), time.perf_counter()
+
+        def read(todo: list, parallel: int):
+            ds = pages_dataset(todo, a.model, a.mmproj, kw,
+                               {**read_kwargs, "parallel": parallel},
+                               actors=min(actors, -(-len(todo) // parallel)),
+                               cpus_per_actor=cpus, gpus_per_actor=gpus,
+                               max_attempts=a.ray_attempts)
+            for row in _rows(ds):
+                progress.current(row["source"])
+                key = (row["source"], row["page"])
+                if key in seen:   # a task that ran twice: the first answer stands
+                    continue
+                seen.add(key)
+                if row["fatal"]:   # the model did not load on the worker: the run's error
+                    raise (ValueError(row["error"]) if row["error_type"] == "ValueError"
+                           else _error(row))
+                if sink:
+                    sink.add(row)
+                if row["error"] is not None:
+                    yield row["source"], row["source"], row["n_pages"], row["page"], _error(row)
+                else:
+                    yield (row["source"], row["source"], row["n_pages"], row["page"],
+                           json.loads(row["record"]))
+
+        yield from read(jobs, a.parallel)
+        lost = [j for j in jobs if (j[0], j[2]) not in seen]
+        if lost and a.parallel > 1:
+            # with -np N a task holds N pages, and a page that kills its worker every time
+            # takes the other pages of its task down with it: those pages again, one per task
+            progress.note(f"foveate: --ray: {len(lost)} page{'s' if len(lost) != 1 else ''} "
+                          f"of tasks whose workers died: read again one per task")
+            yield from read(lost, 1)
         dt = time.perf_counter() - t0
         if not a.quiet:   # the cluster's rate, for sizing the next run
             progress.note(f"foveate: --ray: {len(seen)} page{'s' if len(seen) != 1 else ''} "
@@ -127,11 +145,18 @@ class _Dataset:
         self.path = Path(path)
         self.jsonl = self.path.suffix.lower() == ".jsonl"
         self.rows, self.writer = [], None
-        if self.jsonl:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.f = open(self.path, "a", encoding="utf-8")
-        else:
-            self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.jsonl:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.f = open(self.path, "a", encoding="utf-8")
+            else:
+                self.path.mkdir(parents=True, exist_ok=True)
+                probe = self.path / ".foveate-write-check"
+                probe.touch()
+                probe.unlink()
+        except OSError as e:
+            raise ValueError(f"--dataset {path}: cannot write there "
+                             f"({e.strerror or type(e).__name__})") from None
             self.part = self.path / f"part-{time.strftime('%Y%m%d-%H%M%S')}-{id(self):x}.parquet"
 
     def add(self, row: dict) -> None:

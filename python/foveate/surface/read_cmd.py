@@ -151,8 +151,8 @@ def run(a, reader_kwargs: dict) -> int:
         raise ValueError("--trace draws one page: give one image, or one page with --pages N")
     if a.ray is None:
         reader = Reader(a.model, a.mmproj, **reader_kwargs)
-    else:   # the workers load the model; its headers are checked here first
-        ray_read.check_models(a)
+    else:   # the workers load the model; what it would refuse is refused here, once
+        Reader.check_settings(a.model, a.mmproj, **reader_kwargs)
     settings = _settings(a) if a.out else {}
     stems = output_stems([item for item, _, _ in plan])
     outputs = {}
