@@ -75,6 +75,25 @@ def test_the_api_refuses_a_meaningless_reader_setting(kwargs, message):
         Reader(MODEL, MMPROJ, **kwargs)
 
 
+@pytest.mark.parametrize("kwargs, message", API_REFUSED + [
+    (dict(fixation=2), r"fixation ratio must be in \[0, 1\]"), (dict(merge=1.5), "merge keep"),
+    (dict(preset="nope"), "unknown preset"), (dict(parallel=0), "parallel must be"),
+    (dict(image_min_tokens=9, image_max_tokens=3), "image_min_tokens 9 > image_max_tokens 3"),
+], ids=lambda x: str(x) if isinstance(x, dict) else "")
+def test_check_settings_refuses_what_the_reader_would_without_loading(kwargs, message):
+    """Reader.check_settings (what `read --ray`'s driver runs): the Reader's own refusal,
+    from the headers alone; valid settings pass it."""
+    from foveate import Reader
+
+    pattern = message if "\\" in message else message.replace("(", r"\(").replace("[", r"\[")
+    with pytest.raises(ValueError, match=pattern):
+        Reader.check_settings(MODEL, MMPROJ, **kwargs)
+    with pytest.raises(ValueError, match=pattern):
+        Reader(MODEL, MMPROJ, **kwargs)
+    Reader.check_settings(MODEL, MMPROJ, fixation=0.05, focal_layers=[1], merge="auto",
+                          parallel=2, preset="none", n_gpu_layers=99, threads=3)
+
+
 @pytest.mark.parametrize("knobs, name", [
     (dict(temperature=-1), "temperature"), (dict(top_p=7), "top_p"), (dict(top_p=0), "top_p"),
     (dict(top_k=-1), "top_k"), (dict(min_p=-0.1), "min_p"), (dict(repeat_penalty=-1), "repeat_penalty"),
