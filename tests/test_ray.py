@@ -151,7 +151,8 @@ def test_with_np_a_page_that_always_kills_its_worker_costs_only_itself(cluster, 
     err = r.stderr.decode()
     assert r.returncode == 1 and "Traceback" not in err, err
     assert "2 pages of tasks whose workers died: read again one per task" in err
-    assert "doc.pdf page 1: WorkerError" in err and "1 failed, 2 pages read" in err
+    assert "doc.pdf page 1: WorkerError: the Ray worker reading it died on each of its 4 " \
+           "attempts" in err and "1 failed, 2 pages read" in err
     assert _journal_pages(out, "doc") == [2, 3]
     assert (die / "doc.pdf-1.runs").read_text() == "died\n" * 4   # 2 tries, twice
     assert _md_pages(out / "doc.md") == {k: v for k, v in _md_pages(local / "doc.md").items()
@@ -244,6 +245,17 @@ def test_methods_and_parallel_pages_travel_to_the_actors(cluster, docs, tmp_path
     ra = _ray(cluster, docs[1], "-o", tmp_path / "ra", *flags)
     assert ra.returncode == 0, ra.stderr.decode()
     assert b"--ray: 3 pages in " in ra.stderr and b"on 2 actors" in ra.stderr
+    # 3 pages of -np 2 are 2 tasks: 8 actors asked for, 2 started (and said)
+    r8 = _read(docs[1], "-o", tmp_path / "ra8", *flags, "--ray", cluster, "--ray-actors", "8",
+               "--ray-cpus", "0.25", "--dataset", tmp_path / "parts")
+    assert r8.returncode == 0, r8.stderr.decode()
+    assert b"on 2 actors" in r8.stderr
+    # --dataset as a folder: Parquet parts, one row per page, the JSON output's text
+    rows = sorted(ray.data.read_parquet(str(tmp_path / "parts")).take_all(),
+                  key=lambda r: r["page"])
+    assert [r["page"] for r in rows] == [1, 2, 3] and all(r["error"] is None for r in rows)
+    d8 = json.loads((tmp_path / "ra8" / "doc.json").read_text())
+    assert [r["text"] for r in rows] == [p["text"] for p in d8["pages"]]
 
     def pages(out):   # the JSON output, timings aside (they differ between any two runs)
         d = json.loads((out / "doc.json").read_text())

@@ -94,6 +94,17 @@ def test_check_settings_refuses_what_the_reader_would_without_loading(kwargs, me
                           parallel=2, preset="none", n_gpu_layers=99, threads=3)
 
 
+def test_check_settings_refuses_what_reader_takes_no_keyword_for_and_a_missing_projector():
+    from foveate import Reader
+
+    with pytest.raises(TypeError, match="fixation_max_tokens"):
+        Reader.check_settings(MODEL, MMPROJ, fixation_max_tokens=4)
+    with pytest.raises(TypeError, match="fixation_max_tokens"):
+        Reader(MODEL, MMPROJ, fixation_max_tokens=4)
+    with pytest.raises(ValueError, match="image projector"):
+        Reader.check_settings(MODEL, None)
+
+
 @pytest.mark.parametrize("knobs, name", [
     (dict(temperature=-1), "temperature"), (dict(top_p=7), "top_p"), (dict(top_p=0), "top_p"),
     (dict(top_k=-1), "top_k"), (dict(min_p=-0.1), "min_p"), (dict(repeat_penalty=-1), "repeat_penalty"),

@@ -94,7 +94,15 @@ class Reader:
         """What Reader(model, mmproj, **settings) would refuse before loading, refused without
         loading anything (the files' headers are read): for a caller that loads elsewhere,
         such as `read --ray`, whose workers each load the model."""
+        import inspect
+
         from ..engine.core import check_settings
+        known = inspect.signature(cls.__init__).parameters
+        unknown = sorted(set(engine_settings) - set(known))
+        if unknown:   # as Reader(...) would refuse them
+            raise TypeError(f"Reader got an unexpected keyword argument {unknown[0]!r}")
+        if mmproj is None:
+            raise ValueError("a Reader needs the model's image projector (mmproj)")
         cls._check_own(parallel, preset)
         check_settings(model, mmproj, **engine_settings)
 

@@ -251,7 +251,8 @@ def read_dataset(inputs, model, mmproj, *, pages: str | None = None, recursive: 
     `--ray` reports them). sampling: as Reader.read (temperature=, seed=...). reader_kwargs:
     as Reader (fixation=, merge=, preset=, n_ctx=...); threads default to cpus_per_actor.
     Checks the settings (ValueError, as Reader), connects (`address`, as `connect`); a
-    document that cannot be opened raises here.
+    document that cannot be opened raises here. Ray Data's console logging is left as the
+    caller has it (the CLI quiets it: `quiet_console`).
 
     >>> ds = read_dataset(["scans/"], "model.gguf", "mmproj.gguf", fixation=0.05)
     >>> ds.write_parquet("pages/")

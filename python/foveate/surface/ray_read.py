@@ -71,6 +71,8 @@ def pages(a, reader_kwargs: dict, sampling: dict, jobs: list, progress):
         actors = actor_count(cpus, gpus, -(-len(jobs) // max(1, a.parallel)))
         actors = a.ray_actors or actors
         seen, t0 = set(), time.perf_counter()
+        attempts = dict.fromkeys(((j[0], j[2]) for j in jobs), a.ray_attempts)
+        used = min(actors, -(-len(jobs) // max(1, a.parallel)))   # the first pass's pool
 
         def read(todo: list, parallel: int):
             ds = pages_dataset(todo, a.model, a.mmproj, kw,
@@ -102,17 +104,19 @@ def pages(a, reader_kwargs: dict, sampling: dict, jobs: list, progress):
             # takes the other pages of its task down with it: those pages again, one per task
             progress.note(f"foveate: --ray: {len(lost)} page{'s' if len(lost) != 1 else ''} "
                           f"of tasks whose workers died: read again one per task")
+            for j in lost:
+                attempts[(j[0], j[2])] += a.ray_attempts
             yield from read(lost, 1)
         dt = time.perf_counter() - t0
         if not a.quiet:   # the cluster's rate, for sizing the next run
             progress.note(f"foveate: --ray: {len(seen)} page{'s' if len(seen) != 1 else ''} "
-                          f"in {dt:.1f} s ({len(seen) / dt * 60:.1f} pages/min) on {actors} "
-                          f"actor{'s' if actors != 1 else ''}")
+                          f"in {dt:.1f} s ({len(seen) / dt * 60:.1f} pages/min) on {used} "
+                          f"actor{'s' if used != 1 else ''}")
         for item, n_pages, number in jobs:
             if (item, number) not in seen:
                 yield item, item, n_pages, number, WorkerError(
-                    f"the Ray worker reading it died on each of its {a.ray_attempts} attempts "
-                    f"(--ray-attempts); the Ray logs say why")
+                    f"the Ray worker reading it died on each of its {attempts[(item, number)]} "
+                    f"attempts (--ray-attempts); the Ray logs say why")
     finally:
         if sink:
             sink.close()
@@ -157,6 +161,7 @@ class _Dataset:
         except OSError as e:
             raise ValueError(f"--dataset {path}: cannot write there "
                              f"({e.strerror or type(e).__name__})") from None
+        if not self.jsonl:
             self.part = self.path / f"part-{time.strftime('%Y%m%d-%H%M%S')}-{id(self):x}.parquet"
 
     def add(self, row: dict) -> None:
