@@ -35,3 +35,15 @@ def reader(models):
     r = Reader(models["q8_0"], models["mmproj"], n_ctx=1024, threads=2)
     yield r
     r.close()
+
+
+def md_pages(text: str) -> dict[int, str]:
+    """Page number -> text of a markdown output (pages start with <!-- page N of M: ... -->)."""
+    out, cur = {}, None
+    for line in text.splitlines():
+        if line.startswith("<!-- page "):
+            cur = int(line.split()[2])
+            out[cur] = []
+        elif cur is not None:
+            out[cur].append(line)
+    return {k: "\n".join(v).strip() for k, v in out.items()}

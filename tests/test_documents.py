@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, REPO
+from conftest import DATA, REPO, md_pages as _md_pages
 
 READER = REPO / "models/reader"
 MODEL = ["-m", str(READER / "foveate-reader-q8_0.gguf"),
@@ -42,18 +42,6 @@ def _run(*args, stdin: bytes | None = None, cwd=None):
 def _cer(a: str, b: str) -> float:
     from foveate.instruments.evaluate import cer
     return cer(a.strip(), b.strip())
-
-
-def _md_pages(text: str) -> dict[int, str]:
-    """Page number -> text of a markdown output (pages start with <!-- page N of M: ... -->)."""
-    out, cur = {}, None
-    for line in text.splitlines():
-        if line.startswith("<!-- page "):
-            cur = int(line.split()[2])
-            out[cur] = []
-        elif cur is not None:
-            out[cur].append(line)
-    return {k: "\n".join(v).strip() for k, v in out.items()}
 
 
 # --- inputs ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from conftest import DATA, REPO
+from conftest import DATA, REPO, md_pages
 
 READER = REPO / "models/reader"
 MODEL_FILES = (READER / "foveate-reader-q8_0.gguf", READER / "foveate-reader-mmproj-f16.gguf")
@@ -155,19 +155,8 @@ def test_with_np_a_page_that_always_kills_its_worker_costs_only_itself(cluster, 
            "attempts" in err and "1 failed, 2 pages read" in err
     assert _journal_pages(out, "doc") == [2, 3]
     assert (die / "doc.pdf-1.runs").read_text() == "died\n" * 4   # 2 tries, twice
-    assert _md_pages(out / "doc.md") == {k: v for k, v in _md_pages(local / "doc.md").items()
-                                         if k != 1}
-
-
-def _md_pages(path: Path) -> dict[int, str]:
-    out, cur = {}, None
-    for line in path.read_text().splitlines():
-        if line.startswith("<!-- page "):
-            cur = int(line.split()[2])
-            out[cur] = []
-        elif cur is not None:
-            out[cur].append(line)
-    return {k: "\n".join(v).strip() for k, v in out.items()}
+    want = md_pages((local / "doc.md").read_text())
+    assert md_pages((out / "doc.md").read_text()) == {k: v for k, v in want.items() if k != 1}
 
 
 def test_bad_inputs_are_reported_per_page_as_locally(cluster, docs, tmp_path):
