@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, REPO, md_pages as _md_pages
+from conftest import DATA, REPO, md_pages
 
 READER = REPO / "models/reader"
 MODEL = ["-m", str(READER / "foveate-reader-q8_0.gguf"),
@@ -193,7 +193,7 @@ def test_pdf_to_each_format(pdf, tmp_path, fmt):
     ext = {"markdown": ".md", "text": ".txt", "json": ".json", "jsonl": ".jsonl"}[fmt]
     out = (tmp_path / ("doc" + ext)).read_text()
     if fmt == "markdown":
-        pages = _md_pages(out)
+        pages = md_pages(out)
     elif fmt == "text":   # "=== page N of M: SOURCE ===" above each page
         pages = {int(b.split()[0]): b.split("===\n", 1)[1].strip()
                  for b in out.split("=== page ")[1:]}
@@ -224,7 +224,7 @@ def test_stdin_and_folder(tmp_path, pdf):
     r = _run(folder, "-o", tmp_path / "out")
     assert r.returncode == 0, r.stderr.decode()
     for i in range(2):
-        (text,) = _md_pages((tmp_path / "out" / f"p{i}.md").read_text()).values()
+        (text,) = md_pages((tmp_path / "out" / f"p{i}.md").read_text()).values()
         assert _cer(text, TRUTH[i]) < CER_BOUND
 
 
@@ -335,7 +335,7 @@ def test_same_file_names_in_two_folders_get_two_outputs(tmp_path):
     outs = sorted(p.name for p in (tmp_path / "out").glob("*.md"))
     assert outs == ["x_page.md", "y_page.md"]     # not one file for both
     for name, truth in zip(outs, TRUTH[:2]):
-        (text,) = _md_pages((tmp_path / "out" / name).read_text()).values()
+        (text,) = md_pages((tmp_path / "out" / name).read_text()).values()
         assert _cer(text, truth) < CER_BOUND
 
 

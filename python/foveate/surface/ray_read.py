@@ -68,11 +68,10 @@ def pages(a, reader_kwargs: dict, sampling: dict, jobs: list, progress):
         kw["threads"] = a.threads or max(1, int(cpus))
         read_kwargs = dict(prompt=a.prompt, max_tokens=a.n_predict, dpi=a.dpi,
                            password=a.password, parallel=a.parallel, **sampling)
-        actors = actor_count(cpus, gpus, -(-len(jobs) // max(1, a.parallel)))
-        actors = a.ray_actors or actors
+        n_tasks = -(-len(jobs) // max(1, a.parallel))
+        actors = a.ray_actors or actor_count(cpus, gpus, n_tasks)
+        used = min(actors, n_tasks)   # the first pass's pool
         seen, t0 = set(), time.perf_counter()
-        attempts = dict.fromkeys(((j[0], j[2]) for j in jobs), a.ray_attempts)
-        used = min(actors, -(-len(jobs) // max(1, a.parallel)))   # the first pass's pool
 
         def read(todo: list, parallel: int):
             ds = pages_dataset(todo, a.model, a.mmproj, kw,
@@ -104,19 +103,19 @@ def pages(a, reader_kwargs: dict, sampling: dict, jobs: list, progress):
             # takes the other pages of its task down with it: those pages again, one per task
             progress.note(f"foveate: --ray: {len(lost)} page{'s' if len(lost) != 1 else ''} "
                           f"of tasks whose workers died: read again one per task")
-            for j in lost:
-                attempts[(j[0], j[2])] += a.ray_attempts
             yield from read(lost, 1)
         dt = time.perf_counter() - t0
         if not a.quiet:   # the cluster's rate, for sizing the next run
             progress.note(f"foveate: --ray: {len(seen)} page{'s' if len(seen) != 1 else ''} "
                           f"in {dt:.1f} s ({len(seen) / dt * 60:.1f} pages/min) on {used} "
                           f"actor{'s' if used != 1 else ''}")
+        # a page missing now had --ray-attempts tries in each pass it was in: with -np, both
+        tries = a.ray_attempts * (2 if a.parallel > 1 else 1)
         for item, n_pages, number in jobs:
             if (item, number) not in seen:
                 yield item, item, n_pages, number, WorkerError(
-                    f"the Ray worker reading it died on each of its {attempts[(item, number)]} "
-                    f"attempts (--ray-attempts); the Ray logs say why")
+                    f"the Ray worker reading it died on each of its {tries} attempts "
+                    f"(--ray-attempts); the Ray logs say why")
     finally:
         if sink:
             sink.close()
