@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory) -> dict[str, Path]:
-    from foveate.instruments.tiny_model import TinyShape, quantize, write_projector, write_tiny_pair
+    from foveate.instruments.shapes.tiny_model import TinyShape, quantize, write_projector, write_tiny_pair
 
     d = tmp_path_factory.mktemp("models")
     f16, mmproj = write_tiny_pair(d)

@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from foveate.instruments.deepseek_ocr_shape import (DEEPSEEK_OCR_SHAPE as S, deepseek_ocr_sizes,
+from foveate.instruments.shapes.deepseek_ocr_shape import (DEEPSEEK_OCR_SHAPE as S, deepseek_ocr_sizes,
                                         mmproj_tensors, text_tensors,
                                         write_deepseek_ocr_mmproj, write_deepseek_ocr_pair)
 

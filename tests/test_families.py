@@ -47,10 +47,10 @@ def test_every_family_is_tested_here():
 
 def _write(shape, out, opts):
     if shape == "tiny":
-        from foveate.instruments.tiny_model import write_tiny_pair
+        from foveate.instruments.shapes.tiny_model import write_tiny_pair
         return write_tiny_pair(out)
     if shape == "deepseek-ocr":
-        from foveate.instruments.deepseek_ocr_shape import write_deepseek_ocr_pair
+        from foveate.instruments.shapes.deepseek_ocr_shape import write_deepseek_ocr_pair
         return write_deepseek_ocr_pair(out, **opts)
     from foveate.instruments.shapes import write_shape_pair
     return write_shape_pair(shape, out, **opts)
@@ -105,7 +105,7 @@ def page():
 
 
 def test_foveate_models_names_the_family(family):
-    from foveate.surface.models_cmd import describe_pair
+    from foveate.surface.cli.models import describe_pair
 
     key, model, mmproj = family
     text = describe_pair(str(model), str(mmproj))

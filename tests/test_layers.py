@@ -1,5 +1,7 @@
-"""python/foveate is layered: each subpackage imports only itself and the layers below it,
-and no module imports, directly or through others, a module that imports it back."""
+"""python/foveate is layered: each part imports only itself and the parts below it, and no
+module imports, directly or through others, a module that imports it back. The surface's
+front doors are parts of their own: the CLI may import the server, Ray and the API; the
+server and Ray import neither each other nor the CLI; the API imports no other door."""
 from __future__ import annotations
 
 import ast
@@ -8,9 +10,27 @@ from pathlib import Path
 from conftest import REPO
 
 PKG = REPO / "python" / "foveate"
-# rank of each top-level part; same rank (native, inputs) may not import each other
-RANK = {"errors": 0, "native": 1, "inputs": 1, "engine": 2, "instruments": 3, "surface": 4,
-        "__init__": 5, "__main__": 5, "ray": 5}
+# rank of each part (a module belongs to the longest name that prefixes it); parts of the same
+# rank (native and inputs; the server and Ray) may not import each other. Instruments rank
+# above the doors they measure (the soak drives a Reader, bench_server the server) and below
+# the CLI, whose bench / eval / pages / make-model / calibrate commands run them.
+RANK = {"errors": 0, "native": 1, "inputs": 1, "engine": 2,
+        "surface.api": 3, "surface.pipeline": 4,
+        "surface.server": 5, "surface.ray": 5,
+        "instruments": 6, "surface.cli": 7, "surface": 7,
+        # public names: the package, `python -m foveate`, foveate.ray, the README's import
+        # path of the trace pictures (surface/pipeline/trace_picture.py)
+        "__init__": 8, "__main__": 8, "ray": 8, "surface.trace_picture": 8}
+DOORS = ("surface.api", "surface.server", "surface.ray", "surface.cli")
+
+
+def part(module: str) -> str:
+    """The part of RANK a module belongs to: the longest name that prefixes it."""
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in RANK:
+            return ".".join(parts[:n])
+    raise KeyError(module)
 
 
 def _modules() -> dict[str, Path]:
@@ -40,8 +60,12 @@ def _imports(name: str, f: Path, mods: dict) -> set[str]:
                 mod = node.module.split(".")[1:]
             else:
                 continue
-            targets.append(".".join(mod))
-            targets += [".".join(mod + [a.name]) for a in node.names]
+            # `from pkg import mod` imports the module; `from pkg import name` the package
+            # (a package's __init__ runs for any import of its modules: that edge is not counted)
+            subs = [".".join(mod + [a.name]) for a in node.names]
+            targets += subs
+            if not all(t in mods for t in subs):
+                targets.append(".".join(mod))
         elif isinstance(node, ast.Import):
             targets += [a.name.split(".", 1)[1] for a in node.names
                         if a.name.startswith("foveate.")]
@@ -56,17 +80,45 @@ def _graph():
 
 def test_every_module_sits_in_a_layer():
     assert {n.split(".")[0] for n in _graph()} <= set(RANK)
+    for n in _graph():
+        part(n)
+
+
+def _upward(g: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for n, deps in g.items():
+        top = part(n)
+        for d in deps:
+            dtop = part(d)
+            if dtop != top and RANK[dtop] >= RANK[top]:
+                bad.append(f"{n} -> {d}")
+    return bad
 
 
 def test_imports_go_only_downward():
-    bad = []
-    for n, deps in _graph().items():
-        top = n.split(".")[0]
-        for d in deps:
-            dtop = d.split(".")[0]
-            if dtop != top and RANK[dtop] >= RANK[top]:
-                bad.append(f"{n} -> {d}")
-    assert not bad, bad
+    assert not _upward(_graph()), _upward(_graph())
+
+
+def test_each_front_door_has_its_own_folder():
+    """The doors are folders, and the surface's top holds nothing but the shared pipeline's
+    public trace-picture path and the package doc."""
+    surface = PKG / "surface"
+    for door in DOORS + ("surface.pipeline",):
+        assert (PKG / door.replace(".", "/") / "__init__.py").is_file(), door
+    assert sorted(f.name for f in surface.glob("*.py")) == ["__init__.py", "trace_picture.py"]
+
+
+def test_a_door_that_imports_another_door_fails():
+    """The checker catches the door edges it forbids: the server importing the CLI, Ray
+    importing the server, the API importing Ray; and lets the CLI import the API."""
+    for edge in (("surface.server.app", "surface.cli.read"),
+                 ("surface.ray.driver", "surface.server.app"),
+                 ("surface.api.reader", "surface.ray.workers"),
+                 ("surface.pipeline.run", "surface.cli.main"),
+                 ("surface.api.reader", "instruments.bench")):
+        assert _upward({edge[0]: {edge[1]}}) == [f"{edge[0]} -> {edge[1]}"], edge
+    assert _upward({"surface.cli.read": {"surface.api.reader", "surface.ray.driver",
+                                         "surface.server.app", "instruments.bench"}}) == []
 
 
 def _cycles(g: dict[str, set[str]]) -> list[list[str]]:
@@ -98,5 +150,6 @@ def test_the_checker_can_fail():
     assert "native.bindings" in g["engine.core"]
     assert "engine.controls" in g["engine.core"]           # from . import controls as C
     assert "engine.focal_store" in g["engine.controls"]    # inside a function
-    assert "instruments.bench" in g["surface.cli"]
+    assert "instruments.bench" in g["surface.cli.bench"]
+    assert "surface.api" in g["surface.cli.read"]            # from ..api import Reader
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]

@@ -7,7 +7,7 @@ def _digest(p):
 
 
 def test_tiny_generator_is_deterministic(tmp_path):
-    from foveate.instruments.tiny_model import write_tiny_pair
+    from foveate.instruments.shapes.tiny_model import write_tiny_pair
 
     a = write_tiny_pair(tmp_path / "a", seed=3)
     b = write_tiny_pair(tmp_path / "b", seed=3)
@@ -20,7 +20,7 @@ def test_qwen25vl_3b_shape_loads_and_runs(tmp_path, page):
     """Qwen2.5-VL-3B's real widths, vocab and vision tower, cut to 1 layer each for CI."""
     from foveate.native import bindings as B
     from foveate.engine.core import Engine
-    from foveate.instruments.tiny_model import make_shape, write_tiny_pair
+    from foveate.instruments.shapes.tiny_model import make_shape, write_tiny_pair
 
     model, mmproj = write_tiny_pair(tmp_path, make_shape("qwen2.5-vl-3b", layers=1),
                                     name="qwen2.5-vl-3b")

@@ -332,7 +332,7 @@ def test_a_batch_that_breaks_gives_its_pages_errors_not_a_dead_worker():
     """-np 2: an exception inside read_many is each unread page's error row (the driver
     reports it as that page's failure), not an exception that Ray retries as a crash."""
     import numpy as np
-    from foveate.surface.ray_pages import PageReader
+    from foveate.surface.ray.workers import PageReader
 
     class Doc:
         def page(self, number, budget):

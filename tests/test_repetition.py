@@ -54,7 +54,7 @@ def looping_pair(tmp_path_factory):
     outputs are zero, so the last hidden state is the last token's embedding; "a", "b", "c"
     have embeddings along three axes and every other token along the third, and the output
     layer maps axis 1 -> "b", 2 -> "c", 3 -> "a"."""
-    from foveate.instruments.tiny_model import (TinyShape, char_vocab, write_projector,
+    from foveate.instruments.shapes.tiny_model import (TinyShape, char_vocab, write_projector,
                                                 write_text_model)
 
     s = TinyShape()

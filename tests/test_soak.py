@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from foveate.surface import soak as S
+from foveate.instruments import soak as S
 
 PAGES, CYCLES = 100, 20
 MODELS = Path(__file__).resolve().parents[1] / "models" / "reader"

@@ -17,7 +17,7 @@ N, SAMPLE = 160, 16
 
 @pytest.fixture(scope="module")
 def model_1d(tmp_path_factory):
-    from foveate.instruments.tiny_model import TinyShape, write_text_model
+    from foveate.instruments.shapes.tiny_model import TinyShape, write_text_model
 
     return write_text_model(tmp_path_factory.mktemp("rope1d") / "tiny-1d-f16.gguf",
                             TinyShape(rope_1d=True))

@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE.parents[1] / "python"))
 
 from model import Reader, ReaderShape  # noqa: E402
 from foveate.instruments import pages as P  # noqa: E402
-from foveate.instruments.tiny_model import char_vocab  # noqa: E402
+from foveate.instruments.shapes.tiny_model import char_vocab  # noqa: E402
 
 PROMPT = "Read the text in the image."   # foveate's DEFAULT_PROMPT
 COLS = 24
@@ -241,7 +241,7 @@ def gguf_weights(model: Reader):
 
 
 def tiny_shape(s: ReaderShape, name: str):
-    from foveate.instruments.tiny_model import TinyShape
+    from foveate.instruments.shapes.tiny_model import TinyShape
     return TinyShape(n_embd=s.n_embd, n_head=s.n_head, n_head_kv=s.n_head_kv, n_ff=s.n_ff,
                      n_layer=s.n_layer, n_ctx_train=4096, v_embd=s.v_embd, v_head=s.v_head,
                      v_ff=s.v_ff, v_layer=s.v_layer, v_wa_pattern=s.v_wa_pattern,
@@ -251,7 +251,7 @@ def tiny_shape(s: ReaderShape, name: str):
 
 
 def export(model: Reader, out: Path, name="foveate-reader", quants=("Q8_0", "Q4_K_M")):
-    from foveate.instruments.tiny_model import write_projector, write_text_model
+    from foveate.instruments.shapes.tiny_model import write_projector, write_text_model
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     text, proj = gguf_weights(model)
@@ -260,7 +260,7 @@ def export(model: Reader, out: Path, name="foveate-reader", quants=("Q8_0", "Q4_
     mm = write_projector(out / f"{name}-mmproj-f16.gguf", shape, weights=proj)
     paths = [f16, mm]
     if quants:
-        from foveate.instruments.tiny_model import quantize
+        from foveate.instruments.shapes.tiny_model import quantize
         for q in quants:
             paths.append(quantize(f16, out / f"{name}-{q.lower()}.gguf", q))
     return paths

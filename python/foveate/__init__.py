@@ -12,7 +12,7 @@ def __getattr__(name):  # load the native libraries only when the API is used
         from .surface.api import Reader
         return Reader
     if name == "enable":   # fixation / merging on a llama-cpp-python Llama
-        from .surface.llama_cpp_bridge import enable
+        from .surface.api.llama_cpp_bridge import enable
         return enable
     if name == "Result":
         from .engine.core import Result

@@ -6,6 +6,6 @@ INPUT... -o OUT --ray [ADDRESS]` writes it into OUT as a local run does (resumab
 >>> ds = foveate.ray.read_dataset(["scans/"], "model.gguf", "mmproj.gguf", fixation=0.05)
 >>> ds.write_parquet("pages/")
 """
-from .surface.ray_pages import COLUMNS, PageReader, connect, read_dataset
+from .surface.ray.workers import COLUMNS, PageReader, connect, read_dataset
 
 __all__ = ["COLUMNS", "PageReader", "connect", "read_dataset"]

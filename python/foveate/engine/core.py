@@ -10,170 +10,32 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
-import math
 import os
 import time
-from dataclasses import dataclass, field
 
 from ..native import bindings as B
 from . import controls as C
-from .kv_cache import kv_cache_type
 from .controls import FIXATION_SAMPLE
 from ..errors import ContextError, DecodeError, ModelError, ProjectorError
-from ..inputs.gguf_check import read_gguf_info
 from ..inputs.images import MAX_PIXELS, Page, load_page
 from .notes import cutoff_warnings, page_warnings
-from .families import check_method, identify, merge_auto_floor
-from .repetition import GuardedOutput, RepetitionGuard
+from .families import check_method, merge_auto_floor
+from .prompt import format_prompt
+from .repetition import GuardedOutput
+# Sampling, Stats, Result and check_settings are the engine's public names: imported from
+# here by the API, the instruments and the tests
+from .result import Result, Stats
+from .sampling import Sampling, sampler_chain
+from .settings import Checked, check_settings, merges, threads_or_all
 from .trace import GRID_PROJECTORS, Trace, TraceStep, TraceUnavailable
+
+__all__ = ["DEFAULT_PROMPT", "FIXATION_SAMPLE", "Checked", "Engine", "Result", "Sampling",
+           "Stats", "check_settings"]
 
 
 llama, mtmd = B.llama, B.mtmd
 
 DEFAULT_PROMPT = "Read the text in the image."
-
-
-@dataclass
-class Sampling:
-    """Greedy by default (temperature 0), as OCR wants; the usual knobs otherwise."""
-    temperature: float = 0.0
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    repeat_last_n: int = 64
-    seed: int = 0xF0FEA7E
-    # stop when the output starts looping (stop_reason "repetition"); None = off
-    repetition_guard: RepetitionGuard | None = RepetitionGuard()
-
-    def __post_init__(self):
-        # checked even at temperature 0, where top-k/p and min-p are not used: a meaningless
-        # value is refused, not ignored until sampling is switched on
-        def number(name, v, ok, what):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or not ok(v):
-                raise ValueError(f"{name} must be {what}, got {v!r}")
-        number("temperature", self.temperature, lambda v: v >= 0, "a number >= 0")
-        number("top_k", self.top_k, lambda v: v >= 0 and int(v) == v, "an integer >= 0 (0 = off)")
-        number("top_p", self.top_p, lambda v: 0 < v <= 1, "in (0, 1]")
-        number("min_p", self.min_p, lambda v: 0 <= v <= 1, "in [0, 1]")
-        number("repeat_penalty", self.repeat_penalty, lambda v: v > 0, "a number > 0 (1 = off)")
-        number("repeat_last_n", self.repeat_last_n, lambda v: v >= -1 and int(v) == v,
-               "an integer >= -1 (-1 = the context, 0 = off)")
-        number("seed", self.seed, lambda v: 0 <= v < 2**32 and int(v) == v,
-               "an integer in [0, 2^32)")
-
-
-def _merges(merge) -> bool:
-    """Whether a merge setting drops rows (off and keep ratio 1 leave the image as stock)."""
-    return merge not in (None, "off", 0, 1, 1.0)
-
-
-@dataclass
-class Stats:
-    image_tokens: int = 0
-    prompt_tokens: int = 0          # all prefilled positions' tokens (text + image)
-    encode_ms: float = 0.0          # vision encoder + projector
-    prefill_ms: float = 0.0         # decoding the prompt (text and image embeddings)
-    decode_ms: float = 0.0          # generating
-    tokens_generated: int = 0
-    tokens_per_s: float = 0.0
-    stop_reason: str = ""           # "eos", "max_tokens", "n_ctx", "repetition" (the output
-                                    # looped: repeats cut) or "cancelled" (on_token)
-    fixation_ratio: float = 0.0     # 0 = fixation off
-    visual_tokens_attended: float = 0.0  # image tokens attended per decode step, mean over layers
-    visual_tokens_selected: float = 0.0  # the focal layer's top-k (layers above it attend these)
-    focal_layers: list = field(default_factory=list)
-    fixation_off: str = ""          # why fixation, though asked for, did not run ("" = it ran
-                                    # or was not asked for): a quantized KV cache on a GPU
-    merge_ratio: float = 1.0        # keep ratio of the content tokens (1 = merging off)
-    image_tokens_merged: int = 0    # image tokens the LLM prefilled after merging
-    merge_ms: float = 0.0           # the merge itself (part of encode_ms)
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass
-class Result:
-    text: str
-    stats: Stats = field(default_factory=Stats)
-    image: str = ""
-    warnings: list = field(default_factory=list)   # one-line notes (the CLI prints them)
-    image_size: tuple = (0, 0)      # (width, height) of the page as given to the projector
-    source: str = ""                # read_document: the document's name ...
-    page: int = 0                   # ... the page number (1-based; 0: not from a document)
-    n_pages: int = 0                # ... and its page count
-    wall_s: float = 0.0             # the whole read, image decoding included
-    trace: object = None            # read(..., trace=True): engine.trace.Trace
-
-
-def _threads(n: int | None) -> int:
-    return n if n and n > 0 else max(1, os.cpu_count() or 1)
-
-
-@dataclass
-class Checked:
-    """What check_settings read from the GGUF headers, for the Engine that goes on to load."""
-    model_name: str
-    projector_type: str
-    patch_size: int
-    merge_score: str
-    family: object
-    type_k: int
-    type_v: int
-
-
-def check_settings(model, mmproj, *, n_ctx: int = 4096, n_batch: int = 2048, fixation=None,
-                   fixation_k_min: int = 16, focal_layers=None, fixation_max_tokens: int = 8,
-                   fixation_dilation: int = 0, fixation_refresh: int = 1,
-                   fixation_sample: int = FIXATION_SAMPLE, merge=None,
-                   merge_positions: str = "original", merge_score: str = "auto",
-                   image_min_tokens=None, image_max_tokens=None, cache_type_k: str = "f16",
-                   cache_type_v: str = "f16") -> Checked:
-    """Every Engine setting and both files' headers, checked without loading anything: the
-    Engine runs it first, and a driver that sends the loading elsewhere (read --ray) runs it
-    so a bad value fails there, once, and not in every worker after a model load."""
-    for what, v in (("image_min_tokens", image_min_tokens), ("image_max_tokens", image_max_tokens)):
-        if v is not None and (int(v) != v or v < 1):
-            raise ValueError(f"{what} must be a positive integer, got {v!r}")
-    if image_min_tokens and image_max_tokens and image_min_tokens > image_max_tokens:
-        raise ValueError(f"image_min_tokens {image_min_tokens} > image_max_tokens {image_max_tokens}")
-    # as llama.cpp's -ctk / -ctv (a quantized V cache needs flash attention)
-    type_k, type_v = kv_cache_type(cache_type_k), kv_cache_type(cache_type_v)
-    minfo = read_gguf_info(model, ModelError, "model")
-    if minfo.arch == "clip":
-        raise ModelError(f"model file is an image projector (mmproj), not a language "
-                         f"model: {model}")
-    projector_type, patch_size = "", 14   # text-only engine: "auto" scores -> "duplicates"
-    if mmproj is not None:  # None: text-only engine (benchmarks with synthetic images)
-        pinfo = read_gguf_info(mmproj, ProjectorError, "projector")
-        if pinfo.arch != "clip":
-            raise ProjectorError(f"projector file is not an mmproj (architecture "
-                                 f"'{pinfo.arch}'): {mmproj}")
-        projector_type = pinfo.projector_type
-        patch_size = int(pinfo.metadata.get("clip.vision.patch_size", 14) or 14)
-    if n_ctx <= 0:
-        raise ContextError(f"n_ctx must be positive, got {n_ctx}")
-    if isinstance(n_batch, bool) or not isinstance(n_batch, int) or n_batch < 1:
-        raise ValueError(f"n_batch (-b) must be an integer >= 1, got {n_batch!r}")
-    # fixation's settings fail here, before anything loads, even with fixation off (the
-    # focal layers against the header's layer count; llama.cpp's own count is checked again
-    # once the model is loaded)
-    C.check_fixation_ratio(fixation or 0.0)
-    n_layer = minfo.metadata.get(f"{minfo.arch}.block_count")
-    C.check_fixation_settings(fixation_k_min, focal_layers, fixation_max_tokens,
-                              fixation_dilation, fixation_refresh, fixation_sample,
-                              int(n_layer) if isinstance(n_layer, int) else None)
-    from .merging import check_merge_positions, parse_merge, resolve_merge_score
-    parse_merge(merge)
-    check_merge_positions(merge_positions)
-    merge_score = resolve_merge_score(merge_score, projector_type)
-    # the OCR family (engine/families.py): presets, and the methods it refuses
-    family = identify(minfo.metadata, projector_type)
-    check_method(family, bool(fixation), _merges(merge))
-    return Checked(str(minfo.metadata.get("general.name", "")), projector_type, patch_size,
-                   merge_score, family, type_k, type_v)
 
 
 class Engine:
@@ -210,7 +72,7 @@ class Engine:
         merge_score = pre.merge_score
         self.family = pre.family
         self.image_batch_hook = None   # tests: called with each decoded image sub-batch
-        self.threads = _threads(threads)
+        self.threads = threads_or_all(threads)
 
         mark = B.log.mark()
         mp = llama.llama_model_default_params()
@@ -269,7 +131,7 @@ class Engine:
         1-D RoPE model decodes the kept rows (M-RoPE models always keep original ones).
         score ("auto" / "norm" / "duplicates", None = unchanged): which rows a keep ratio
         keeps; "auto" = "norm" on DeepSeek-OCR's projector, "duplicates" on others."""
-        check_method(self.family, False, _merges(merge))
+        check_method(self.family, False, merges(merge))
         self.merge, positions, score = C.apply_merge(self._mtmd, self.projector_type, merge,
                                                      positions, score)
         if B.merge.mtmd_merge_set_auto_floor(self._mtmd, merge_auto_floor(self.family)) != 0:
@@ -360,75 +222,13 @@ class Engine:
         room = max(64, (self.n_ctx if cells is None else cells) - max_tokens - 128)
         return min(self.image_max_tokens, room) if self.image_max_tokens else room
 
-    # --- prompt ------------------------------------------------------------------------------
+    # --- prompt and sampling ------------------------------------------------------------------
     def format_prompt(self, prompt: str) -> str:
         """The model's own chat template around one user turn: image marker + prompt."""
-        # an empty prompt is the image alone (LightOnOCR is prompted so)
-        content = f"{self.marker}\n{prompt}" if prompt else self.marker
-        if not self._template:
-            return content
-        if self.family.family is not None and self.family.family.jinja:
-            return self._render_jinja(content, prompt)
-        role, text = b"user", content.encode()
-        msg = llama.llama_chat_message(role=role, content=text)
-        arr = (llama.llama_chat_message * 1)(msg)
-        buf = ctypes.create_string_buffer(len(text) * 2 + 4096)
-        n = llama.llama_chat_apply_template(self._template, arr, 1, True, buf, len(buf))
-        if n < 0:  # a template llama.cpp does not know (PaddleOCR-VL's): render its jinja
-            return self._render_jinja(content, prompt)
-        if n > len(buf):
-            buf = ctypes.create_string_buffer(n + 1)
-            n = llama.llama_chat_apply_template(self._template, arr, 1, True, buf, len(buf))
-        return buf.raw[:n].decode("utf-8", errors="replace")
+        return format_prompt(self, prompt)
 
-    def _render_jinja(self, content: str, prompt: str = "") -> str:
-        """The GGUF's jinja chat template rendered in a sandbox (as llama-server's --jinja
-        does) around one user turn; the bare content if it does not render. A template that
-        reads only lists of parts (PaddleOCR-VL's) is given an image part and the prompt; what
-        it writes for the image is replaced by mtmd's marker (mtmd adds the model's own image
-        tokens around it)."""
-        from jinja2.sandbox import ImmutableSandboxedEnvironment   # a dependency (pyproject)
-
-        tok = lambda t: self._piece(t).decode("utf-8", errors="replace") if t >= 0 else ""
-        try:
-            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-            env.globals["raise_exception"] = lambda msg: (_ for _ in ()).throw(ValueError(msg))
-            tpl = env.from_string(self._template.decode("utf-8", errors="replace"))
-            render = lambda c: tpl.render(
-                messages=[{"role": "user", "content": c}], add_generation_prompt=True,
-                bos_token=tok(llama.llama_vocab_bos(self._vocab)),
-                eos_token=tok(llama.llama_vocab_eos(self._vocab)))
-            out = render(content)
-            if self.marker in out:
-                return out
-            text = [{"type": "text", "text": prompt}] if prompt else []
-            with_image, without = render([{"type": "image"}] + text), render(text)
-        except Exception:   # noqa: BLE001 - any template error: the bare content, as before
-            return content
-        # the image's part of the rendering: what lies between the common prefix and suffix
-        i = len(os.path.commonprefix([with_image, without]))
-        j = len(os.path.commonprefix([with_image[i:][::-1], without[i:][::-1]]))
-        if len(with_image) - i - j <= 0:
-            return content
-        return with_image[:i] + self.marker + with_image[len(with_image) - j:]
-
-    # --- sampling ----------------------------------------------------------------------------
     def _sampler(self, s: Sampling):
-        chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
-        add = lambda smp: llama.llama_sampler_chain_add(chain, smp)
-        if s.repeat_penalty != 1.0:
-            n_vocab = self.n_vocab
-            add(llama.llama_sampler_init_penalties(n_vocab, s.repeat_last_n, s.repeat_penalty,
-                                                   0.0, 0.0))
-        if s.temperature <= 0:
-            add(llama.llama_sampler_init_greedy())
-        else:
-            add(llama.llama_sampler_init_top_k(s.top_k))
-            add(llama.llama_sampler_init_top_p(s.top_p, 1))
-            add(llama.llama_sampler_init_min_p(s.min_p, 1))
-            add(llama.llama_sampler_init_temp(s.temperature))
-            add(llama.llama_sampler_init_dist(s.seed))
-        return chain
+        return sampler_chain(s, self.n_vocab)
 
     def _special_tokens(self, texts) -> frozenset:
         """Ids of the texts that are one special token in this vocab (others are ignored)."""

@@ -25,10 +25,10 @@ SHAPES = {"qwen2vl": "qwen2-vl-2b", "qwen25vl": "qwen2.5-vl-3b", "qwen3vl": "qwe
 def write_family(key: str, out: Path, layers: int):
     shape = SHAPES[key]
     if shape == "deepseek-ocr":
-        from .deepseek_ocr_shape import write_deepseek_ocr_pair
+        from .shapes.deepseek_ocr_shape import write_deepseek_ocr_pair
         return write_deepseek_ocr_pair(out, layers=layers)
     if shape.startswith("qwen2.5-vl"):
-        from .tiny_model import make_shape, write_tiny_pair
+        from .shapes.tiny_model import make_shape, write_tiny_pair
         return write_tiny_pair(out, make_shape(shape, layers), name=shape)
     from .shapes import write_shape_pair
     return write_shape_pair(shape, out, layers=layers)

@@ -17,7 +17,9 @@ import importlib
 import pkgutil
 from pathlib import Path
 
-_NOT_FAMILIES = {"gguf_specs"}
+# tiny_model (the Qwen2.5-VL shapes and the bundled readers' writer) and deepseek_ocr_shape
+# predate the per-family interface; make-model calls them by name
+_NOT_FAMILIES = {"gguf_specs", "tiny_model", "deepseek_ocr_shape"}
 
 
 def _modules() -> dict[str, str]:

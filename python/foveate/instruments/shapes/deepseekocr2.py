@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import deepseek_ocr_shape as v1
+from . import deepseek_ocr_shape as v1
 from .gguf_specs import (F16, F32, Spec, add_char_tokenizer, char_vocab, write_pair_files,
                          pair_sizes)
 

@@ -254,8 +254,8 @@ def make_shape(name: str, layers: int | None = None) -> TinyShape:
 
 def quantize(src: Path, dst: Path, ftype: str, threads: int = 0) -> Path:
     """Quantize a GGUF with the built llama.cpp (llama_model_quantize), e.g. 'Q4_K_M'."""
-    from ..native import bindings as B
-    from ..errors import ModelError
+    from ...native import bindings as B
+    from ...errors import ModelError
 
     llama = B.llama
     code = getattr(llama, f"LLAMA_FTYPE_MOSTLY_{ftype.upper()}", None)

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .shapes.gguf_specs import gguf_size, write_gguf
+from .gguf_specs import gguf_size, write_gguf
 
 # Real numbers (deepseek-ai/DeepSeek-OCR config.json: language_config and vision_config,
 # checked against llama.cpp's loader: src/models/deepseek2ocr.cpp, tools/mtmd/clip.cpp).

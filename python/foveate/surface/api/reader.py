@@ -5,7 +5,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from ..engine.core import FIXATION_SAMPLE, Engine, Result, Sampling
+from ...engine.core import FIXATION_SAMPLE, Engine, Result, Sampling
 
 
 class Reader:
@@ -72,7 +72,7 @@ class Reader:
                              n_seq=parallel, kv_unified=parallel > 1,
                              cache_type_k=cache_type_k, cache_type_v=cache_type_v)
         self.parallel = parallel
-        from ..engine.families import pick_preset
+        from ...engine.families import pick_preset
         self.preset = pick_preset(self.engine.family, self.engine.model_name, preset)
         # the lock: one page (or read_many) at a time; the engine thread runs them
         self._lock = threading.RLock()
@@ -84,7 +84,7 @@ class Reader:
                 or int(parallel) != parallel or parallel < 1:
             raise ValueError(f"parallel must be an integer >= 1, got {parallel!r}")
         if preset not in (None, "auto", "none"):
-            from ..engine.presets import preset as named_preset
+            from ...engine.presets import preset as named_preset
             named_preset(preset)   # an unknown name fails before anything loads
 
     @classmethod
@@ -96,7 +96,7 @@ class Reader:
         such as `read --ray`, whose workers each load the model."""
         import inspect
 
-        from ..engine.core import check_settings
+        from ...engine.core import check_settings
         known = inspect.signature(cls.__init__).parameters
         unknown = sorted(set(engine_settings) - set(known))
         if unknown:   # as Reader(...) would refuse them
@@ -148,7 +148,7 @@ class Reader:
         "1-3,7,10-" (None: all). PDF pages render at a scan's own resolution, else at `dpi`,
         else at the size that fits the image-token budget (image_max_tokens, or what n_ctx
         leaves). skip: page numbers not to read (resume). Other keyword arguments as read()."""
-        from ..inputs.documents import Document, RenderBudget, open_document, parse_pages
+        from ...inputs.documents import Document, open_document, parse_pages
 
         owned = not isinstance(source, Document)
         doc = open_document(source, password=password) if owned else source
@@ -157,7 +157,7 @@ class Reader:
                        if pages is None or isinstance(pages, str) else list(pages))
             bad = [p for p in numbers if not 1 <= p <= doc.n_pages]
             if bad:
-                from ..errors import DocumentError
+                from ...errors import DocumentError
                 raise DocumentError(f"{doc.name}: no page {bad[0]} (it has {doc.n_pages})")
             budget = self.render_budget(max_tokens, dpi)
             for number in numbers:
@@ -174,7 +174,7 @@ class Reader:
 
     def render_budget(self, max_tokens: int, dpi: float | None = None):
         """How large a PDF page may render: the image-token budget in pixels (and --dpi)."""
-        from ..inputs.documents import RenderBudget
+        from ...inputs.documents import RenderBudget
 
         eng, ppt = self.engine, self.engine.pixels_per_token
         tokens = eng.image_token_budget(max_tokens, eng.n_ctx // max(1, self.parallel))
@@ -189,7 +189,7 @@ class Reader:
         Result per page, in input order (in_order) or as they finish; a page that fails yields
         its FoveateError in its place (its own error, not the run's). Greedy decoding with
         fixation off gives each page the text it gets alone."""
-        from ..engine.batch import read_many
+        from ...engine.batch import read_many
 
         s = _sampling(**sampling)   # as read(): temperature ... seed, repetition_guard
         n = parallel or self.parallel
@@ -228,6 +228,6 @@ class Reader:
 
 
 def _sampling(repetition_guard: bool = True, **knobs) -> Sampling:
-    from ..engine.repetition import RepetitionGuard
+    from ...engine.repetition import RepetitionGuard
 
     return Sampling(repetition_guard=RepetitionGuard() if repetition_guard else None, **knobs)

@@ -7,7 +7,7 @@ Each configuration reads K1 and then K2 held-out generated pages (a fresh -o eac
 the CLI does, in a subprocess; the rate is (K2 - K1) / (t2 - t1), which leaves out what every
 run pays once (Python start, model load, Ray actors starting), and that fixed cost is shown
 beside it. The Ray runs join one local cluster started here (its start is not timed).
-Run: python -m foveate.surface.bench_ray -m MODEL --mmproj MMPROJ
+Run: python -m foveate.instruments.bench_ray -m MODEL --mmproj MMPROJ
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _timed(cmd: list[str]) -> float:
 def driver_ceiling(records_per_doc: int, n_pages: int, tmp: Path) -> float:
     """Pages per second one driver writes into -o (journal line synced, file rewritten),
     for documents of `records_per_doc` pages: the bound on any cluster's rate."""
-    from .output import DocumentOutput
+    from ..surface.pipeline.output import DocumentOutput
 
     rec = {"page": 1, "text": "word " * 400, "image": {"width": 1000, "height": 1400},
            "wall_s": 1.0, "stop_reason": "eos", "warnings": [], "stats": {}}
@@ -50,7 +50,7 @@ def driver_ceiling(records_per_doc: int, n_pages: int, tmp: Path) -> float:
 def main(argv=None) -> int:
     import ray
 
-    from ..instruments.bench_pages import held_out_pages
+    from .bench_pages import held_out_pages
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-m", "--model", required=True)

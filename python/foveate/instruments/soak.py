@@ -20,7 +20,7 @@ Cycles: Reader created, one small page read (so the context's compute buffers an
 thread's OpenMP team exist), closed, `cycles` times; RSS / fds / threads after the last cycle
 against after the first few (the allocator and the libraries' one-time state settle there).
 
-Run: python -m foveate.surface.soak --pages 1000 --cycles 100 [--json out.json]
+Run: python -m foveate.instruments.soak --pages 1000 --cycles 100 [--json out.json]
 (here in surface/, beside bench_server, because it drives a Reader: instruments/ may not import
 surface/, tests/test_layers.py)."""
 from __future__ import annotations
@@ -181,7 +181,7 @@ def _as_form(image, form: str, tmp: Path, i: int):
 
 def open_reader(name: str, threads: int | None = 2, n_ctx: int = 2048, models: Path = BUNDLED):
     """A bundled reader (READERS) from `models` (the repository's models/reader)."""
-    from .api import Reader
+    from ..surface.api import Reader
 
     model, _ = READERS[name]
     models = Path(models)
@@ -201,8 +201,8 @@ def soak(pages: int, readers=("grid", "layout"), switch: int = 2, bad_every: int
          threads: int | None = 2, progress=None, models: Path = BUNDLED) -> SoakReport:
     """Read `pages` good pages (plus a bad input every `bad_every`) and sample each one."""
     from ..errors import ImageError
-    from ..instruments.evaluate import cer
-    from ..instruments.pages import LAYOUTS, make_page
+    from .evaluate import cer
+    from .pages import LAYOUTS, make_page
 
     readers = list(readers)
     cycle = switch * len(SETTINGS) * len(readers)   # pages until every (reader, setting) ran
@@ -310,7 +310,7 @@ def release_freed_memory() -> None:
 def cycles(n: int, reader: str = "grid", read: bool = True, baseline: int | None = None,
            threads: int | None = 2, models: Path = BUNDLED) -> CyclesReport:
     """Create a Reader, read one small page (read=True), close it; n times."""
-    from ..instruments.pages import PageSpec, make_page
+    from .pages import PageSpec, make_page
 
     small = make_page("heldout", 7, PageSpec(cols=8, rows=3)).image
     baseline = baseline or max(3, n // 20)
@@ -379,7 +379,7 @@ def format_cycles(rep: CyclesReport) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m foveate.surface.soak", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m foveate.instruments.soak", description=__doc__.split("\n\n")[0])
     ap.add_argument("--pages", type=int, default=1000, help="good pages to read (0: none)")
     ap.add_argument("--cycles", type=int, default=0, help="Reader create/read/close cycles")
     ap.add_argument("--readers", default="grid,layout", help="bundled readers, taking turns")

@@ -1,7 +1,7 @@
 """Benchmark (not a test) of `foveate serve`: requests/s and p50/p95 latency for R requests
 at several concurrencies, against a server started here on a free localhost port (-np 1 and
 -np N), beside Reader.read_many in-process on the same pages. Needs the server extra and
-matplotlib (the pages). Run: python -m foveate.surface.bench_server -m MODEL --mmproj MMPROJ"""
+matplotlib (the pages). Run: python -m foveate.instruments.bench_server -m MODEL --mmproj MMPROJ"""
 from __future__ import annotations
 
 import argparse
@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 def _serve(model, mmproj, parallel, threads):
     import uvicorn
 
-    from .api import Reader
-    from .server import create_app
+    from ..surface.api import Reader
+    from ..surface.server import create_app
 
     reader = Reader(model, mmproj, threads=threads, parallel=parallel, n_ctx=4096 * parallel)
     app = create_app(reader, "m", queue=256, parallel=parallel)
@@ -36,7 +36,7 @@ def _serve(model, mmproj, parallel, threads):
 def main(argv=None) -> int:
     import openai
 
-    from ..instruments.bench_pages import held_out_pages
+    from .bench_pages import held_out_pages
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-m", "--model", required=True)

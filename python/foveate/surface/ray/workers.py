@@ -22,7 +22,7 @@ import os
 import warnings
 from pathlib import Path
 
-from ..errors import FoveateError
+from ...errors import FoveateError
 
 # a row of the pages dataset; `record` is the page record of docs/output-format.md, as JSON
 COLUMNS = ("source", "n_pages", "page", "text", "error", "error_type", "fatal", "record")
@@ -42,14 +42,14 @@ class PageReader:
         self.password = self.read_kwargs.pop("password", None)
         self.reader, self.load_error = None, None
         try:
-            from .api import Reader
+            from ..api import Reader
             self.reader = Reader(model, mmproj, **reader_kwargs)
         except Exception as e:   # noqa: BLE001 - every page gets it, the driver stops the run
             self.load_error = e   # (an actor dying in its constructor would be Ray's traceback)
         self.doc = None
 
     def _document(self, item: str):
-        from ..inputs.documents import open_document
+        from ...inputs.documents import open_document
 
         if self.doc is None or self.doc[0] != item:
             self.close_document()
@@ -122,7 +122,7 @@ def _maybe_die(source: str, number: int) -> None:
 
 
 def _page_row(source, n_pages, number, res) -> dict:
-    from .output import page_record
+    from ..pipeline.output import page_record
 
     res.page = number
     return {"source": source, "n_pages": n_pages, "page": number, "text": res.text,
@@ -257,21 +257,16 @@ def read_dataset(inputs, model, mmproj, *, pages: str | None = None, recursive: 
     >>> ds = read_dataset(["scans/"], "model.gguf", "mmproj.gguf", fixation=0.05)
     >>> ds.write_parquet("pages/")
     """
-    from ..inputs.documents import expand_inputs, open_document, parse_pages
-    from .api import Reader
+    from ..api import Reader
+    from ..pipeline.plan import plan_documents
 
     # what every actor's Reader would refuse, refused here without a cluster or a model load
     Reader.check_settings(model, mmproj, parallel=parallel, **reader_kwargs)
     connect(address)
-    jobs = []
-    for item in expand_inputs([str(i) for i in inputs], recursive):
-        doc = open_document(item, password=password, recursive_hint=recursive)
-        try:
-            numbers = (parse_pages(pages, doc.n_pages, doc.name)
-                       if doc.n_pages > 1 or doc.kind == "pdf" else [1])
-            jobs += [(item, doc.n_pages, p) for p in numbers]
-        finally:
-            doc.close()
+    plan = plan_documents([str(i) for i in inputs], pages, recursive, password)
+    if plan.unopened:
+        raise plan.unopened[0][1]
+    jobs = plan.jobs()
     reader_kwargs.setdefault("threads", max(1, int(cpus_per_actor)))
     reader_kwargs["parallel"] = parallel
     read_kwargs = dict(prompt=prompt, max_tokens=max_tokens, dpi=dpi, password=password,

@@ -2,11 +2,28 @@
 their prompt presets; with -m/--mmproj, which family a GGUF pair is."""
 from __future__ import annotations
 
-from ..engine.families import (FAMILIES, FINE_TUNES, identify, pick_preset,
+from ...engine.families import (FAMILIES, FINE_TUNES, identify, pick_preset,
                                 trained_on_foveate_prompt)
-from ..engine.presets import default_preset, presets_for
-from ..errors import ModelError, ProjectorError
-from ..inputs.gguf_check import read_gguf_info
+from ...engine.presets import default_preset, presets_for
+from ...errors import ModelError, ProjectorError
+from ...inputs.gguf_check import read_gguf_info
+from . import flags as F
+
+
+def add_parser(sub) -> None:
+    mo = sub.add_parser("models", help="the OCR model families foveate knows, what it "
+                                       "supports for each, their prompt presets; with -m and "
+                                       "--mmproj, which family a GGUF pair is", formatter_class=F.HELP)
+    mo.add_argument("-m", "--model", default=None, help="language model GGUF")
+    mo.add_argument("--mmproj", default=None, help="its image projector GGUF")
+    mo.set_defaults(fn=cmd_models)
+
+
+def cmd_models(a) -> int:
+    if bool(a.model) != bool(a.mmproj):
+        raise ValueError("foveate models: give both -m MODEL and --mmproj MMPROJ, or neither")
+    print(describe_pair(a.model, a.mmproj) if a.model else family_table())
+    return 0
 
 
 def _support(reason: str) -> str:

@@ -17,11 +17,11 @@ fixation hooks):
 """
 from __future__ import annotations
 
-from ..native import bindings as B
-from ..engine import controls as C
-from ..engine.controls import FIXATION_SAMPLE
-from ..errors import ProjectorError
-from ..inputs.gguf_check import read_gguf_info
+from ...native import bindings as B
+from ...engine import controls as C
+from ...engine.controls import FIXATION_SAMPLE
+from ...errors import ProjectorError
+from ...inputs.gguf_check import read_gguf_info
 
 
 class Foveation:
@@ -65,7 +65,7 @@ class Foveation:
 
     def set_merge(self, merge, positions: str = "original", score: str = "auto") -> None:
         """As foveate.Reader's merge arguments; None/"off" = off (the stock projector output)."""
-        from ..engine.merging import parse_merge
+        from ...engine.merging import parse_merge
 
         if parse_merge(merge)[0] == B.MERGE_OFF and (self.handler is None or self.handler.mtmd_ctx is None):
             # nothing to turn off: a projector context starts with merging off
@@ -107,7 +107,7 @@ def enable(llm, chat_handler=None, *, fixation=None, fixation_k_min: int = 16, f
     foveate.Reader's). `chat_handler` defaults to the Llama's own; merging needs one.
     Returns the Foveation handle (change settings, read stats). Raises TypeError/ValueError
     naming the bad argument."""
-    from ..engine.merging import check_merge_positions, parse_merge, resolve_merge_score
+    from ...engine.merging import check_merge_positions, parse_merge, resolve_merge_score
 
     merging = parse_merge(merge)[0] != B.MERGE_OFF   # bad merge settings fail before fixation changes
     check_merge_positions(merge_positions)

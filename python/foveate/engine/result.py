@@ -1,0 +1,44 @@
+"""What reading a page returns: its text and its Stats (timings, token counts, what fixation
+and merging did)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Stats:
+    image_tokens: int = 0
+    prompt_tokens: int = 0          # all prefilled positions' tokens (text + image)
+    encode_ms: float = 0.0          # vision encoder + projector
+    prefill_ms: float = 0.0         # decoding the prompt (text and image embeddings)
+    decode_ms: float = 0.0          # generating
+    tokens_generated: int = 0
+    tokens_per_s: float = 0.0
+    stop_reason: str = ""           # "eos", "max_tokens", "n_ctx", "repetition" (the output
+                                    # looped: repeats cut) or "cancelled" (on_token)
+    fixation_ratio: float = 0.0     # 0 = fixation off
+    visual_tokens_attended: float = 0.0  # image tokens attended per decode step, mean over layers
+    visual_tokens_selected: float = 0.0  # the focal layer's top-k (layers above it attend these)
+    focal_layers: list = field(default_factory=list)
+    fixation_off: str = ""          # why fixation, though asked for, did not run ("" = it ran
+                                    # or was not asked for): a quantized KV cache on a GPU
+    merge_ratio: float = 1.0        # keep ratio of the content tokens (1 = merging off)
+    image_tokens_merged: int = 0    # image tokens the LLM prefilled after merging
+    merge_ms: float = 0.0           # the merge itself (part of encode_ms)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Result:
+    text: str
+    stats: Stats = field(default_factory=Stats)
+    image: str = ""
+    warnings: list = field(default_factory=list)   # one-line notes (the CLI prints them)
+    image_size: tuple = (0, 0)      # (width, height) of the page as given to the projector
+    source: str = ""                # read_document: the document's name ...
+    page: int = 0                   # ... the page number (1-based; 0: not from a document)
+    n_pages: int = 0                # ... and its page count
+    wall_s: float = 0.0             # the whole read, image decoding included
+    trace: object = None            # read(..., trace=True): engine.trace.Trace
