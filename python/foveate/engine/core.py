@@ -4,6 +4,9 @@ Drives llama.cpp and mtmd through llama-cpp-python's ctypes bindings, the same
 path llama-mtmd-cli takes: tokenize the chat prompt with the image marker, run
 the projector (encode), decode the image embeddings and text (prefill), then
 sample token by token (decode). Each phase is timed for Result.stats.
+
+The Engine is one class around one llama context (~470 lines): what it does not need its
+state for lives beside it (settings.py, sampling.py, result.py, prompt.py, batch.py).
 """
 from __future__ import annotations
 

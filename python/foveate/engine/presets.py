@@ -20,6 +20,9 @@ Conventions:
   `repetition_penalty` likewise. Settings the dataclass has no field for (top_p, top_k,
   presence/frequency penalties, n-gram blocking) are told in comments beside the preset.
 * `default=True` marks the family's general full-page preset, the one `--preset auto` uses.
+
+One file of ~450 lines on purpose: it is a table, one record per published prompt with its
+source beside it, read and reviewed as a whole.
 """
 from __future__ import annotations
 
