@@ -25,12 +25,12 @@ def add_parser(sub) -> None:
 
 def cmd_make_model(a) -> int:
     from ...instruments.shapes import shape_names, write_shape_pair
-    from ...instruments.tiny_model import SHAPES, make_shape, quantize, write_tiny_pair
+    from ...instruments.shapes.tiny_model import SHAPES, make_shape, quantize, write_tiny_pair
 
     if a.layers is not None and a.layers < 1:
         raise ValueError(f"--layers must be at least 1, got {a.layers}")
     if a.shape == "deepseek-ocr":
-        from ...instruments.deepseek_ocr_shape import write_deepseek_ocr_pair
+        from ...instruments.shapes.deepseek_ocr_shape import write_deepseek_ocr_pair
         model, mmproj = write_deepseek_ocr_pair(Path(a.out), layers=a.layers, seed=a.seed)
     elif a.shape in SHAPES:
         model, mmproj = write_tiny_pair(Path(a.out), make_shape(a.shape, a.layers), seed=a.seed,
