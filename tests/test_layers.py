@@ -78,6 +78,36 @@ def _graph():
     return {n: _imports(n, f, mods) for n, f in mods.items()}
 
 
+def _missing() -> list[str]:
+    """foveate modules imported (at top level or inside functions) that do not exist: such
+    an import fails only when its function runs (make-model's did, after a move)."""
+    mods = _modules()
+    bad = []
+    for name, f in mods.items():
+        here = name.split(".") if f.name == "__init__.py" else name.split(".")[:-1]
+        if name == "__init__":
+            here = []
+        for node in ast.walk(ast.parse(f.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = here[:len(here) - (node.level - 1)] if node.level > 1 else list(here)
+                mod = base + (node.module.split(".") if node.module else [])
+            elif node.module and node.module.split(".")[0] == "foveate":
+                mod = node.module.split(".")[1:]
+            else:
+                continue
+            target = ".".join(mod)
+            if target not in mods and not (target == "" and all(a.name in mods for a in node.names)) \
+                    and not all(".".join(mod + [a.name]) in mods for a in node.names):
+                bad.append(f"{name}: from {'.' * node.level}{node.module or ''} ({target or '<package>'})")
+    return bad
+
+
+def test_every_imported_foveate_module_exists():
+    assert not _missing(), _missing()
+
+
 def test_every_module_sits_in_a_layer():
     assert {n.split(".")[0] for n in _graph()} <= set(RANK)
     for n in _graph():
