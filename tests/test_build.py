@@ -71,3 +71,39 @@ def test_the_test_extra_is_installed():
 
     for mod in ("fastapi", "uvicorn", "openai", "httpx", "playwright", "pypdf", "python_multipart"):
         importlib.import_module(mod)
+
+
+def _stock_source(rel: str) -> str:
+    """A file of the unpatched llama.cpp the build was made from (the cached sdist)."""
+    import os
+    from pathlib import Path
+
+    import pytest
+
+    cache = Path(os.environ.get("FOVEATE_CACHE_DIR") or
+                 Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "foveate")
+    f = cache / "llama_cpp_python-0.3.36" / "vendor" / "llama.cpp" / rel
+    if not f.is_file():
+        pytest.skip(f"no cached llama.cpp source at {f.parent}")
+    return f.read_text()
+
+
+def test_every_stock_op_keeps_its_stock_code():
+    """foveate's ops are appended after stock's: anything that passes op codes as integers
+    (ggml-rpc, a backend built from stock headers) sees the same ops with every feature off.
+    The loaded libggml's name of each code is compared with the stock source's table."""
+    import ctypes
+    import re
+
+    from foveate.native import bindings as B
+
+    src = _stock_source("ggml/src/ggml.c")
+    table = src[src.index("static const char * GGML_OP_NAME[GGML_OP_COUNT] = {"):]
+    stock = re.findall(r'"([A-Z0-9_]+)"', table[:table.index("};")])
+    assert len(stock) > 90 and stock[0] == "NONE" and "UNARY" in stock
+    lib = ctypes.CDLL(str(B.LIB_DIR / "libggml-base.so"))
+    lib.ggml_op_name.restype = ctypes.c_char_p
+    lib.ggml_op_name.argtypes = [ctypes.c_int]
+    assert [lib.ggml_op_name(i).decode() for i in range(len(stock))] == stock
+    ours = [lib.ggml_op_name(len(stock) + i).decode() for i in range(4)]
+    assert ours == ["FIX_SELECT", "FIX_ATTN", "OT_SINKHORN", "SCATTER_ADD_ROWS"]

@@ -221,3 +221,40 @@ def test_bench_rows_run_on_synthetic_image_tokens(family):
         assert all(r.decode_tok_s > 0 for r in rows)
     finally:
         eng.close()
+
+
+def test_marker_rows_stay_text_when_their_cells_move(family, page):
+    """A context shift (llama_memory_seq_add) moves the page's cells to other positions: the
+    learned marker rows are tagged in their cells, so fixation still counts them as text and
+    never selects them. (Keyed by position, as before, they pointed at content rows after
+    the shift, and the marker rows became image cells.) 1-D families with markers: M-RoPE
+    caches cannot be shifted."""
+    from foveate.engine import controls as C
+    from foveate.engine.core import Engine
+    from foveate.native import bindings as B
+
+    key, model, mmproj = family
+    if key not in ONE_D:
+        pytest.skip("llama.cpp shifts 1-D positions only")
+    eng = Engine(str(model), str(mmproj), n_ctx=4096, threads=2, flash_attn=True)
+    try:
+        eng.set_fixation(0.05, 1)
+        n_past, st = eng.prefill_page(page, PROMPT)
+        n = st.image_tokens
+        newlines, others = _markers(key, n, eng._last_grid)
+        if not newlines | others:
+            pytest.skip(f"{key} has no marker rows")
+        delta = 3
+        B.llama.llama_memory_seq_add(B.llama.llama_get_memory(eng._ctx), 0, 0, -1, delta)
+        B.fixation.llama_fixation_reset_stats(eng._ctx)
+        tok = int(eng.logits().argmax())
+        for i in range(3):
+            eng._decode_one(tok, n_past + delta + i)
+            tok = int(eng.logits().argmax())
+        fs = C.fixation_stats(eng._ctx)
+        n_cells = n - len(newlines | others)
+        assert fs.rows == 3 and fs.image_tokens == n_cells
+        sel = eng.fixation_selection(0)
+        assert len(sel) == math.ceil(0.05 * n_cells) and sel[-1] < n_cells
+    finally:
+        eng.close()

@@ -17,6 +17,10 @@
 #include "llama-hparams.h"
 #include "llama-impl.h"
 #include "llama-kv-cache.h"
+#include "llama-kv-cache-iswa.h"
+#include "llama-memory-hybrid.h"
+#include "llama-memory-hybrid-iswa.h"
+#include "llama-model.h"
 
 #include "ggml.h"
 #include "ggml-fixation.h"
@@ -32,6 +36,9 @@ struct llama_fixation_input : std::enable_shared_from_this<llama_fixation_input>
     int64_t n_kv = 0, n_tps = 0, n_stream = 0, n_img_max = 0, k_max = 0, n_txt = 0;
     std::vector<int32_t> focal;
     int64_t n_layer = 0;
+    int64_t n_attn_below = 0, n_attn_above = 0;  // attention layers below / above the focal
+                                                  // ones (a hybrid model's recurrent layers
+                                                  // attend to nothing)
     bool refresh_mode = false;        // R > 1: focal layers attend through fix_attn to img_idx
 
     ggml_tensor * img_idx = nullptr;  // I32 [n_img_max, n_tps, n_stream]
@@ -45,6 +52,8 @@ struct llama_fixation_input : std::enable_shared_from_this<llama_fixation_input>
 
     std::vector<int32_t> row_seq;                 // set_input: sequence of each row
     std::vector<std::vector<int32_t>> row_img;    // set_input: image cells of each row
+    std::vector<std::vector<int32_t>> row_rank;   // set_input: reading-order rank of each
+                                                  // (empty: cell order is reading order)
     std::vector<int64_t> row_warm;                // set_input: warm-start size of each row
     std::vector<int64_t> row_focal;               // set_input: image cells its focal layers see
     std::vector<int64_t> row_sample;              // set_input: sample cells of each row
@@ -77,18 +86,21 @@ struct host_timer {
     }
 };
 
-// the cells of seq among the first n_kv of its stream: image (embedding input) or text; the
-// learned marker rows of an image (image newline, view separator, BOI/EOI) count as text, so
-// they are always attended and never scored
-void scan_cells(const llama_fixation_state * st, const llama_kv_cache_context * mctx, llama_seq_id seq,
-                int64_t n_kv, std::vector<int32_t> & img, std::vector<int32_t> * txt) {
+// the cells of seq among the first n_kv of its stream: image (embedding input) or text, in
+// cell order; the learned marker rows of an image (image newline, view separator, BOI/EOI;
+// their cells carry LLAMA_FIXATION_MARKER_TOKEN) count as text, so they are always attended
+// and never scored. rank (if given): each image cell's rank in reading order (by position,
+// then the M-RoPE (y, x)), left empty when that is the cell order. With several sequences in
+// one stream, find_slot fills holes and wraps, so an image's cells need not be in position
+// order: ordinals, the warm start's neighbours and the sample follow the reading order.
+void scan_cells(const llama_kv_cache_context * mctx, llama_seq_id seq, int64_t n_kv,
+                std::vector<int32_t> & img, std::vector<int32_t> * txt,
+                std::vector<int32_t> * rank = nullptr) {
     const llama_kv_cells & cells = mctx->get_kv()->get_cells(seq);
     img.clear();
-    const auto mk = st->markers.find(seq);
-    const std::set<int32_t> * markers = mk != st->markers.end() && !mk->second.empty() ? &mk->second : nullptr;
     const int64_t n = std::min<int64_t>(n_kv, cells.size());
     auto add = [&](int64_t c) {
-        if (cells.ext_get(c).tok == LLAMA_TOKEN_NULL && !(markers && markers->count(cells.pos_get(c)))) {
+        if (cells.ext_get(c).tok == LLAMA_TOKEN_NULL) {
             img.push_back((int32_t) c);
         } else if (txt) {
             txt->push_back((int32_t) c);
@@ -109,38 +121,104 @@ void scan_cells(const llama_fixation_state * st, const llama_kv_cache_context * 
         if (txt && !std::is_sorted(txt->begin(), txt->end())) {
             std::sort(txt->begin(), txt->end());
         }
+    } else {
+        for (int64_t c = 0; c < n; ++c) {
+            if (!cells.is_empty(c) && cells.seq_has(c, seq)) {
+                add(c);
+            }
+        }
+    }
+    if (!rank) {
         return;
     }
-    for (int64_t c = 0; c < n; ++c) {
-        if (!cells.is_empty(c) && cells.seq_has(c, seq)) {
-            add(c);
+    rank->clear();
+    auto before = [&](int32_t a, int32_t b) {
+        const llama_pos pa = cells.pos_get(a), pb = cells.pos_get(b);
+        if (pa != pb) {
+            return pa < pb;
         }
+        const llama_kv_cell_ext & ea = cells.ext_get(a), & eb = cells.ext_get(b);
+        return ea.y != eb.y ? ea.y < eb.y : ea.x < eb.x;
+    };
+    bool in_order = true;
+    for (size_t i = 1; i < img.size() && in_order; ++i) {
+        in_order = before(img[i - 1], img[i]);
+    }
+    if (in_order) {
+        return;
+    }
+    std::vector<int32_t> by_rank(img.size());
+    for (size_t i = 0; i < img.size(); ++i) {
+        by_rank[i] = (int32_t) i;
+    }
+    std::stable_sort(by_rank.begin(), by_rank.end(),
+                     [&](int32_t a, int32_t b) { return before(img[a], img[b]); });
+    rank->resize(img.size());
+    for (size_t r = 0; r < by_rank.size(); ++r) {
+        (*rank)[by_rank[r]] = (int32_t) r;
     }
 }
 
-// K/V types the CUDA fixation ops read (ggml-cuda-fixation.cu, supports_op); the CPU ops also
-// read quantized K (its vec_dot) and V (dequantized rows)
-bool cuda_reads(ggml_type t) {
-    return t == GGML_TYPE_F16 || t == GGML_TYPE_F32;
+// the index into img (cell order) of the cell with reading rank r
+std::vector<int32_t> reading_order(const std::vector<int32_t> & rank, size_t n) {
+    std::vector<int32_t> by_rank(n);
+    for (size_t i = 0; i < n; ++i) {
+        by_rank[rank.empty() ? i : (size_t) rank[i]] = (int32_t) i;
+    }
+    return by_rank;
 }
 
-// whether this context's KV cache is of a type the CUDA ops do not read and lives (at least in
-// part) in a GPU's memory: fixation would then run its ops on the CPU, and the scheduler copy
-// every layer's K/V there each step, slower than dense. Checked once per context.
-bool kv_unsupported(llama_fixation_state * st, const llama_kv_cache_context * mctx) {
-    if (st->kv_unsupported < 0) {
-        bool device = false;
-        for (const auto & it : mctx->get_kv()->memory_breakdown()) {
-            device |= it.second > 0 && !ggml_backend_buft_is_host(it.first);
-        }
-        st->kv_unsupported = device && !(cuda_reads(mctx->type_k()) && cuda_reads(mctx->type_v()));
-        if (st->kv_unsupported) {
-            LLAMA_LOG_WARN("fixation: off for this context: its KV cache (K %s, V %s) is on a GPU, whose "
-                           "fixation ops read F16/F32 K/V only (use an F16 KV cache, or keep it on the CPU)\n",
-                           ggml_type_name(mctx->type_k()), ggml_type_name(mctx->type_v()));
+// whether the device that holds (part of) this context's KV cache can run fixation's ops on
+// it, asked of the device (supports_op) with the cache's types and the model's head sizes: the
+// CUDA ops read F16/F32 K/V, and a backend without the ops (Vulkan, Metal) would have the
+// scheduler run them on the CPU and copy every layer's K/V there each step, slower than dense.
+// Then fixation stays off for the context (one warning; llama_fixation_get_off_reason).
+// Checked once per context; a cache in host memory is the CPU's, whose ops read every type.
+bool kv_unsupported(llama_fixation_state * st, const llama_kv_cache_context * mctx,
+                    const llama_hparams & hparams) {
+    if (st->kv_unsupported >= 0) {
+        return st->kv_unsupported > 0;
+    }
+    st->kv_unsupported = 0;
+    ggml_backend_dev_t dev = nullptr;
+    for (const auto & it : mctx->get_kv()->memory_breakdown()) {
+        if (it.second > 0 && !ggml_backend_buft_is_host(it.first)) {
+            dev = ggml_backend_buft_get_device(it.first);
+            break;
         }
     }
-    return st->kv_unsupported > 0;
+    if (!dev) {
+        return false;
+    }
+    uint32_t il = 0;
+    while (il + 1 < hparams.n_layer() && hparams.is_recr(il)) {
+        ++il;
+    }
+    const int64_t D = hparams.n_embd_head_k(il), Dv = hparams.n_embd_head_v(il);
+    const int64_t H = hparams.n_head(il), Hkv = std::max<int64_t>(1, hparams.n_head_kv(il));
+    const int64_t N = 256, n_list = 16;
+    ggml_init_params ip = { 16*ggml_tensor_overhead(), nullptr, /*no_alloc =*/ true };
+    ggml_context * ctx = ggml_init(ip);
+    ggml_tensor * q    = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, D, 1, H, 1);
+    ggml_tensor * k    = ggml_new_tensor_4d(ctx, mctx->type_k(), D, N, Hkv, 1);
+    ggml_tensor * v    = ggml_new_tensor_4d(ctx, mctx->type_v(), Dv, N, Hkv, 1);
+    ggml_tensor * mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F16, N, 1, 1, 1);
+    ggml_tensor * ia   = ggml_new_tensor_3d(ctx, GGML_TYPE_I32, n_list, 1, 1);
+    ggml_tensor * ib   = ggml_new_tensor_3d(ctx, GGML_TYPE_I32, n_list, 1, 1);
+    ggml_tensor * bud  = ggml_new_tensor_2d(ctx, GGML_TYPE_I32, 1, 1);
+    ggml_tensor * sel  = ggml_fix_select(ctx, q, k, mask, ia, bud, 8, 1.0f);
+    ggml_tensor * attn = ggml_fix_attn(ctx, q, k, v, mask, ia, ib, 1.0f);
+    const bool ok = ggml_backend_dev_supports_op(dev, sel) && ggml_backend_dev_supports_op(dev, attn);
+    ggml_free(ctx);
+    if (!ok) {
+        st->kv_unsupported = 1;
+        st->kv_device = ggml_backend_dev_name(dev);
+        LLAMA_LOG_WARN("fixation: off for this context: its KV cache (K %s, V %s, head size %lld) is on %s, "
+                       "which cannot run fixation's ops on it (on a CUDA GPU use an F16 KV cache; or keep "
+                       "the cache on the CPU)\n", ggml_type_name(mctx->type_k()),
+                       ggml_type_name(mctx->type_v()), (long long) D, st->kv_device.c_str());
+    }
+    return !ok;
 }
 
 // the fused focal layer has CPU kernels only: a KV cache on a GPU keeps fix_select + stock attention
@@ -166,7 +244,7 @@ plan make_plan(const llama_ubatch & ubatch, const llama_hparams & hparams, const
     host_timer timer(st);
     if (!st || !st->cfg.enabled || cparams.training || !cparams.causal_attn || !ubatch.token ||
         hparams.attn_soft_cap || hparams.f_max_alibi_bias > 0.0f || n_stream < 1 ||
-        ubatch.n_tokens % n_stream != 0 || kv_unsupported(st, mctx)) {
+        ubatch.n_tokens % n_stream != 0 || kv_unsupported(st, mctx, hparams)) {
         return p;
     }
     std::map<llama_seq_id, int32_t> per_seq;
@@ -182,7 +260,7 @@ plan make_plan(const llama_ubatch & ubatch, const llama_hparams & hparams, const
     std::vector<int32_t> img, txt;
     for (const auto & it : per_seq) {
         txt.clear();
-        scan_cells(st, mctx, it.first, n_kv, img, &txt);
+        scan_cells(mctx, it.first, n_kv, img, &txt);
         p.n_txt = std::max<int64_t>(p.n_txt, (int64_t) txt.size());
         const int64_t n_img = (int64_t) img.size();
         const int64_t k = budget_for(st->cfg, n_img);
@@ -190,8 +268,9 @@ plan make_plan(const llama_ubatch & ubatch, const llama_hparams & hparams, const
         p.k_max = std::max(p.k_max, k);
         sparse |= k < n_img;
     }
-    // every budget covers all image cells (ratio 1): the stock graph, bit for bit
-    p.apply = sparse && p.k_max > 0;
+    // every budget covers all image cells (ratio 1): the stock graph, bit for bit (unless a
+    // test forces the sparse graph, to check fixation's ops against stock attention)
+    p.apply = (sparse || st->cfg.force_sparse) && p.k_max > 0;
     p.n_txt = std::min<int64_t>(n_kv, std::max<int64_t>(1, GGML_PAD(p.n_txt, TXT_PAD)));
     return p;
 }
@@ -218,11 +297,26 @@ std::shared_ptr<llama_fixation_input> llama_fixation_make_input(
     fi->k_max = p.k_max;
     fi->n_txt = p.n_txt;
     fi->focal = fi->st->cfg.focal;
+    const int32_t n_layer = (int32_t) hparams.n_layer();
     if (fi->focal.empty()) {
-        fi->focal.push_back((int32_t) (hparams.n_layer() / 3));
+        // a third of the depth; on a hybrid model the attention layer nearest it (a
+        // recurrent layer has no attention to score)
+        const int32_t third = n_layer / 3;
+        int32_t best = -1;
+        for (int32_t il = 0; il < n_layer; ++il) {
+            if (!hparams.is_recr(il) && (best < 0 || std::abs(il - third) < std::abs(best - third))) {
+                best = il;
+            }
+        }
+        fi->focal.push_back(best < 0 ? third : best);
     }
     std::sort(fi->focal.begin(), fi->focal.end());
-    fi->n_layer = hparams.n_layer();
+    fi->n_layer = n_layer;
+    for (int32_t il = 0; il < n_layer; ++il) {
+        if (!hparams.is_recr(il) && !std::binary_search(fi->focal.begin(), fi->focal.end(), il)) {
+            (il < fi->focal.front() ? fi->n_attn_below : fi->n_attn_above) += 1;
+        }
+    }
     fi->refresh_mode = fi->st->cfg.refresh > 1;
     fi->st->focal_used = fi->focal;
 
@@ -267,6 +361,7 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
     const int64_t n_smp = fi.smp_idx ? fi.smp_idx->ne[0] : 0;
     fi.row_seq.assign(n_rows, -1);
     fi.row_img.assign(n_rows, {});
+    fi.row_rank.assign(n_rows, {});
     fi.row_warm.assign(n_rows, 0);
     fi.row_focal.assign(n_rows, 0);
     fi.row_sample.assign(n_rows, 0);
@@ -275,7 +370,8 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
         const llama_seq_id seq = ubatch->seq_id[r][0];
         std::vector<int32_t> & im = fi.row_img[r];
         text.clear();
-        scan_cells(st, mctx, seq, fi.n_kv, im, &text);
+        scan_cells(mctx, seq, fi.n_kv, im, &text, &fi.row_rank[r]);
+        const std::vector<int32_t> by_rank = reading_order(fi.row_rank[r], im.size());
         // can_reuse rebuilds otherwise
         GGML_ASSERT((int64_t) im.size() <= fi.n_img_max && (int64_t) text.size() <= fi.n_txt);
         fi.row_seq[r] = seq;
@@ -300,18 +396,19 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
         }
         if (smp) {
             // stratified over the image cells in reading order: the centre of each of n_smp
-            // equal spans (the same cells every step, so the estimate does not flicker)
+            // equal spans (the same cells every step, so the estimate does not flicker); the
+            // list itself in cell order, as the selection
             const int64_t n = (int64_t) im.size();
             int32_t * row = smp + r*n_smp;
             std::fill(row, row + n_smp, -1);
-            int64_t m = 0;
+            std::vector<int32_t> picked;
             for (int64_t j = 0; j < n_smp && n > 0; ++j) {
-                const int32_t c = im[std::min(n - 1, (j*n)/n_smp + n/(2*n_smp))];
-                if (m == 0 || row[m - 1] != c) {
-                    row[m++] = c;
-                }
+                picked.push_back(im[by_rank[std::min(n - 1, (j*n)/n_smp + n/(2*n_smp))]]);
             }
-            fi.row_sample[r] = m;
+            std::sort(picked.begin(), picked.end());
+            picked.erase(std::unique(picked.begin(), picked.end()), picked.end());
+            std::copy(picked.begin(), picked.end(), row);
+            fi.row_sample[r] = (int64_t) picked.size();
         }
         if (pool) {
             pool[r] = (int32_t) im.size();
@@ -322,12 +419,15 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
         // warm start of the layers below the first focal layer
         std::fill(pre + r*fi.n_img_max, pre + (r + 1)*fi.n_img_max, -1);
         if (have_prev) {
-            // the reader's eye moves on: add the cells that follow each selected one
+            // the reader's eye moves on: add the cells that follow each selected one (in
+            // reading order, whatever cells the page landed in)
             std::vector<int32_t> warm = hist->second.cells;
+            const std::vector<int32_t> & rank = fi.row_rank[r];
             for (int32_t c : hist->second.cells) {
-                const auto o = std::lower_bound(im.begin(), im.end(), c) - im.begin();
-                for (int32_t d = 1; d <= st->cfg.dilation && o + d < (int64_t) im.size(); ++d) {
-                    warm.push_back(im[o + d]);
+                const int64_t o = std::lower_bound(im.begin(), im.end(), c) - im.begin();
+                const int64_t at = rank.empty() ? o : rank[o];
+                for (int32_t d = 1; d <= st->cfg.dilation && at + d < (int64_t) im.size(); ++d) {
+                    warm.push_back(im[by_rank[at + d]]);
                 }
             }
             std::sort(warm.begin(), warm.end());
@@ -343,8 +443,8 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
     st->active = fi.weak_from_this();
 }
 
-bool llama_fixation_can_reuse(const llama_fixation_input * fi, const llm_graph_params & params) {
-    const auto * mctx = static_cast<const llama_kv_cache_context *>(params.mctx);
+bool llama_fixation_can_reuse(const llama_fixation_input * fi, const llm_graph_params & params,
+                              const llama_kv_cache_context * mctx) {
     const llama_fixation_state * st = state_of(params.cparams);
     if (!st) {
         return fi == nullptr;
@@ -450,6 +550,7 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
     for (size_t r = 0; r < fi->row_seq.size(); ++r) {
         const int32_t seq = fi->row_seq[r];
         const std::vector<int32_t> & im = fi->row_img[r];
+        const std::vector<int32_t> & rank = fi->row_rank[r];
         std::vector<int32_t> cells, ords;
         for (int64_t j = 0; j < fi->k_max; ++j) {
             const int32_t c = sel[r*fi->k_max + j];
@@ -457,14 +558,17 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
                 break;
             }
             cells.push_back(c);
-            ords.push_back((int32_t) (std::lower_bound(im.begin(), im.end(), c) - im.begin()));
+            const int32_t o = (int32_t) (std::lower_bound(im.begin(), im.end(), c) - im.begin());
+            ords.push_back(rank.empty() ? o : rank[o]);
         }
+        std::sort(ords.begin(), ords.end());
         // image cells attended per layer: warm start below the first focal layer, the focal
         // list on focal layers (all of them, or the kept selection between refreshes), the
         // fresh selection above (layers are counted once each); sparse layers add the sample
-        // (an upper bound: sample cells that are selected are not attended twice)
-        const int64_t n_below = fi->focal.front(), n_focal = (int64_t) fi->focal.size();
-        const int64_t n_above = fi->n_layer - n_below - n_focal;
+        // (an upper bound: sample cells that are selected are not attended twice). Layers
+        // that attend: a hybrid model's recurrent ones do not, and are not counted
+        const int64_t n_below = fi->n_attn_below, n_focal = (int64_t) fi->focal.size();
+        const int64_t n_above = fi->n_attn_above;
         const int64_t n_img_r = (int64_t) im.size();
         const int64_t smp_below = fi->row_warm[r] < n_img_r ? fi->row_sample[r] : 0;
         const int64_t smp_above = (int64_t) cells.size() < n_img_r ? fi->row_sample[r] : 0;
@@ -472,7 +576,8 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
         const int64_t smp_focal = fi->refresh_mode && fi->row_focal[r] < n_img_r ? fi->row_sample[r] : 0;
         st->sum_attended += (double) (n_below*(fi->row_warm[r] + smp_below) +
                                       n_focal*(fi->row_focal[r] + smp_focal) +
-                                      n_above*((int64_t) cells.size() + smp_above)) / (double) fi->n_layer;
+                                      n_above*((int64_t) cells.size() + smp_above)) /
+                           (double) (n_below + n_focal + n_above);
         st->sum_k += (double) cells.size();
         st->sum_img += (double) im.size();
         st->n_rows += 1;
@@ -496,10 +601,12 @@ void llama_fixation_forget(void * state, int32_t seq) {
 
 // --- C API (declared in llama-foveate.h) -----------------------------------------------------
 
+// The state is made by the first setter; the context runs fixation's hooks (cparams.fixation:
+// a plan per ubatch, the read-back after it) only while fixation is on, so a context that
+// never turns it on runs stock's decode with nothing added.
 static llama_fixation_state * get_state(llama_context * ctx, bool create) {
     if (!ctx->fixation_owner && create) {
         ctx->fixation_owner = std::make_shared<llama_fixation_state>();
-        ctx->set_fixation(ctx->fixation_owner.get());
     }
     return static_cast<llama_fixation_state *>(ctx->fixation_owner.get());
 }
@@ -522,10 +629,16 @@ extern "C" int32_t llama_fixation_set(struct llama_context * ctx, float ratio, i
         LLAMA_LOG_ERROR("%s: bad focal layer list (n_focal = %d, model has %d layers)\n", __func__, n_focal, n_layer);
         return -4;
     }
+    const llama_hparams & hparams = llama_get_model(ctx)->hparams;
     for (int32_t i = 0; i < n_focal; ++i) {
         if (focal[i] < 0 || focal[i] >= n_layer) {
             LLAMA_LOG_ERROR("%s: focal layer %d out of range [0, %d)\n", __func__, focal[i], n_layer);
             return -4;
+        }
+        if (hparams.is_recr(focal[i])) {
+            LLAMA_LOG_ERROR("%s: focal layer %d is a recurrent layer: it has no attention to score "
+                            "image cells with\n", __func__, focal[i]);
+            return -6;
         }
     }
     if (max_tokens < 1) {
@@ -547,20 +660,69 @@ extern "C" int32_t llama_fixation_set(struct llama_context * ctx, float ratio, i
     if (!same) {
         st->epoch++;  // the graph must be rebuilt; an unchanged config keeps it
     }
+    ctx->set_fixation(st->cfg.enabled ? st : nullptr);
     // every call starts each sequence afresh (no warm start from an earlier page)
     st->history.clear();
     st->ordinal.clear();
     return 0;
 }
 
-extern "C" void llama_fixation_set_markers(struct llama_context * ctx, llama_seq_id seq_id, llama_pos from,
+// the attention caches of a context's memory: a KV cache, a hybrid memory's attention part,
+// or both halves of an iSWA cache
+static std::vector<llama_kv_cache *> attention_caches(llama_context * ctx) {
+    llama_memory_i * mem = llama_get_memory(ctx);
+    if (auto * kv = dynamic_cast<llama_kv_cache *>(mem)) {
+        return {kv};
+    }
+    if (auto * hy = dynamic_cast<llama_memory_hybrid *>(mem)) {
+        return {hy->get_mem_attn()};
+    }
+    if (auto * iswa = dynamic_cast<llama_kv_cache_iswa *>(mem)) {
+        return {iswa->get_base(), iswa->get_swa()};
+    }
+    if (auto * hyi = dynamic_cast<llama_memory_hybrid_iswa *>(mem)) {
+        return {hyi->get_mem_attn()->get_base(), hyi->get_mem_attn()->get_swa()};
+    }
+    return {};
+}
+
+extern "C" void llama_fixation_set_markers(struct llama_context * ctx, llama_seq_id seq_id,
                                            const llama_pos * pos, int32_t n) {
-    if (!ctx || seq_id < 0 || n < 0 || (n > 0 && !pos)) {
+    if (!ctx || seq_id < 0 || seq_id >= LLAMA_MAX_SEQ || n <= 0 || !pos) {
         return;
     }
-    auto & mk = get_state(ctx, true)->markers[seq_id];
-    mk.erase(mk.lower_bound(from), mk.end());   // the rows there now are the new image's
-    mk.insert(pos, pos + n);
+    for (llama_kv_cache * kv : attention_caches(ctx)) {
+        // the tag lives in the cell: get_cells is const for readers; the cache owns the cells
+        auto & cells = const_cast<llama_kv_cells &>(kv->get_cells(seq_id));
+        const auto & owned = cells.seq_pos_get(seq_id);
+        for (int32_t i = 0; i < n; ++i) {
+            const auto it = owned.lower_bound({pos[i], 0});
+            if (it == owned.end() || it->first != pos[i]) {
+                continue;
+            }
+            llama_kv_cell_ext ext = cells.ext_get(it->second);
+            if (ext.tok == LLAMA_TOKEN_NULL) {   // an embedding row, as a marker row is
+                ext.tok = LLAMA_FIXATION_MARKER_TOKEN;
+                cells.ext_set(it->second, ext);
+            }
+        }
+    }
+}
+
+extern "C" int32_t llama_fixation_set_force_sparse(struct llama_context * ctx, int32_t on) {
+    llama_fixation_state * st = ctx ? get_state(ctx, true) : nullptr;
+    if (!st) {
+        return -1;
+    }
+    if (st->cfg.force_sparse != (on != 0)) {
+        st->cfg.force_sparse = on != 0;
+        st->epoch++;
+    }
+    return 0;
+}
+
+extern "C" int32_t llama_fixation_active(struct llama_context * ctx) {
+    return ctx && ctx->fixation_owner && ctx->get_cparams().fixation ? 1 : 0;
 }
 
 extern "C" int32_t llama_fixation_set_refresh(struct llama_context * ctx, int32_t refresh) {
@@ -645,7 +807,11 @@ extern "C" int32_t llama_fixation_get_stats(struct llama_context * ctx, double *
 extern "C" const char * llama_fixation_get_off_reason(struct llama_context * ctx) {
     llama_fixation_state * st = ctx ? get_state(ctx, false) : nullptr;
     if (st && st->kv_unsupported > 0) {
-        return "the KV cache is quantized and on a GPU, whose fixation ops read F16/F32 K/V only";
+        // the device, then why (a CUDA GPU: its ops read F16/F32 K/V only)
+        st->off_reason = "the KV cache is on " + st->kv_device + ", which cannot run fixation's ops "
+                         "on it (a CUDA GPU reads F16/F32 K/V only: a quantized cache there turns "
+                         "fixation off)";
+        return st->off_reason.c_str();
     }
     return "";
 }

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <set>
+#include <string>
 #include <vector>
 
 struct ggml_context;
@@ -31,7 +31,14 @@ struct llama_fixation_config {
                                  // other steps they attend to the previous selection and keep it
     int32_t sample     = 64;     // compensation: a fixed stratified sample of this many image
                                  // cells stands in for the hidden ones (0 = off; docs/architecture.md)
+    bool    force_sparse = false; // test hook: the sparse graph even where every budget covers
+                                  // all image cells (ratio 1 then runs fixation's ops, not stock's)
 };
+
+// a learned marker row's cell (image newline, view separator, BOI/EOI) carries this in its
+// ext.tok instead of LLAMA_TOKEN_NULL: it moves, shifts, is copied, saved and freed with the
+// cell, and fixation counts it as text (llama_fixation_set_markers)
+constexpr int32_t LLAMA_FIXATION_MARKER_TOKEN = -2;
 
 // the C API (llama_fixation_set, ...) is declared in llama-foveate.h
 
@@ -50,8 +57,7 @@ struct llama_fixation_state {
     uint64_t epoch = 1;                               // bumped by every llama_fixation_set
     std::map<int32_t, llama_fixation_history> history;  // seq -> its last step (forgotten by a dense ubatch)
     std::map<int32_t, std::vector<int32_t>> ordinal;    // seq -> last selection, as image-token ordinals
-    std::map<int32_t, std::set<int32_t>> markers;     // seq -> positions of learned marker rows
-                                                      // (llama_fixation_set_markers): text to fixation
+                                                        // (reading order: by position, then (y, x))
     std::vector<int32_t> focal_used;                  // focal layers of the last graph
     double   sum_k  = 0.0;                            // stats: image cells selected (layers above focal)
     double   sum_attended = 0.0;                      //        image cells attended, mean over all layers
@@ -62,9 +68,12 @@ struct llama_fixation_state {
     // input of the graph being computed: weak, because a compute that fails or is aborted
     // never reaches llama_fixation_after_compute, and the next ubatch's graph may free it
     std::weak_ptr<llama_fixation_input> active;
-    // a quantized KV cache held by a GPU: the CUDA ops read F16/F32 K/V only, so the scheduler
-    // would copy every layer's K/V to the CPU each step; fixation stays off (-1: not checked)
+    // the KV cache's device cannot run fixation's ops on it (a quantized cache on a CUDA GPU,
+    // whose ops read F16/F32 K/V; a backend without the ops): the scheduler would copy every
+    // layer's K/V to the CPU each step; fixation stays off (-1: not checked)
     int32_t  kv_unsupported = -1;
+    std::string kv_device;                            // the device that refused
+    std::string off_reason;                           // llama_fixation_get_off_reason's text
 };
 
 // nullptr when fixation does not apply to this ubatch (off, prefill, no image cells, or
@@ -76,8 +85,10 @@ std::shared_ptr<llama_fixation_input> llama_fixation_make_input(
 void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_context * mctx,
                               const llama_ubatch * ubatch);
 
-// false when the graph must be rebuilt (config changed, or the selection shapes moved)
-bool llama_fixation_can_reuse(const llama_fixation_input * fi, const llm_graph_params & params);
+// false when the graph must be rebuilt (config changed, or the selection shapes moved); mctx:
+// the attention cache's context (a hybrid memory's attention part)
+bool llama_fixation_can_reuse(const llama_fixation_input * fi, const llm_graph_params & params,
+                              const llama_kv_cache_context * mctx);
 
 // attention of layer il: the sparse result [Dv*H, n_tokens], the fused focal layer's
 // (attention + scores + top-k, KV cache in host memory), or nullptr to run the stock attention

@@ -26,8 +26,9 @@ LLAMA_API void llama_foveate_allow_position_gaps(struct llama_context * ctx, boo
 // layers attend to text + those cells only (nothing is evicted).
 // ratio: share of the image cells kept per step (0 = off; a budget covering every image cell
 // runs the stock graph), k_min: lower bound of that budget, focal: layer indices (n_focal 0 =
-// one layer at a third of the depth), max_tokens: ubatches with more tokens per sequence
-// (prefill) run dense. Returns 0, or < 0 on invalid arguments (logged).
+// one layer at a third of the depth; on a hybrid model the attention layer nearest it),
+// max_tokens: ubatches with more tokens per sequence (prefill) run dense. Returns 0, or < 0 on
+// invalid arguments (logged; -6: a focal layer is a recurrent layer of a hybrid model).
 LLAMA_API int32_t llama_fixation_set(struct llama_context * ctx, float ratio, int32_t k_min,
                                      const int32_t * focal, int32_t n_focal, int32_t max_tokens);
 // focal layers score every R-th step of a sequence (R >= 1); in between they keep the selection
@@ -38,11 +39,13 @@ LLAMA_API int32_t llama_fixation_set_sample(struct llama_context * ctx, int32_t 
 // warm start: also the next `dilation` image cells after each previously selected one
 LLAMA_API int32_t llama_fixation_set_dilation(struct llama_context * ctx, int32_t dilation);
 // the learned marker rows of an image decoded into seq_id (image newline, view separator,
-// BOI/EOI) are at these positions: fixation treats them as text (always attended, never
-// scored or counted as image cells). Forgets the sequence's markers at positions >= from
-// first (the image decoded there replaces whatever was). mtmd_helper_decode_image_chunk calls
-// it for every image chunk (native/mtmd/mtmd-merge-hooks.cpp).
-LLAMA_API void    llama_fixation_set_markers(struct llama_context * ctx, llama_seq_id seq_id, llama_pos from,
+// BOI/EOI) are at these positions: their cells are tagged (ext.tok =
+// LLAMA_FIXATION_MARKER_TOKEN), so fixation treats them as text (always attended, never scored
+// or counted as image cells). The tag is the cell's: it moves with seq_add / seq_div, goes with
+// seq_rm, is copied with seq_cp and saved in state files. Call it after the image's cells are
+// decoded; mtmd_helper_decode_image_chunk calls it for every image chunk
+// (native/mtmd/mtmd-merge-hooks.cpp). Creates no fixation state.
+LLAMA_API void    llama_fixation_set_markers(struct llama_context * ctx, llama_seq_id seq_id,
                                              const llama_pos * pos, int32_t n);
 // image-token ordinals (0 = first image token of the sequence) selected at the sequence's last
 // decode step; returns their number (copies at most n_out)
@@ -59,6 +62,14 @@ LLAMA_API double  llama_fixation_get_attended(struct llama_context * ctx);
 // back), mean in microseconds since the last reset: the CPU work outside the graph
 LLAMA_API double  llama_fixation_get_host_us(struct llama_context * ctx);
 LLAMA_API void    llama_fixation_reset_stats(struct llama_context * ctx);
+// 1 while this context runs fixation's hooks (a plan per ubatch, the read-back after it):
+// from llama_fixation_set with a ratio > 0 until one with 0; a context that never turns
+// fixation on runs stock's decode with nothing added
+LLAMA_API int32_t llama_fixation_active(struct llama_context * ctx);
+// test hook: with on, the sparse graph runs even where every budget covers all image cells,
+// so ratio 1 attends to every image cell through fixation's ops (checked against the stock
+// attention by the tests); off by default
+LLAMA_API int32_t llama_fixation_set_force_sparse(struct llama_context * ctx, int32_t on);
 // why fixation, though set, does not run in this context ("" when nothing stops it): a
 // quantized KV cache on a GPU (the CUDA ops read F16/F32 K/V; logged once)
 LLAMA_API const char * llama_fixation_get_off_reason(struct llama_context * ctx);

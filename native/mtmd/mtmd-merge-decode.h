@@ -26,7 +26,7 @@ struct foveate_decode_rows {
 // markers, so they are attended as text and never scored; called after every image chunk
 void foveate_mark_marker_rows(mtmd_context * ctx, llama_context * lctx, const mtmd_input_chunk * chunk,
                               const struct foveate_decode_rows & rows, const float * embd, int64_t d,
-                              const llama_pos * pos, llama_pos n_past, llama_seq_id seq);
+                              const llama_pos * pos, llama_seq_id seq);
 
 // what the chunk's last encode left (its record; n_kept -1 when not merged)
 foveate_decode_rows foveate_merge_decode_rows(const mtmd_input_chunk * chunk);

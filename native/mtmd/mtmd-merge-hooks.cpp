@@ -235,7 +235,7 @@ foveate_decode_rows foveate_merge_decode_rows(const mtmd_input_chunk * chunk) {
 
 void foveate_mark_marker_rows(mtmd_context * ctx, llama_context * lctx, const mtmd_input_chunk * chunk,
                               const foveate_decode_rows & rows, const float * embd, int64_t d,
-                              const llama_pos * pos, llama_pos n_past, llama_seq_id seq) {
+                              const llama_pos * pos, llama_seq_id seq) {
     if (!ctx || !lctx || !chunk || !embd || mtmd_input_chunk_get_type(chunk) != MTMD_INPUT_CHUNK_TYPE_IMAGE) {
         return;
     }
@@ -254,7 +254,7 @@ void foveate_mark_marker_rows(mtmd_context * ctx, llama_context * lctx, const mt
             marks.push_back(pos[j]);
         }
     }
-    llama_fixation_set_markers(lctx, seq, n_past, marks.data(), (int32_t) marks.size());
+    llama_fixation_set_markers(lctx, seq, marks.data(), (int32_t) marks.size());
 }
 
 void foveate_decode_rows::place_1d(llama_pos * pos, llama_pos n_past, llama_context * lctx) const {

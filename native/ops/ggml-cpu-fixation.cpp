@@ -79,10 +79,16 @@ void load_v(const ggml_tensor * v, int64_t c, int64_t g, int64_t s, float * out)
         }
         return;
     }
-    GGML_ASSERT(v->type == GGML_TYPE_F16 || v->type == GGML_TYPE_F32);
+    // a transposed V (flash attention off): one element per stride; llama.cpp stores V this
+    // way only for the types it can (F32, F16, BF16; a quantized V needs flash attention),
+    // and the constructor refuses the others
     for (int64_t j = 0; j < Dv; ++j) {
         const char * p = base + j*v->nb[0];
-        out[j] = v->type == GGML_TYPE_F16 ? GGML_CPU_FP16_TO_FP32(*(const ggml_fp16_t *) p) : *(const float *) p;
+        switch (v->type) {
+            case GGML_TYPE_F16:  out[j] = GGML_CPU_FP16_TO_FP32(*(const ggml_fp16_t *) p); break;
+            case GGML_TYPE_BF16: out[j] = GGML_BF16_TO_FP32(*(const ggml_bf16_t *) p);    break;
+            default:             out[j] = *(const float *) p;                             break;
+        }
     }
 }
 

@@ -40,6 +40,9 @@ static void fix_check_qkv_mask(const struct ggml_tensor * q, const struct ggml_t
                                const struct ggml_tensor * v, const struct ggml_tensor * mask) {
     fix_check_qk_mask(q, k, mask);
     GGML_ASSERT(k->ne[1] == v->ne[1] && k->ne[2] == v->ne[2] && k->ne[3] == v->ne[3]);
+    // a transposed V (nb[0] != the type's size) is read an element at a time: float types
+    GGML_ASSERT(v->nb[0] == ggml_type_size(v->type) || v->type == GGML_TYPE_F32 ||
+                v->type == GGML_TYPE_F16 || v->type == GGML_TYPE_BF16);
 }
 
 // an I32 per-row list [n, T, S] of the rows of q

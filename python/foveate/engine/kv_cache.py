@@ -11,4 +11,4 @@ def kv_cache_type(name: str) -> int:
         raise ValueError(f"KV cache type must be one of {', '.join(KV_CACHE_TYPES)}, got {name!r}")
     from ..native import bindings as B
 
-    return getattr(B.llama, f"GGML_TYPE_{name.upper()}")
+    return B.ggml_type(name)

@@ -72,6 +72,24 @@ def backends() -> list[str]:
     return foveate.foveate_backends().decode().split(",")
 
 
+_ggml_types: dict[str, int] = {}
+
+
+def ggml_type(name: str) -> int:
+    """A ggml type's number by its name ("bf16", "q8_0"), as libggml names it: llama-cpp-python's
+    constants lack some (GGML_TYPE_BF16), and a table here could drift from the header."""
+    if not _ggml_types:
+        lib = ctypes.CDLL(str(LIB_DIR / "libggml-base.so"))
+        lib.ggml_type_name.restype = ctypes.c_char_p
+        lib.ggml_type_name.argtypes = [ctypes.c_int]
+        for t in range(llama.GGML_TYPE_COUNT):   # the header's count (43 in 0.3.36)
+            _ggml_types.setdefault((lib.ggml_type_name(t) or b"").decode(), t)
+    try:
+        return _ggml_types[name]
+    except KeyError:
+        raise ValueError(f"libggml has no type {name!r}") from None
+
+
 # --- logging: llama.cpp and mtmd log through one callback; keep the recent lines --------------
 class _LogCapture:
     """Collect llama.cpp / mtmd log lines so exceptions can quote the real cause."""
@@ -145,6 +163,10 @@ def _bind_fixation():
     lib.llama_fixation_reset_stats.restype = None
     lib.llama_fixation_get_off_reason.argtypes = [p]
     lib.llama_fixation_get_off_reason.restype = ctypes.c_char_p
+    lib.llama_fixation_active.argtypes = [p]
+    lib.llama_fixation_active.restype = i32
+    lib.llama_fixation_set_force_sparse.argtypes = [p, i32]   # a test hook
+    lib.llama_fixation_set_force_sparse.restype = i32
     lib.llama_foveate_allow_position_gaps.argtypes = [p, ctypes.c_bool]   # patches/0006, native/llama/llama-foveate.h
     lib.llama_foveate_allow_position_gaps.restype = None
     return lib

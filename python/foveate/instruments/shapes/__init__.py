@@ -18,8 +18,9 @@ import pkgutil
 from pathlib import Path
 
 # tiny_model (the Qwen2.5-VL shapes and the bundled readers' writer) and deepseek_ocr_shape
-# predate the per-family interface; make-model calls them by name
-_NOT_FAMILIES = {"gguf_specs", "tiny_model", "deepseek_ocr_shape"}
+# predate the per-family interface; make-model calls them by name; lfm2 writes text models
+# only (no projector yet)
+_NOT_FAMILIES = {"gguf_specs", "tiny_model", "deepseek_ocr_shape", "lfm2"}
 
 
 def _modules() -> dict[str, str]:
