@@ -3,12 +3,37 @@ import base64
 
 
 def test_llama_text_completion(models):
+    """llama-cpp-python's completion on foveate's libraries: its greedy tokens are the
+    Engine's own greedy tokens from the same prompt tokens."""
     from llama_cpp import Llama
 
+    from foveate.engine.core import Engine
+
     llm = Llama(model_path=str(models["q8_0"]), n_ctx=512, n_threads=2, verbose=False)
+    prompt = llm.tokenize(b"Hello")
     out = llm.create_completion("Hello", max_tokens=5, temperature=0.0)
-    assert out["usage"]["completion_tokens"] <= 5
-    assert out["usage"]["prompt_tokens"] == len(llm.tokenize(b"Hello"))
+    assert out["usage"]["prompt_tokens"] == len(prompt)
+    eng = Engine(str(models["q8_0"]), None, n_ctx=512, threads=2)
+    try:
+        for pos, tok in enumerate(prompt):
+            eng._decode_one(tok, pos)
+        greedy = []
+        for i in range(out["usage"]["completion_tokens"]):
+            greedy.append(int(eng.logits().argmax()))
+            if eng.is_stop(greedy[-1]):
+                break
+            eng._decode_one(greedy[-1], len(prompt) + i)
+    finally:
+        eng.close()
+    assert out["usage"]["completion_tokens"] >= 1
+    text = llm.detokenize([t for t in greedy if not eng_is_eog(llm, t)]).decode(errors="replace")
+    assert out["choices"][0]["text"] == text
+
+
+def eng_is_eog(llm, token: int) -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(llm.model), token))
 
 
 def test_mtmd_chat_handler_reads_image(models, page):

@@ -234,7 +234,9 @@ def test_dynamic_ratio_reads_the_page():
     eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, merge="auto")
     res = eng.read(load_page(PAGE), max_tokens=40)
     st = res.stats
-    assert 0.0 < st.merge_ratio < 1.0
+    # never below the family's floor (README: --merge auto keeps >= 0.84 on every family but
+    # DeepSeek-OCR, where RTPrune's formula runs free); this page sits at the floor
+    assert 0.84 <= st.merge_ratio < 1.0
     assert st.image_tokens_merged == int(st.image_tokens * st.merge_ratio)
     assert st.merge_ms > 0 and res.text
     eng.close()

@@ -53,10 +53,11 @@ def test_reader_recognizes_the_page_lines(samples, kind, bound):
 
 
 def test_reader_f16_loads_and_reads(samples):
-    img, truth = samples[0]
-    r = _reader("f16").read(img, max_tokens=600)
-    assert r.stats.image_tokens == 408   # 24 x 17 cells: 16 lines + margin
-    assert len(r.text) > 0.8 * len(truth)
+    """The F16 export within the Q8_0 bar (README: CER 0.033 on 25 held-out pages; 0.0 on
+    these 5)."""
+    res = evaluate(_reader("f16"), samples, max_tokens=600)
+    assert res.image_tokens == 408 * len(samples)   # 24 x 17 cells: 16 lines + margin
+    assert res.cer <= 0.05, f"F16: CER {res.cer:.4f} > 0.05 (per page {res.cers})"
 
 
 def test_layout_reader_cer_on_document_pages():
@@ -106,4 +107,5 @@ def test_1d_twin_reads_and_merges_at_original_positions(samples):
     merged = evaluate(Reader(str(MODEL / "foveate-reader-1d-q8_0.gguf"), mmproj=mm, n_ctx=2048,
                              merge=0.95, merge_score="norm"), samples, max_tokens=600)
     assert merged.image_tokens_merged < merged.image_tokens == dense.image_tokens
-    assert merged.cer < 0.5     # reads on through the gaps (0.95: 0.18 on 25 pages)
+    # reads on through the gaps: 0.18 on 25 pages (docs/benchmarks.md), 0.21 on these 5
+    assert merged.cer < 0.3, f"CER {merged.cer:.4f} (per page {merged.cers})"
