@@ -23,7 +23,9 @@ import numpy as np
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for part in message['content'] %}{{ part['text'] }}{% if not loop.last %}\n{% endif %}"
+    # the separator between parts as an expression: a literal newline right after a block tag
+    # is deleted by trim_blocks (llama-cpp-python's MTMDChatHandler renders with it)
+    "{% for part in message['content'] %}{{ part['text'] }}{% if not loop.last %}{{ '\\n' }}{% endif %}"
     "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )

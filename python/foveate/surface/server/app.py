@@ -5,10 +5,9 @@ Endpoints: POST /v1/chat/completions (image_url parts as data URIs; file:// URLs
 POST /v1/ocr (an image or PDF upload, `pages`), in OpenAI's error shape on bad requests.
 
 Why FastAPI + uvicorn and not llama-cpp-python's server (`llama_cpp.server`): that server
-drives `Llama` through its chat handlers, which rebuild the prompt their own way (a second
-prompt path to keep equal to Reader's), evaluates the last prompt token twice (the first
-fixation step already sparse, README), and has no place for PDFs, pages, traces or foveate's
-errors. A thin FastAPI layer on `Reader` keeps one code path for the CLI, the API and the
+drives `Llama` through its chat handlers, which rebuild the prompt their own way from the
+GGUF's jinja template (a second prompt path to keep equal to Reader's), and has no place for
+PDFs, pages, traces or foveate's errors. A thin FastAPI layer on `Reader` keeps one code path for the CLI, the API and the
 server.
 
 Concurrency: with parallel (-np) N > 1, chat requests go through a BatchScheduler: up to N
