@@ -258,3 +258,40 @@ def test_marker_rows_stay_text_when_their_cells_move(family, page):
         assert len(sel) == math.ceil(0.05 * n_cells) and sel[-1] < n_cells
     finally:
         eng.close()
+
+
+def test_fixation_ops_at_forced_ratio_one_give_the_dense_logits(family, page):
+    """The sparse graph forced at ratio 1 (llama_fixation_set_force_sparse: every image cell
+    selected, so fixation's ops run where stock attention would) against dense decoding, on
+    the family's own attention shape (heads, KV heads, head size, RoPE): within the distance
+    between stock's two attention kernels (flash attention on and off) on the same steps."""
+    from foveate.engine import controls as C
+    from foveate.engine.core import Engine
+    from foveate.native import bindings as B
+
+    key, model, mmproj = family
+
+    def steps(flash_attn, force=False, tokens=None):
+        eng = Engine(str(model), str(mmproj), n_ctx=4096, threads=2, flash_attn=flash_attn)
+        try:
+            if force:
+                eng.set_fixation(1.0, 1)
+                B.fixation.llama_fixation_set_force_sparse(eng._ctx, 1)
+            n_past, _ = eng.prefill_page(page, PROMPT)
+            B.fixation.llama_fixation_reset_stats(eng._ctx)
+            out = []
+            for i in range(4):
+                out.append(eng.logits().copy())
+                eng._decode_one(int(out[-1].argmax()) if tokens is None else tokens[i], n_past + i)
+            rows = C.fixation_stats(eng._ctx).rows
+        finally:
+            eng.close()
+        return np.stack(out), rows
+
+    dense, _ = steps(True)
+    tokens = [int(x) for x in dense.argmax(1)]
+    other, _ = steps(False, tokens=tokens)
+    forced, rows = steps(True, force=True, tokens=tokens)
+    assert rows == 4                                   # the sparse graph ran every step
+    tolerance = max(np.abs(other - dense).max(), 1e-5 * np.abs(dense).max())
+    assert np.abs(forced - dense).max() <= 2 * tolerance, (np.abs(forced - dense).max(), tolerance)
