@@ -35,6 +35,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #define FIX_NW              4                   // warps per block of the cell kernels
@@ -238,8 +239,10 @@ static __device__ __forceinline__ void fix_attn_cell(
     }
 }
 
-// DMAX >= max(D, Dv): lane holds elements (lane + 32*i)*E + [0, E), i < NI
-template <int DMAX, int GB, bool VEC>
+// DMAX >= max(D, Dv): lane holds elements (lane + 32*i)*E + [0, E), i < NI. VQK: q and K rows
+// take vector loads; VV: V rows do (a transposed V, flash attention off, is strided: scalar
+// loads for V only, K and q keep theirs)
+template <int DMAX, int GB, bool VQK, bool VV>
 static __global__ void __launch_bounds__(FIX_NT) fix_attn_kernel(
         const fix_params p,
         const char * __restrict__ ia, const int64_t nba0, const int64_t nba1, const int64_t nba2, const int na,
@@ -273,7 +276,7 @@ static __global__ void __launch_bounds__(FIX_NT) fix_attn_kernel(
         for (int i = 0; i < NI; ++i) {
             const int d0 = (lane + WARP_SIZE*i)*E;
             if (gl < nh && d0 < p.D) {
-                fix_load<E, VEC>(p.q + t*p.nbq1 + (h0 + gl)*p.nbq2 + s*p.nbq3, 0, p.nbq0, d0, qr[gl][i]);
+                fix_load<E, VQK>(p.q + t*p.nbq1 + (h0 + gl)*p.nbq2 + s*p.nbq3, 0, p.nbq0, d0, qr[gl][i]);
             } else {
 #pragma unroll
                 for (int e = 0; e < E; ++e) {
@@ -420,8 +423,8 @@ static __global__ void __launch_bounds__(FIX_NT) fix_attn_kernel(
             for (int i = 0; i < NI; ++i) {
                 const int d0 = (lane + WARP_SIZE*i)*E;
                 if (d0 < p.D) {
-                    fix_load<E, VEC>(kb + c0*p.nbk1, p.k_f16, p.nbk0, d0, k0[i]);
-                    fix_load<E, VEC>(kb + c1*p.nbk1, p.k_f16, p.nbk0, d0, k1[i]);
+                    fix_load<E, VQK>(kb + c0*p.nbk1, p.k_f16, p.nbk0, d0, k0[i]);
+                    fix_load<E, VQK>(kb + c1*p.nbk1, p.k_f16, p.nbk0, d0, k1[i]);
                 } else {
 #pragma unroll
                     for (int ee = 0; ee < E; ++ee) {
@@ -430,8 +433,8 @@ static __global__ void __launch_bounds__(FIX_NT) fix_attn_kernel(
                     }
                 }
                 if (d0 < p.Dv) {
-                    fix_load<E, VEC>(vb + c0*p.nbv1, p.v_f16, p.nbv0, d0, v0[i]);
-                    fix_load<E, VEC>(vb + c1*p.nbv1, p.v_f16, p.nbv0, d0, v1[i]);
+                    fix_load<E, VV>(vb + c0*p.nbv1, p.v_f16, p.nbv0, d0, v0[i]);
+                    fix_load<E, VV>(vb + c1*p.nbv1, p.v_f16, p.nbv0, d0, v1[i]);
                 } else {
 #pragma unroll
                     for (int ee = 0; ee < E; ++ee) {
@@ -1075,6 +1078,14 @@ static int fix_elems_per_lane(const int dmax) {
     return dmax >= 128 ? 4 : 2;
 }
 
+// a head size d the kernels take when the kernel's DMAX is picked from `pick` (the largest
+// head size it handles): a lane loads E consecutive elements of a row (E = 2 up to 64, 4
+// above), so a row must be whole lane loads: d % E == 0, at most 256. (The gate was d % 32,
+// which refused head sizes such as 80 or 200 that the kernels take.)
+static bool fix_head_ok(const int64_t d, const int64_t pick) {
+    return d > 0 && d <= 256 && pick <= 256 && d % fix_elems_per_lane(fix_dmax((int) pick)) == 0;
+}
+
 static fix_params fix_make_params(const ggml_tensor * q, const ggml_tensor * k, const ggml_tensor * v,
                                   const ggml_tensor * mask, const float scale) {
     fix_params p;
@@ -1109,12 +1120,12 @@ static fix_params fix_make_params(const ggml_tensor * q, const ggml_tensor * k, 
     return p;
 }
 
-template <int DMAX, int GB, bool VEC>
+template <int DMAX, int GB, bool VQK, bool VV>
 static void fix_attn_launch(const fix_params & p, const ggml_tensor * ia, const ggml_tensor * ib, const fix_sample & smp,
                             const int split_len, const int n_splits, const int n_hsub, ggml_tensor * dst,
                             float2 * part_ms, float * part_acc, cudaStream_t stream) {
     const dim3 grid((unsigned) ((int64_t) p.T*p.Hkv*n_hsub), (unsigned) n_splits, (unsigned) p.S);
-    fix_attn_kernel<DMAX, GB, VEC><<<grid, FIX_NT, 0, stream>>>(
+    fix_attn_kernel<DMAX, GB, VQK, VV><<<grid, FIX_NT, 0, stream>>>(
         p,
         (const char *) ia->data, ia->nb[0], ia->nb[1], ia->nb[2], (int) ia->ne[0],
         ib ? (const char *) ib->data : (const char *) ia->data,
@@ -1124,15 +1135,15 @@ static void fix_attn_launch(const fix_params & p, const ggml_tensor * ia, const 
         part_ms, part_acc);
 }
 
-template <int DMAX, bool VEC>
+template <int DMAX, bool VQK, bool VV>
 static void fix_attn_launch_gb(const int GB, const fix_params & p, const ggml_tensor * ia, const ggml_tensor * ib, const fix_sample & smp,
                                const int split_len, const int n_splits, const int n_hsub, ggml_tensor * dst,
                                float2 * part_ms, float * part_acc, cudaStream_t stream) {
     switch (GB) {
-        case 1: fix_attn_launch<DMAX, 1, VEC>(p, ia, ib, smp, split_len, n_splits, n_hsub, dst, part_ms, part_acc, stream); break;
-        case 2: fix_attn_launch<DMAX, 2, VEC>(p, ia, ib, smp, split_len, n_splits, n_hsub, dst, part_ms, part_acc, stream); break;
-        case 4: fix_attn_launch<DMAX, 4, VEC>(p, ia, ib, smp, split_len, n_splits, n_hsub, dst, part_ms, part_acc, stream); break;
-        case 8: fix_attn_launch<DMAX, 8, VEC>(p, ia, ib, smp, split_len, n_splits, n_hsub, dst, part_ms, part_acc, stream); break;
+        case 1: fix_attn_launch<DMAX, 1, VQK, VV>(p, ia, ib, smp, split_len, n_splits, n_hsub, dst, part_ms, part_acc, stream); break;
+        case 2: fix_attn_launch<DMAX, 2, VQK, VV>(p, ia, ib, smp, split_len, n_splits, n_hsub, dst, part_ms, part_acc, stream); break;
+        case 4: fix_attn_launch<DMAX, 4, VQK, VV>(p, ia, ib, smp, split_len, n_splits, n_hsub, dst, part_ms, part_acc, stream); break;
+        case 8: fix_attn_launch<DMAX, 8, VQK, VV>(p, ia, ib, smp, split_len, n_splits, n_hsub, dst, part_ms, part_acc, stream); break;
         default: GGML_ABORT("fix_attn: bad head group %d", GB);
     }
 }
@@ -1161,7 +1172,8 @@ void ggml_cuda_fix_attn(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
     GGML_ASSERT(!mask || fix_type_ok(mask->type));
     GGML_ASSERT(ia && ia->type == GGML_TYPE_I32 && (!ib || ib->type == GGML_TYPE_I32));
     GGML_ASSERT(dst->nb[0] == sizeof(float));
-    GGML_ASSERT(q->ne[0] % 32 == 0 && q->ne[0] <= 256 && v->ne[0] % 32 == 0 && v->ne[0] <= 256);
+    GGML_ASSERT(fix_head_ok(q->ne[0], std::max(q->ne[0], v->ne[0])) &&
+                fix_head_ok(v->ne[0], std::max(q->ne[0], v->ne[0])));
     GGML_ASSERT(q->ne[2] % k->ne[2] == 0);
 
     float scale;
@@ -1203,22 +1215,24 @@ void ggml_cuda_fix_attn(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
 
     const int dmax = fix_dmax(std::max(p.D, p.Dv));
     const size_t eb = fix_elems_per_lane(dmax);
-    const bool vec = fix_vec_ok(q, eb*sizeof(float)) &&
-                     fix_vec_ok(k, eb*ggml_type_size(k->type)) &&
-                     fix_vec_ok(v, eb*ggml_type_size(v->type));
+    const bool vqk = fix_vec_ok(q, eb*sizeof(float)) && fix_vec_ok(k, eb*ggml_type_size(k->type));
+    const bool vv  = fix_vec_ok(v, eb*ggml_type_size(v->type));
 
     const int sl = (int) split_len;
     const int ns = (int) n_splits;
+#define FIX_ATTN_LAUNCH(DM) \
+    if (vqk && vv)  fix_attn_launch_gb<DM, true,  true >(GB, p, ia, ib, smp, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream); \
+    else if (vqk)   fix_attn_launch_gb<DM, true,  false>(GB, p, ia, ib, smp, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream); \
+    else if (vv)    fix_attn_launch_gb<DM, false, true >(GB, p, ia, ib, smp, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream); \
+    else            fix_attn_launch_gb<DM, false, false>(GB, p, ia, ib, smp, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream)
     if (dmax == 64) {
-        if (vec) fix_attn_launch_gb< 64, true >(GB, p, ia, ib, smp, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
-        else     fix_attn_launch_gb< 64, false>(GB, p, ia, ib, smp, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
+        FIX_ATTN_LAUNCH(64);
     } else if (dmax == 128) {
-        if (vec) fix_attn_launch_gb<128, true >(GB, p, ia, ib, smp, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
-        else     fix_attn_launch_gb<128, false>(GB, p, ia, ib, smp, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
+        FIX_ATTN_LAUNCH(128);
     } else {
-        if (vec) fix_attn_launch_gb<256, true >(GB, p, ia, ib, smp, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
-        else     fix_attn_launch_gb<256, false>(GB, p, ia, ib, smp, sl, ns, n_hsub, dst, part_ms.ptr, part_acc.ptr, stream);
+        FIX_ATTN_LAUNCH(256);
     }
+#undef FIX_ATTN_LAUNCH
     CUDA_CHECK(cudaGetLastError());
 
     if (n_splits > 1) {
@@ -1236,10 +1250,13 @@ static void fix_select_logits_launch(const fix_params & p, const int t0, const i
     fix_select_logits<DMAX, VEC><<<grid, FIX_NT, 0, stream>>>(p, t0, tr, logits);
 }
 
-// rows t per pass of fix_select / fix_attn_scored: bounds their logits scratch
+// rows t per pass of fix_select / fix_attn_scored: bounds their logits scratch. The op tests
+// shrink the bound (FOVEATE_FIX_LOGITS_MAX, bytes) so a small case takes several passes.
 static int64_t fix_rows_per_pass(const fix_params & p) {
+    const char * env = getenv("FOVEATE_FIX_LOGITS_MAX");
+    const int64_t max_bytes = env && atoll(env) > 0 ? (int64_t) atoll(env) : FIX_LOGITS_MAX;
     const int64_t per_t = (int64_t) p.S*p.H*p.N*sizeof(float);
-    const int64_t tr = per_t > 0 ? std::max<int64_t>(1, FIX_LOGITS_MAX / per_t) : p.T;
+    const int64_t tr = per_t > 0 ? std::max<int64_t>(1, max_bytes / per_t) : p.T;
     return std::min<int64_t>({tr, (int64_t) p.T, (int64_t) 32768});
 }
 
@@ -1310,7 +1327,7 @@ void ggml_cuda_fix_select(ggml_backend_cuda_context & ctx, ggml_tensor * dst) {
     GGML_ASSERT(!mask || fix_type_ok(mask->type));
     GGML_ASSERT(img->type == GGML_TYPE_I32 && bud->type == GGML_TYPE_I32 && dst->type == GGML_TYPE_I32);
     GGML_ASSERT(dst->nb[0] == sizeof(int32_t));
-    GGML_ASSERT(q->ne[0] % 32 == 0 && q->ne[0] <= 256);
+    GGML_ASSERT(fix_head_ok(q->ne[0], q->ne[0]));
     GGML_ASSERT(q->ne[2] % k->ne[2] == 0);
     GGML_ASSERT(dst->ne[0] < INT_MAX/2 && img->ne[0] < INT_MAX);
 
@@ -1457,7 +1474,7 @@ bool ggml_cuda_fix_supported(int device, const ggml_tensor * op) {
     }
     const int64_t D = q->ne[0], T = q->ne[1], H = q->ne[2], S = q->ne[3];
     const int64_t N = k->ne[1], Hkv = k->ne[2];
-    if (D <= 0 || D > 256 || D % 32 != 0 || k->ne[0] != D) {
+    if (!fix_head_ok(D, D) || k->ne[0] != D) {
         return false;
     }
     if (Hkv <= 0 || H % Hkv != 0 || k->ne[3] != S) {
@@ -1494,7 +1511,7 @@ bool ggml_cuda_fix_supported(int device, const ggml_tensor * op) {
     }
 
     const int64_t Dv = v->ne[0];
-    if (!fix_type_ok(v->type) || Dv <= 0 || Dv > 256 || Dv % 32 != 0) {
+    if (!fix_type_ok(v->type) || !fix_head_ok(D, std::max(D, Dv)) || !fix_head_ok(Dv, std::max(D, Dv))) {
         return false;
     }
     if (v->ne[1] != N || v->ne[2] != Hkv || v->ne[3] != S) {
@@ -1543,7 +1560,8 @@ static bool fix_scored_supported(const ggml_tensor * op) {
         return false;
     }
     const int64_t D = q->ne[0], T = q->ne[1], H = q->ne[2], S = q->ne[3], N = k->ne[1], Hkv = k->ne[2], Dv = v->ne[0];
-    if (D <= 0 || D > 256 || D % 32 != 0 || k->ne[0] != D || Dv <= 0 || Dv > 256 || Dv % 32 != 0) {
+    // the select passes pick their DMAX from D, the V pass from Dv
+    if (!fix_head_ok(D, D) || k->ne[0] != D || !fix_head_ok(Dv, Dv)) {
         return false;
     }
     if (Hkv <= 0 || H % Hkv != 0 || k->ne[3] != S || v->ne[1] != N || v->ne[2] != Hkv || v->ne[3] != S) {

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -38,6 +39,9 @@ struct Case {
     int64_t D, Dv, T, H, Hkv, S, N;
     ggml_type kt, vt, mt;
     bool v_trans;
+    // CUDA: fix_select / fix_attn_scored take one row per pass (their logits scratch bound,
+    // FOVEATE_FIX_LOGITS_MAX, shrunk); the CPU ignores it
+    bool one_row_per_pass = false;
 };
 
 struct Inputs {
@@ -595,6 +599,22 @@ int main(int argc, char ** argv) {
     cases.push_back({64, 64, 1, 16, 2, 1, 1000, GGML_TYPE_F16, GGML_TYPE_F16, GGML_TYPE_F16, true});  // non-FA V layout
     cases.push_back({128, 128, 2, 16, 2, 1, 2048, GGML_TYPE_F16, GGML_TYPE_F16, GGML_TYPE_F16, false});
     cases.push_back({128, 128, 1, 8, 8, 1, 16, GGML_TYPE_F16, GGML_TYPE_F16, GGML_TYPE_F16, false});  // tiny
+    // paths the CUDA kernels have that the cases above do not reach (they run first on the
+    // first GPU lent: scripts/gpu-check.sh runs this binary on CUDA0)
+    const ggml_type F16 = GGML_TYPE_F16;
+    cases.push_back({256, 256, 1, 8, 2, 1, 600, F16, F16, F16, false});    // head size 256 (DMAX 256)
+    cases.push_back({128, 128, 2, 32, 2, 1, 500, F16, F16, F16, false});   // 16 query heads per KV head
+                                                                           // (GLM-4.1V-9B: 32 on 2): head groups > 8
+    cases.push_back({192, 128, 1, 8, 2, 1, 400, F16, F16, F16, false});    // Dv != D
+    cases.push_back({80, 80, 1, 8, 2, 1, 300, F16, F16, F16, false});      // a head size no multiple of 32
+    cases.push_back({40, 40, 1, 4, 2, 1, 200, GGML_TYPE_F32, GGML_TYPE_F32, F16, false});  // <= 64: pairs
+    // a budget over 8192 (row 0: n_img / 3 = 8201): the top-k's sort leaves shared memory
+    cases.push_back({64, 64, 3, 4, 2, 1, 41005, F16, F16, F16, false});
+    {   // several rows, one per pass of fix_select and the fused focal layer
+        Case c{128, 128, 5, 8, 2, 2, 300, F16, F16, F16, false};
+        c.one_row_per_pass = true;
+        cases.push_back(c);
+    }
     int failures = 0, ran = 0;
     for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
         ggml_backend_dev_t dev = ggml_backend_dev_get(i);
@@ -615,13 +635,16 @@ int main(int argc, char ** argv) {
             return rc;
         }
         printf("backend %s\n", ggml_backend_dev_name(dev));
-        for (const Case & c : cases)
+        for (const Case & c : cases) {
+            if (c.one_row_per_pass) setenv("FOVEATE_FIX_LOGITS_MAX", "4096", 1);
+            else unsetenv("FOVEATE_FIX_LOGITS_MAX");
             for (const char * op : {"select", "attn", "attn_vs_fa", "attn_sample", "scored"}) {
                 std::string r = !strcmp(op, "scored") ? run_scored_case(be, c, failures) : run_case(be, c, op, failures);
                 if (r.empty()) { printf("  %-10s %s: not supported, skipped\n", op, describe(c).c_str()); continue; }
                 ran++;
-                printf("  %-10s %s: %s\n", op, describe(c).c_str(), r.c_str());
+                printf("  %-10s %s%s: %s\n", op, describe(c).c_str(), c.one_row_per_pass ? " (a row per pass)" : "", r.c_str());
             }
+        }
         ran += run_merge_op_tests(be, failures);
         ggml_backend_free(be);
     }
