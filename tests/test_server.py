@@ -36,16 +36,16 @@ def _messages(url: str, text: str | None = "Read the text in the image."):
 
 
 class _Server:
-    def __init__(self, **kw):
+    def __init__(self, reader=None, **kw):
         import uvicorn
 
         from foveate import Reader
         from foveate.surface.server import create_app
 
         n = kw.get("parallel", 1)
-        self.reader = Reader(MODEL, MMPROJ, threads=2, fixation=0.05, merge=0.84, parallel=n,
-                             n_ctx=4096 * n)
-        app = create_app(self.reader, "foveate-reader", **kw)
+        self.reader = reader or Reader(MODEL, MMPROJ, threads=2, fixation=0.05, merge=0.84,
+                                       parallel=n, n_ctx=4096 * n)
+        self.app = app = create_app(self.reader, "foveate-reader", **kw)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -176,10 +176,11 @@ def test_disconnect_mid_stream_frees_the_reader(srv):
         it = r.iter_lines()
         got = [next(it) for _ in range(4)]
         assert any("content" in g for g in got)
-    t0 = time.time()   # gone: the next request is served at once, not after the first page
+    # gone: the next request is served (that the page itself stops, "cancelled", is
+    # test_server_abuse.py's test with a model that would read for tens of seconds)
     ok = _post(srv, {"model": "foveate-reader", "messages": _messages(_uri(PAGE.read_bytes())),
                      "max_tokens": 5})
-    assert ok.status_code == 200 and time.time() - t0 < 20
+    assert ok.status_code == 200
 
 
 def test_ocr_endpoint_reads_pdf_pages(srv):

@@ -66,7 +66,9 @@ class _Slot:
 
 
 def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
-    """Yields (index, Result or FoveateError) as pages finish. images: an iterable of pages
+    """Yields (index, Result or exception) as pages finish: a page that cannot start (bad
+    input: its FoveateError; anything else its preparation raised, a bug: that exception) is
+    that page's result, and the other pages go on. images: an iterable of pages
     (or PageJob), pulled lazily as slots free up; or a feed, an object whose poll(idle) gives
     the next (index, page or PageJob), None for "nothing now" (idle: no page is in flight, so
     it may wait), or raises StopIteration when there will be no more (a server's queue)."""
@@ -91,7 +93,13 @@ def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
         if isinstance(image, FoveateError):   # the caller could not produce this page
             raise image
         page = load_page(image, eng.image_max_pixels)
-        n_past, stats = eng.prefill_page(page, prompt if job.prompt is None else job.prompt, seq_id=seq, clear=False)
+        try:
+            n_past, stats = eng.prefill_page(page, prompt if job.prompt is None else job.prompt,
+                                             seq_id=seq, clear=False)
+        except BaseException:
+            # what a failed prefill left in this sequence's cells must not reach the next page
+            llama.llama_memory_seq_rm(llama.llama_get_memory(eng._ctx), seq, -1, -1)
+            raise
         if stats.prompt_tokens + limit > share:
             llama.llama_memory_seq_rm(llama.llama_get_memory(eng._ctx), seq, -1, -1)
             raise ContextError(f"image {page.name}: {stats.prompt_tokens} prompt and image tokens "
@@ -120,7 +128,7 @@ def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
                 index, image = item
                 try:
                     slots[free[0]] = start(free[0], index, image)
-                except FoveateError as e:
+                except Exception as e:   # noqa: BLE001 - this page's failure, not the batch's
                     yield index, e
                     continue
             if not slots:

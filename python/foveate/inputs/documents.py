@@ -56,7 +56,9 @@ class Document:
                     img = img.copy()
                 else:
                     img.load()
-            except (OSError, ValueError, EOFError, SyntaxError) as e:
+            except MemoryError:
+                raise
+            except Exception as e:   # noqa: BLE001 - Pillow's decoders raise many types
                 raise DocumentError(f"{self.name}: page {number} is corrupt ({e})") from None
         # what later messages call it (images.load_page), not "<PIL image>"
         img.info[PAGE_NAME] = self.name if self.n_pages == 1 else f"{self.name} page {number}"
@@ -204,8 +206,6 @@ def render_scale(w_pt: float, h_pt: float, scan_px: tuple[int, int] | None,
 
 
 def _render_pdf_page(doc: Document, number: int, budget: RenderBudget):
-    import pypdfium2 as pdfium
-
     try:
         page = doc._open[number - 1]
         w_pt, h_pt = page.get_size()
@@ -214,7 +214,11 @@ def _render_pdf_page(doc: Document, number: int, budget: RenderBudget):
         scale = render_scale(w_pt, h_pt, _scan_pixels(page), budget)
         img = page.render(scale=scale).to_pil().copy()   # its own pixels: the PDF may close first
         page.close()
-    except pdfium.PdfiumError as e:
+    except DocumentError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as e:   # noqa: BLE001 - PdfiumError, and whatever a broken page raises
         raise DocumentError(f"{doc.name}: page {number} cannot be rendered ({e})") from None
     return img
 

@@ -46,8 +46,10 @@ def load_page(image, max_pixels: int = MAX_PIXELS) -> Page:
         _check_size(name, *img.size, max_pixels)
     try:
         rgb = to_rgb(img)
-    except (OSError, ValueError, SyntaxError) as e:
-        raise ImageError(f"image data is corrupt: {name}: {e}") from None
+    except MemoryError:
+        raise
+    except Exception as e:   # noqa: BLE001 - any decoder failure on damaged pixel data
+        raise ImageError(f"image data is corrupt: {name}: {_why(e)}") from None
     return Page(name=name, width=rgb.width, height=rgb.height, rgb=rgb.tobytes())
 
 
@@ -62,6 +64,17 @@ def open_image(data: bytes, name: str, alternatives: str = ""):
         raise ImageError(f"not an image Pillow can open{alternatives}: {name}") from None
     except Image.DecompressionBombError as e:
         raise ImageError(f"image is too large: {name}: {e}") from None
+    except MemoryError:
+        raise
+    except Exception as e:   # noqa: BLE001 - Pillow's decoders raise OSError, ValueError,
+        # SyntaxError, EOFError, struct.error... on a damaged header (a fuzz test keeps count)
+        raise ImageError(f"image data is corrupt or truncated: {name}: {_why(e)}") from None
+
+
+def _why(e: Exception) -> str:
+    """A decoder's complaint, one line (some say nothing but their type)."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def read_file(p: Path, what: str = "image") -> bytes:

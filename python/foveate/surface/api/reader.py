@@ -187,7 +187,8 @@ class Reader:
         its own sequence (own sampler, fixation selection, merge); when a page finishes the
         next one starts while the others go on (engine/batch.py has the policy). Yields a
         Result per page, in input order (in_order) or as they finish; a page that fails yields
-        its FoveateError in its place (its own error, not the run's). Greedy decoding with
+        its exception in its place (its own error, not the run's): a FoveateError for bad
+        input, anything else (a bug) as it was raised. Greedy decoding with
         fixation off gives each page the text it gets alone."""
         from ...engine.batch import read_many
 

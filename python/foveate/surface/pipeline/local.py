@@ -67,6 +67,8 @@ class LocalReader:
                     images(), prompt=self.prompt, max_tokens=self.max_tokens,
                     parallel=self.parallel, **self.sampling)):
                 name = names.get(job.item, job.item)
+                if isinstance(res, Exception) and not isinstance(res, FoveateError):
+                    res = FoveateError(f"{type(res).__name__}: {res}")   # a bug: named, not hidden
                 if not isinstance(res, FoveateError):
                     res.source, res.page, res.n_pages = name, job.page, job.n_pages
                     res.image = f"{name}#page={job.page}" if job.n_pages > 1 else name

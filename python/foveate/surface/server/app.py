@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 import time
 import uuid
@@ -29,29 +30,66 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
-from .requests import APIError, parse_chat, parse_sampling
+from .limits import BodyLimits, BodyTimeout, BodyTooLarge
+from .requests import APIError, parse_body, parse_chat, parse_sampling
 from .scheduler import BatchScheduler
 
 WEB_PAGE = Path(__file__).parent / "web" / "index.html"
 
 
+# seconds a request body may pause between two of its chunks before the server gives up
+BODY_TIMEOUT_S = 30.0
+log = logging.getLogger("foveate.serve")
+
+
 def create_app(reader, model_name: str, api_key: str | None = None, queue: int = 16,
                max_image_bytes: int = 32 << 20, allow_local_files: bool = False,
-               parallel: int = 1):
+               parallel: int = 1, body_timeout: float = BODY_TIMEOUT_S):
+    from starlette.requests import ClientDisconnect
+
     from ...errors import FoveateError
     from ..pipeline.output import page_record
 
     app = FastAPI(title="foveate", version="0.1.0")
+    # a chat body carries the image in base64 (4/3 of its bytes), an upload as it is; both
+    # with room for the rest of the request
+    app.add_middleware(BodyLimits, limits={
+        "/v1/chat/completions": max_image_bytes * 4 // 3 + (1 << 20),
+        "/v1/ocr": max_image_bytes + (1 << 20)}, default=1 << 20, timeout=body_timeout)
     sched = BatchScheduler(reader, parallel) if parallel > 1 else None
+    app.state.scheduler = sched
     waiting = threading.BoundedSemaphore(queue + max(1, parallel))
 
-    def error(e: APIError):
-        return JSONResponse({"error": {"message": str(e), "type": e.type, "param": e.param,
-                                       "code": e.code}}, status_code=e.status, headers=e.headers)
+    def error(status: int, message: str, type_: str = "invalid_request_error", param=None,
+              code=None, headers=None):
+        return JSONResponse({"error": {"message": message, "type": type_, "param": param,
+                                       "code": code}}, status_code=status, headers=headers or {})
 
     @app.exception_handler(APIError)
     async def _api_error(_, e: APIError):
-        return error(e)
+        return error(e.status, str(e), e.type, e.param, e.code, e.headers)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_, e: BodyTooLarge):
+        return error(413, str(e), code="request_too_large", headers={"Connection": "close"})
+
+    @app.exception_handler(BodyTimeout)
+    async def _timeout(_, e: BodyTimeout):
+        return error(408, str(e), code="request_timeout", headers={"Connection": "close"})
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _):
+        # the client left before its body arrived: nobody reads an answer; one line, no traceback
+        log.info("%s %s: the client disconnected before sending its body",
+                 request.method, request.url.path)
+        return error(400, "the client disconnected")
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, e: Exception):
+        # a bug (bad input is a FoveateError, answered 400): this request's 500, logged once
+        # (Starlette raises it on after this answer, so the server logs its traceback)
+        log.error("%s %s: %s: %s", request.method, request.url.path, type(e).__name__, e)
+        return error(500, f"internal error: {type(e).__name__}", "server_error")
 
     def check_key(request: Request):
         if api_key is None:
@@ -73,11 +111,8 @@ def create_app(reader, model_name: str, api_key: str | None = None, queue: int =
             from ...engine.batch import PageJob
             from ...engine.core import Sampling
             s = Sampling(**{k: v for k, v in kw.items() if k in ("temperature", "top_p", "seed")})
-            res = sched.submit(PageJob(image, reader._prompt(prompt), kw.get("max_tokens", 1024), s,
-                                       on_token)).result()
-            if isinstance(res, FoveateError):
-                raise res
-            return res
+            return sched.submit(PageJob(image, reader._prompt(prompt), kw.get("max_tokens", 1024), s,
+                                        on_token)).result()
         except FoveateError as e:
             raise APIError(400, f"{type(e).__name__}: {e}", code=type(e).__name__) from None
 
@@ -99,20 +134,23 @@ def create_app(reader, model_name: str, api_key: str | None = None, queue: int =
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         check_key(request)
+        raw = await request.body()   # within the body limits (limits.py)
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise APIError(400, "the body is not JSON") from None
-        if not isinstance(body, dict):
-            raise APIError(400, "the body must be a JSON object")
-        if body.get("model") not in (None, model_name):
-            raise APIError(404, f"unknown model {body.get('model')!r}: this server has "
+        req = parse_body(body)
+        del raw, body
+        if req.model not in (None, model_name):
+            raise APIError(404, f"unknown model {req.model!r}: this server has "
                                 f"{model_name!r}", param="model", code="model_not_found")
-        image, prompt = parse_chat(body, allow_local_files, max_image_bytes)
-        kw = parse_sampling(body)
+        image, prompt = parse_chat(req, allow_local_files, max_image_bytes)
+        kw = parse_sampling(req)
+        stream = req.stream
+        del req
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         slot()
-        if not body.get("stream"):
+        if not stream:
             from starlette.concurrency import run_in_threadpool
             try:
                 res = await run_in_threadpool(read, image, prompt, kw)
@@ -131,23 +169,31 @@ def create_app(reader, model_name: str, api_key: str | None = None, queue: int =
                                  media_type="text/event-stream")
 
     async def _stream(request, image, prompt, kw, rid, created):
-        """Tokens as server-sent events; a client that goes away stops its page at once."""
+        """Tokens as server-sent events; a client that goes away stops its page at once. The
+        engine thread hands each token to the event loop (call_soon_threadsafe), so waiting
+        for the next one never blocks the loop (/health answers while pages stream)."""
         import asyncio
-        import queue as q
 
-        tokens: q.Queue = q.Queue()
+        loop = asyncio.get_running_loop()
+        tokens: asyncio.Queue = asyncio.Queue()
         gone = threading.Event()
+        def put(item) -> None:
+            loop.call_soon_threadsafe(tokens.put_nowait, item)
+
+        def on_token(text: str) -> bool:   # True stops the page: its client is gone
+            put(text)
+            return gone.is_set()
 
         def work():
             try:
-                res = read(image, prompt, kw, on_token=lambda t: tokens.put(t) or gone.is_set())
-                tokens.put(("done", res))
+                res = read(image, prompt, kw, on_token=on_token)
+                put(("done", res))
             except Exception as e:   # reported in the stream
-                tokens.put(("error", e))
+                put(("error", e))
             finally:
                 waiting.release()
 
-        threading.Thread(target=work, daemon=True).start()
+        threading.Thread(target=work, daemon=True, name="foveate-stream").start()
 
         def event(delta: dict, finish=None) -> str:
             return "data: " + json.dumps({"id": rid, "object": "chat.completion.chunk",
@@ -159,12 +205,10 @@ def create_app(reader, model_name: str, api_key: str | None = None, queue: int =
         try:
             while True:
                 try:
-                    item = tokens.get(timeout=0.05)
-                except q.Empty:
+                    item = await asyncio.wait_for(tokens.get(), 0.25)
+                except asyncio.TimeoutError:
                     if await request.is_disconnected():
-                        gone.set()
                         return
-                    await asyncio.sleep(0)
                     continue
                 if isinstance(item, tuple):
                     kind, val = item
@@ -194,6 +238,8 @@ def create_app(reader, model_name: str, api_key: str | None = None, queue: int =
             raise APIError(413, f"upload is {len(data)} bytes, over the limit of {max_image_bytes}",
                            param="file", code="image_too_large")
         pages = form.get("pages") or None
+        if pages is not None and not isinstance(pages, str):
+            raise APIError(400, "pages must be a text field (1-3,7), not a file", param="pages")
         want_trace = str(form.get("trace", "")).lower() in ("1", "true", "yes") and \
             bool(reader.engine.fixation)
         slot()

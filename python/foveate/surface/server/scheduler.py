@@ -18,6 +18,7 @@ class BatchScheduler:
         self.futures: dict[int, object] = {}
         self.next_index = 0
         self.held = None   # the request that woke the worker, served first
+        self.peak_in_flight = 0   # the most requests decoding together so far (tests, stats)
         self.worker = threading.Thread(target=self._run, daemon=True, name="foveate-batch")
         self.worker.start()
 
@@ -42,6 +43,7 @@ class BatchScheduler:
             return None
         index, self.next_index = self.next_index, self.next_index + 1
         self.futures[index] = fut
+        self.peak_in_flight = max(self.peak_in_flight, len(self.futures))
         return index, job
 
     def _run(self):
@@ -54,7 +56,11 @@ class BatchScheduler:
             def batch():   # on the Reader's engine thread, like every llama.cpp call
                 for index, res in read_many(self.reader.engine, self, None, 1024, Sampling(),
                                             self.parallel):
-                    self.futures.pop(index).set_result(res)
+                    fut = self.futures.pop(index)
+                    if isinstance(res, BaseException):   # that request's own failure
+                        fut.set_exception(res)
+                    else:
+                        fut.set_result(res)
 
             with self.reader._lock:
                 self.reader._in_batch = True
