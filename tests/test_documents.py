@@ -396,3 +396,23 @@ def test_pages_applies_to_a_one_page_pdf(tmp_path):
     _images()[0].save(one, resolution=72)
     r = _run(one, "--pages", "2")
     assert r.returncode == 1 and b"one.pdf: --pages 2 is past the end: it has 1 page" in r.stderr
+
+
+def test_a_closed_pipe_ends_the_run_quietly(tmp_path):
+    """`foveate read doc.pdf | head -1`: the reader of stdout leaves after one line; foveate
+    stops without a traceback (before: BrokenPipeError), with SIGPIPE's status."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, md_pages  # noqa: F401
+
+    pages = sorted((REPO / "tests/data/pages").glob("*.png"))[:4]
+    p = subprocess.Popen([sys.executable, "-m", "foveate", "read", *map(str, pages), "-q",
+                          "-m", str(REPO / "models/reader/foveate-reader-q8_0.gguf"),
+                          "--mmproj", str(REPO / "models/reader/foveate-reader-mmproj-f16.gguf"),
+                          "-t", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline()
+    p.stdout.close()                       # as `head -1` does
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

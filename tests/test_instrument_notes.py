@@ -83,3 +83,21 @@ def test_notes_are_in_the_api_result():
                 threads=2) as rd:
         assert rd.read(DATA / "page-hello.png").warnings
         assert rd.read(READER / "sample-page.png").warnings == []
+
+
+def test_each_reader_names_the_other_readers_pages(tmp_path):
+    """A document-layout page (672x728) passes the size check of both readers but only the
+    layout reader reads it: the grid reader says so and names the layout reader; the layout
+    reader reads it without a note, and names the grid reader on a grid page."""
+    doc = sorted((DATA / "pages-document").glob("*.png"))[0]
+    r = _read(tmp_path, path=doc)
+    notes = _notes(r)
+    assert r.returncode == 0 and len(notes) == 1, r.stderr
+    assert "document-layout page" in notes[0] and "foveate-reader-layout-q8_0.gguf" in notes[0]
+    layout = ["-m", str(READER / "foveate-reader-layout-q8_0.gguf"),
+              "--mmproj", str(READER / "foveate-reader-mmproj-f16.gguf"), "-t", "2"]
+    r = _read(tmp_path, path=doc, model_args=layout)
+    assert r.returncode == 0 and _notes(r) == [], r.stderr
+    r = _read(tmp_path, path=READER / "sample-page.png", model_args=layout)
+    notes = _notes(r)
+    assert len(notes) == 1 and "foveate-reader-q8_0.gguf" in notes[0], r.stderr

@@ -70,8 +70,9 @@ def test_readme_block_runs(block, tmp_path):
                            capture_output=True, text=True, timeout=600)
         _check(r, block.code)
         assert r.stdout.strip(), "the snippet prints its result"
-        # llama.cpp's log stays out of a script's output unless asked for
-        assert len(r.stderr.splitlines()) < 10, r.stderr[-3000:]
+        # llama.cpp's log stays out of a script's output unless asked for, and nothing
+        # complains at exit (a Llama left to the interpreter's exit once did)
+        assert r.stderr.strip() == "", r.stderr[-3000:]
         return
     for cmd in R.commands(block):
         r = subprocess.run(["bash", "-c", cmd], cwd=folder, env=env, capture_output=True,

@@ -110,6 +110,8 @@ class Engine:
             raise ModelError(f"llama.cpp could not create a context for {model} "
                              f"(n_ctx={n_ctx}): {B.log.cause_since(mark)}")
         self.n_ctx = llama.llama_n_ctx(self._ctx)
+        # llama.cpp rounds n_ctx up (to its padding, at least 256): messages say which was asked
+        self.n_ctx_asked = n_ctx
         self.n_batch = llama.llama_n_batch(self._ctx)
 
         self.fixation = 0.0
@@ -224,6 +226,10 @@ class Engine:
         `max_tokens` of text."""
         room = max(64, (self.n_ctx if cells is None else cells) - max_tokens - 128)
         return min(self.image_max_tokens, room) if self.image_max_tokens else room
+
+    def _ctx_note(self) -> str:
+        return (f" (-c {self.n_ctx_asked} raised to llama.cpp's {self.n_ctx})"
+                if self.n_ctx_asked != self.n_ctx else "")
 
     # --- prompt and sampling ------------------------------------------------------------------
     def format_prompt(self, prompt: str) -> str:
@@ -357,7 +363,7 @@ class Engine:
                 raise ContextError(
                     f"image {page.name} needs {stats.image_tokens} image tokens and the prompt "
                     f"{max(n_pos, stats.prompt_tokens)} positions in all, more than "
-                    f"n_ctx={self.n_ctx}: raise n_ctx (-c)")
+                    f"n_ctx={self.n_ctx}{self._ctx_note()}: raise n_ctx (-c)")
             mem = llama.llama_get_memory(self._ctx)
             if clear:
                 llama.llama_memory_clear(mem, True)

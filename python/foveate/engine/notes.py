@@ -12,7 +12,8 @@ from __future__ import annotations
 INSTRUMENT_PREFIX = "foveate-reader"   # general.name of every bundled reader
 CELL = 28                              # px per character cell (pages.CELL)
 PAGE_WIDTH = 24 * CELL                 # both layouts: 24 cells per line
-MAX_PAGE_HEIGHT = 26 * CELL            # the document layout's page; the grid's is 17 cells
+MAX_PAGE_HEIGHT = 26 * CELL            # the document layout's page
+GRID_MAX_HEIGHT = 17 * CELL            # the grid's: at most 16 lines + a margin row
 MIN_CHARS = 3                          # fewer non-blank characters read: "read nothing"
 SEE = "the bundled foveate-reader models read only foveate's generated pages; see README " \
       "'Supported models'"
@@ -30,6 +31,16 @@ def page_warnings(model_name: str, width: int, height: int, text: str) -> list[s
         return [f"this image ({width}x{height}) is unlike {model_name}'s training pages "
                 f"({PAGE_WIDTH} px wide, {CELL} px character cells): its output is likely "
                 f"noise; {SEE}"]
+    # each reader knows one style: the grid reader's pages are at most 17 cells high, the
+    # layout reader's are the document page (26 cells)
+    if "layout" in model_name and height != MAX_PAGE_HEIGHT:
+        return [f"this image ({width}x{height}) is not a document-layout page "
+                f"({PAGE_WIDTH}x{MAX_PAGE_HEIGHT}), the only style {model_name} reads: the grid "
+                f"pages are the grid reader's (foveate-reader-q8_0.gguf); {SEE}"]
+    if "layout" not in model_name and height > GRID_MAX_HEIGHT:
+        return [f"this image ({width}x{height}) looks like a document-layout page, which "
+                f"{model_name} was not trained on (its pages are at most {GRID_MAX_HEIGHT} px "
+                f"high): read it with foveate-reader-layout-q8_0.gguf; {SEE}"]
     if sum(not c.isspace() for c in text) < MIN_CHARS:
         return [f"{model_name} read almost nothing on this image: {SEE}"]
     return []

@@ -26,8 +26,14 @@ class Stats:
     image_tokens_merged: int = 0    # image tokens the LLM prefilled after merging
     merge_ms: float = 0.0           # the merge itself (part of encode_ms)
 
+    @property
+    def image_tokens_kept(self) -> int:
+        """Image tokens the LLM prefilled: after merging, else all of them (the JSON output's
+        `image_tokens_kept`; image_tokens_merged is 0 when merging is off)."""
+        return self.image_tokens_merged or self.image_tokens
+
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        return dict(self.__dict__, image_tokens_kept=self.image_tokens_kept)
 
 
 @dataclass

@@ -42,6 +42,9 @@ def load_page(image, max_pixels: int = MAX_PIXELS) -> Page:
                              f"pass a path, bytes or a PIL image")
         if not data:
             raise ImageError(f"image is empty (0 bytes): {name}")
+        if b"%PDF-" in data[:1024]:   # as inputs/documents.py recognizes a PDF
+            raise ImageError(f"{name} is a PDF, a document: read it with Reader.read_document "
+                             f"(or `foveate read`); Reader.read takes one image")
         img = open_image(data, name)
         _check_size(name, *img.size, max_pixels)
     try:

@@ -5,6 +5,7 @@ Flags mean what llama.cpp's mean where they share a name (-m, --mmproj, -ngl, -c
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ...errors import FoveateError
@@ -24,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         return a.fn(a)
+    except BrokenPipeError:
+        # the reader of stdout left (`foveate read doc.pdf | head -3`): stop quietly, as Unix
+        # tools do, with the status a SIGPIPE gives; stdout goes to /dev/null so the exit's
+        # own flush does not complain
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except ValueError as e:  # bad option values (e.g. --fixation 2)
         print(f"foveate: {e}", file=sys.stderr)
         return 2

@@ -37,7 +37,7 @@ def page_record(res) -> dict:
         "warnings": list(res.warnings),
         "stats": {
             "image_tokens": st.image_tokens,                  # from the projector
-            "image_tokens_kept": st.image_tokens_merged or st.image_tokens,  # after merging
+            "image_tokens_kept": st.image_tokens_kept,                      # after merging
             "merge_keep_ratio": st.merge_ratio,
             "prompt_tokens": st.prompt_tokens,
             "tokens_generated": st.tokens_generated,
