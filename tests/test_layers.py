@@ -43,33 +43,37 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _imports(name: str, f: Path, mods: dict) -> set[str]:
-    """Every foveate module `name` imports, at top level or inside functions."""
-    is_pkg = f.name == "__init__.py"
-    here = name.split(".") if is_pkg else name.split(".")[:-1]
+def _from_imports(name: str, f: Path):
+    """(node, the foveate module path it imports from, as a list) of each `from ... import`
+    in module `name` that names a foveate module (relative, or `from foveate...`)."""
+    here = name.split(".") if f.name == "__init__.py" else name.split(".")[:-1]
     if name == "__init__":
         here = []
-    found = set()
     for node in ast.walk(ast.parse(f.read_text())):
-        targets = []
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = here[:len(here) - (node.level - 1)] if node.level > 1 else list(here)
-                mod = base + (node.module.split(".") if node.module else [])
-            elif node.module and node.module.split(".")[0] == "foveate":
-                mod = node.module.split(".")[1:]
-            else:
-                continue
-            # `from pkg import mod` imports the module; `from pkg import name` the package
-            # (a package's __init__ runs for any import of its modules: that edge is not counted)
-            subs = [".".join(mod + [a.name]) for a in node.names]
-            targets += subs
-            if not all(t in mods for t in subs):
-                targets.append(".".join(mod))
-        elif isinstance(node, ast.Import):
-            targets += [a.name.split(".", 1)[1] for a in node.names
-                        if a.name.startswith("foveate.")]
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:
+            base = here[:len(here) - (node.level - 1)] if node.level > 1 else list(here)
+            yield node, base + (node.module.split(".") if node.module else [])
+        elif node.module and node.module.split(".")[0] == "foveate":
+            yield node, node.module.split(".")[1:]
+
+
+def _imports(name: str, f: Path, mods: dict) -> set[str]:
+    """Every foveate module `name` imports, at top level or inside functions."""
+    found = set()
+    for node, mod in _from_imports(name, f):
+        # `from pkg import mod` imports the module; `from pkg import name` the package (a
+        # package's __init__ runs for any import of its modules: that edge is not counted)
+        targets = [".".join(mod + [a.name]) for a in node.names]
+        if not all(t in mods for t in targets):
+            targets.append(".".join(mod))
         found |= {t for t in targets if t in mods and t != name}
+    for node in ast.walk(ast.parse(f.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {t for t in (a.name.split(".", 1)[1] for a in node.names
+                                  if a.name.startswith("foveate."))
+                      if t in mods and t != name}
     return found
 
 
@@ -84,22 +88,9 @@ def _missing() -> list[str]:
     mods = _modules()
     bad = []
     for name, f in mods.items():
-        here = name.split(".") if f.name == "__init__.py" else name.split(".")[:-1]
-        if name == "__init__":
-            here = []
-        for node in ast.walk(ast.parse(f.read_text())):
-            if not isinstance(node, ast.ImportFrom):
-                continue
-            if node.level:
-                base = here[:len(here) - (node.level - 1)] if node.level > 1 else list(here)
-                mod = base + (node.module.split(".") if node.module else [])
-            elif node.module and node.module.split(".")[0] == "foveate":
-                mod = node.module.split(".")[1:]
-            else:
-                continue
+        for node, mod in _from_imports(name, f):
             target = ".".join(mod)
-            if target not in mods and not (target == "" and all(a.name in mods for a in node.names)) \
-                    and not all(".".join(mod + [a.name]) in mods for a in node.names):
+            if target not in mods and not all(".".join(mod + [a.name]) in mods for a in node.names):
                 bad.append(f"{name}: from {'.' * node.level}{node.module or ''} ({target or '<package>'})")
     return bad
 
