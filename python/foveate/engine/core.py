@@ -275,10 +275,15 @@ class Engine:
 
     # --- the page ----------------------------------------------------------------------------
     def read(self, image, prompt: str | None = None, max_tokens: int = 1024,
-             sampling: Sampling | None = None, trace: bool = False, on_token=None) -> Result:
+             sampling: Sampling | None = None, trace: bool = False, on_token=None,
+             draft: str | None = None) -> Result:
         """trace: record where fixation looked at every step (Result.trace; needs fixation).
         on_token(text): called with each token's text as it is generated (streaming); a true
-        return value stops the page there (stop_reason "cancelled": a client went away)."""
+        return value stops the page there (stop_reason "cancelled": a client went away).
+        draft: the page's text as someone else read it ("" = only the output's own n-grams):
+        greedy decoding verifies many drafted tokens per step and keeps exactly the tokens it
+        would pick alone (engine/drafts.py). Needs greedy sampling without a repeat penalty,
+        fixation off and no trace; otherwise the page is read without it (a note says why)."""
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
         if trace and not self.fixation:
@@ -287,9 +292,16 @@ class Engine:
         page = image if isinstance(image, Page) else load_page(image, self.image_max_pixels)
         n_past, stats = self.prefill_page(page, prompt)
         tr = self._new_trace(page, stats) if trace else None
-        out = self._generate(n_past, stats.prompt_tokens, max_tokens, sampling or Sampling(),
-                             stats, tr, on_token)
+        s = sampling or Sampling()
+        why_not = None if draft is None else self._draft_refused(s, trace)
+        if draft is not None and why_not is None:
+            out = self._generate_drafted(n_past, stats.prompt_tokens, max_tokens, s, stats,
+                                         draft, on_token)
+        else:
+            out = self._generate(n_past, stats.prompt_tokens, max_tokens, s, stats, tr, on_token)
         notes = page_warnings(self.model_name, page.width, page.height, out)
+        if why_not:
+            notes.append(f"the draft was not used: {why_not}")
         notes += cutoff_warnings(stats, max_tokens, self.n_ctx)
         if stats.fixation_off:
             notes.append(f"fixation is off for this context: {stats.fixation_off}")
@@ -452,6 +464,27 @@ class Engine:
         self._fixation_stats(stats)
         stats.decode_ms = dt * 1e3
         stats.tokens_per_s = stats.tokens_generated / dt if dt > 0 else 0.0
+        return gen.out.decode("utf-8", errors="replace")
+
+    def _draft_refused(self, s: Sampling, trace: bool) -> str | None:
+        """Why a draft cannot be verified on this read (None: it can)."""
+        if s.temperature > 0 or s.repeat_penalty != 1.0:
+            return "drafts verify greedy decoding (temperature 0, no repeat penalty)"
+        if self.fixation:
+            return "drafts and fixation do not run together yet"
+        if trace:
+            return "a trace draws fixation's steps, which drafts do not run with yet"
+        return None
+
+    def _generate_drafted(self, n_past: int, n_cells: int, max_tokens: int, s: Sampling,
+                          stats: Stats, draft: str, on_token=None) -> str:
+        from .drafts import DraftMatcher, generate_drafted, tokenize_draft
+
+        matcher = DraftMatcher(tokenize_draft(self, draft))
+        gen = GuardedOutput(s.repetition_guard)
+        ds = generate_drafted(self, n_past, n_cells, max_tokens, stats, gen, matcher, on_token)
+        stats.draft_source, stats.draft_tokens = ds.source or "none", ds.drafted
+        stats.draft_accepted, stats.draft_steps = ds.accepted, ds.steps
         return gen.out.decode("utf-8", errors="replace")
 
     # --- lifetime ----------------------------------------------------------------------------

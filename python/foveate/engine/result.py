@@ -25,6 +25,11 @@ class Stats:
     merge_ratio: float = 1.0        # keep ratio of the content tokens (1 = merging off)
     image_tokens_merged: int = 0    # image tokens the LLM prefilled after merging
     merge_ms: float = 0.0           # the merge itself (part of encode_ms)
+    draft_source: str = ""          # what drafted the tokens ("text", "self", "text+self";
+                                    # "" = no draft); engine/drafts.py
+    draft_tokens: int = 0           # tokens proposed ...
+    draft_accepted: int = 0         # ... and accepted by the model
+    draft_steps: int = 0            # verification steps that carried a proposal
 
     @property
     def image_tokens_kept(self) -> int:

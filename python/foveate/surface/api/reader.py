@@ -121,8 +121,14 @@ class Reader:
     def read(self, image, prompt: str | None = None, max_tokens: int = 1024, *,
              temperature: float = 0.0, top_k: int = 40, top_p: float = 0.95,
              min_p: float = 0.05, repeat_penalty: float = 1.0, seed: int = 0xF0FEA7E,
-             repetition_guard: bool = True, trace: bool = False, on_token=None) -> Result:
+             repetition_guard: bool = True, trace: bool = False, on_token=None,
+             draft: str | None = None) -> Result:
         """Transcribe one page: a path, bytes or a PIL image. Greedy unless temperature > 0.
+        draft: the page's text as another reader read it (a text layer, an OCR engine, your
+        own), or "" for the output's own repeats only: greedy decoding verifies several
+        drafted tokens per step and keeps exactly the tokens it picks alone (README, "Drafts";
+        stats.draft_*). With sampling, a repeat penalty, fixation or a trace the page is read
+        without it and Result.warnings says why.
         trace=True (fixation on): Result.trace holds, per decode step, the image tokens the
         focal layers selected, mapped to the page (engine.trace.Trace; draw it with
         foveate.surface.trace_picture.save(result.trace, "out.gif")).
@@ -134,9 +140,11 @@ class Reader:
             if self._in_batch:
                 raise RuntimeError("this Reader is inside read_many (its pages share the "
                                    "context): finish or close that iterator first")
+            if draft is not None and not isinstance(draft, str):
+                raise ValueError(f"draft must be text (str), got {type(draft).__name__}")
             return self._on_engine(self.engine.read, image, prompt=self._prompt(prompt),
-                                   max_tokens=max_tokens,
-                                   sampling=s, trace=trace, on_token=on_token)
+                                   max_tokens=max_tokens, sampling=s, trace=trace,
+                                   on_token=on_token, draft=draft)
 
     def read_document(self, source, pages=None, prompt: str | None = None,
                       max_tokens: int = 1024, *, password: str | None = None,

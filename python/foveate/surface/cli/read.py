@@ -57,6 +57,10 @@ def add_parser(sub) -> None:
                    help="at most N image tokens per page, as llama.cpp (default: the projector's; "
                         "PDF pages render to fit what -c leaves)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--draft", default="none", metavar="none|self|PATH",
+                   help="draft-verified decoding (greedy; the text does not change): PATH, a "
+                        "text file of the pages' text as another reader read it; self, the "
+                        "output's own repeats; none (README: Drafts)")
     r.add_argument("--trace", default=None, metavar="OUT.gif|OUT.png",
                    help="with --fixation and one page: draw where the model looked (.gif: the "
                         "reading path, step by step; .png: a heat map)")
@@ -115,6 +119,22 @@ def cmd_read(a) -> int:
     return read(a, kw)
 
 
+def _draft(a) -> str | None:
+    """--draft as Reader.read takes it: None (off), "" (self only) or the file's text."""
+    if a.draft in ("none", None):
+        return None
+    if a.parallel > 1 or a.ray is not None:
+        raise ValueError("--draft reads one page at a time on this machine: leave out -np and --ray")
+    if a.draft == "self":
+        return ""
+    if a.draft in ("auto", "pdf", "ocr"):
+        raise ValueError(f"--draft {a.draft} is not built yet: give a text file, self or none")
+    p = Path(a.draft)
+    if not p.is_file():
+        raise ValueError(f"--draft {a.draft}: no such text file (or: self, none)")
+    return p.read_bytes().decode("utf-8", errors="replace")
+
+
 def _check(a) -> None:
     """Refusals of flag combinations, before any input is opened."""
     if a.ray is not None:
@@ -146,6 +166,9 @@ def read(a, reader_kwargs: dict) -> int:
                     repeat_penalty=a.repeat_penalty, seed=a.seed,
                     repetition_guard=not a.no_repetition_guard)
     _check(a)
+    draft = _draft(a)
+    if draft is not None:
+        sampling["draft"] = draft
     plan = plan_documents(a.inputs, a.pages, a.recursive, a.password)
     failures = report_unopened(plan.unopened)
     if a.trace and plan.n_pages_asked != 1:

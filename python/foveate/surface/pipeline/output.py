@@ -53,6 +53,11 @@ def page_record(res) -> dict:
             "focal_layers": list(st.focal_layers),
             # why fixation, though asked for, did not run (a quantized KV cache on a GPU)
             "fixation_off": st.fixation_off or None,
+            # draft-verified decoding (null: no draft): what drafted, proposed, accepted
+            "draft_source": st.draft_source or None,
+            "draft_tokens": st.draft_tokens if st.draft_source else None,
+            "draft_accepted": st.draft_accepted if st.draft_source else None,
+            "draft_steps": st.draft_steps if st.draft_source else None,
         },
     }
     return rec

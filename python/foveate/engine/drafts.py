@@ -1,0 +1,228 @@
+"""Draft-verified greedy decoding: the page's text, drafted by someone else (the caller's
+text, a PDF's text layer, an OCR engine) or by the page's own output so far, checked by the
+model many tokens per weight read, with exactly the tokens plain greedy decoding picks.
+
+A step feeds the model's next token (decided, not yet decoded) plus up to k proposed tokens
+as one ubatch with logits on every row. Row i's argmax is the model's token after input i:
+the proposal is accepted while it equals those argmaxes, the first row that disagrees gives
+the model's own next token, and the rejected cells are removed from the KV cache. So every
+token emitted is an argmax of the same prefix plain decoding would see; only the kernels
+differ (several rows at a time), which can flip a near-tie (README: "Drafts").
+
+Proposals (DraftMatcher): the draft, tokenized with the model's own tokenizer, is followed
+with a cursor; while the output agrees with the draft the next k draft tokens are proposed;
+when it does not, the cursor re-synchronises on the longest suffix of the output (up to
+MAX_NGRAM tokens, at least MIN_NGRAM) found in the draft near the cursor, then anywhere. With
+nothing from the draft, the output's own history is searched the same way (llama.cpp's lookup
+decoding: repeated headers, table rules, numbering). k adapts: it doubles after a step that
+accepts every proposed token and halves after one that accepts none; a single proposed token
+missed sends the matcher to rest for 1, 2, 4 ... 16 plain steps, so a useless draft costs
+little.
+"""
+from __future__ import annotations
+
+import codecs
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DecodeError
+from ..native import bindings as B
+
+llama = B.llama
+
+MAX_NGRAM = 6      # the longest output suffix looked up in the draft
+MIN_NGRAM = 2      # shorter suffixes match too much text by chance
+K_START, K_MAX = 4, 16
+
+
+@dataclass
+class DraftStats:
+    source: str = ""          # "text" (the caller's), "self", ... ("" = no drafting)
+    drafted: int = 0          # tokens proposed
+    accepted: int = 0         # of those, accepted
+    steps: int = 0            # verification ubatches (with a proposal)
+
+    @property
+    def mean_accepted(self) -> float:
+        return self.accepted / self.steps if self.steps else 0.0
+
+
+class DraftMatcher:
+    def __init__(self, draft: list[int], self_lookup: bool = True):
+        self.draft = list(draft)
+        self.cursor = 0            # the draft token expected next
+        self.synced = True         # the output follows the draft at the cursor
+        self.self_lookup = self_lookup
+        self.k = K_START
+        self.rest, self.rest_len = 0, 0   # steps left without proposals, and the next rest
+        # n-gram -> the draft indices just after each of its occurrences (lookups per step
+        # cost a dict access, not a scan of the draft)
+        self.index: dict[tuple, list[int]] = {}
+        for n in range(MIN_NGRAM, MAX_NGRAM + 1):
+            for end in range(n, len(self.draft) + 1):
+                self.index.setdefault(tuple(self.draft[end - n:end]), []).append(end)
+
+    def propose(self, out: list[int]) -> tuple[list[int], str]:
+        """Up to k tokens to follow `out` (the tokens so far, the last one decided, not yet
+        decoded), and where they came from ("text", "self", or "" for none)."""
+        k, d = self.k, self.draft
+        if self.rest > 0:   # proposals kept failing: plain steps for a while
+            self.rest -= 1
+            return [], ""
+        if d:
+            if self.synced and self.cursor < len(d) and out and d[self.cursor] == out[-1]:
+                self.cursor += 1           # the model's own token was the draft's next one
+                if self.cursor < len(d):
+                    return d[self.cursor:self.cursor + k], "text"
+            else:
+                at = self._resync(out)
+                if at is not None:
+                    self.cursor, self.synced = at, True
+                    if at < len(d):
+                        return d[at:at + k], "text"
+                else:
+                    self.synced = False
+        if self.self_lookup and len(out) > MIN_NGRAM:
+            at = _find_suffix(out, out[:-1], len(out) - 1)
+            if at is not None:
+                return out[at:at + k], "self"
+        return [], ""
+
+    def _resync(self, out: list[int]) -> int | None:
+        """The draft index after the longest suffix of `out` found in it, nearest the cursor."""
+        for n in range(min(MAX_NGRAM, len(out)), MIN_NGRAM - 1, -1):
+            ends = self.index.get(tuple(out[-n:]))
+            if ends:
+                return min(ends, key=lambda e: abs(e - self.cursor))
+        return None
+
+    def advance(self, accepted: int, proposed: int, source: str) -> None:
+        """After a step: the cursor moves past what the model took of the draft (the next
+        propose checks the model's own token against the draft's next); k doubles after a
+        step that took every proposed token and halves after one that took none."""
+        if source == "text":
+            self.cursor += accepted
+        if proposed and accepted == proposed:
+            self.k = min(K_MAX, self.k * 2)
+            self.rest_len = 0
+        elif proposed and accepted == 0:
+            if self.k == 1:   # even one token missed: rest 1, 2, 4 ... 16 plain steps
+                self.rest_len = min(16, max(1, self.rest_len * 2))
+                self.rest = self.rest_len
+            self.k = max(1, self.k // 2)
+
+
+def _find_suffix(out: list[int], seq: list[int], before: int) -> int | None:
+    """The index just after the latest occurrence in seq[:before] of the longest suffix of
+    `out` (MAX_NGRAM down to MIN_NGRAM tokens); None if there is none."""
+    for n in range(min(MAX_NGRAM, len(out) - 1), MIN_NGRAM - 1, -1):
+        tail = out[-n:]
+        for end in range(min(before, len(seq)), n - 1, -1):
+            if seq[end - n:end] == tail:
+                return end
+    return None
+
+
+def tokenize_draft(eng, text: str) -> list[int]:
+    """The draft in the model's own tokens (no BOS, special tokens as plain text)."""
+    raw = text.encode("utf-8", errors="replace")
+    if not raw:
+        return []
+    n = len(raw) + 16
+    buf = (llama.llama_token * n)()
+    got = llama.llama_tokenize(eng._vocab, raw, len(raw), buf, n, False, False)
+    if got < 0:
+        buf = (llama.llama_token * -got)()
+        got = llama.llama_tokenize(eng._vocab, raw, len(raw), buf, -got, False, False)
+    return list(buf[:max(0, got)])
+
+
+def generate_drafted(eng, n_past: int, n_cells: int, max_tokens: int, stats, gen, matcher,
+                     on_token=None) -> DraftStats:
+    """Greedy decoding from n_past (the prefill's logits in place) with proposals verified
+    as above. gen: repetition.GuardedOutput; stats: the page's Stats (stop_reason, tokens,
+    timings). Returns what the drafts did."""
+    ds = DraftStats()
+    batch = llama.llama_batch_init(K_MAX + 1, 0, 1)
+    mem = llama.llama_get_memory(eng._ctx)
+    stream = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    out: list[int] = []
+    t0 = time.perf_counter()
+
+    def emit(tok: int) -> bool:
+        """One token of the page, as plain decoding would take it; False ends the page."""
+        if eng.is_stop(tok):
+            stats.stop_reason = "eos"
+            return False
+        piece = eng._piece(tok)
+        looping = gen.add(tok, piece)
+        stats.tokens_generated += 1
+        out.append(tok)
+        if on_token is not None and on_token(stream.decode(piece)):
+            stats.stop_reason = "cancelled"
+            return False
+        if looping:
+            stats.stop_reason = "repetition"
+            return False
+        if stats.tokens_generated >= max_tokens:
+            return False               # stop_reason stays "max_tokens"
+        return True
+
+    try:
+        stats.stop_reason = "max_tokens"
+        tok = int(np.argmax(eng.logits(-1)))
+        while True:
+            if not emit(tok):
+                break
+            if n_cells >= eng.n_ctx:
+                stats.stop_reason = "n_ctx"
+                break
+            proposal, source = matcher.propose(out)
+            # room: the context's cells and the tokens the page may still take
+            room = min(eng.n_ctx - n_cells - 1, max_tokens - stats.tokens_generated)
+            proposal = proposal[:max(0, room)]
+            rows = [tok] + proposal
+            batch.n_tokens = len(rows)
+            for i, t in enumerate(rows):
+                batch.token[i] = t
+                batch.pos[i] = n_past + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = True
+            if llama.llama_decode(eng._ctx, batch) != 0:
+                raise DecodeError(f"llama_decode failed verifying {len(proposal)} drafted tokens "
+                                  f"at position {n_past}")
+            # the model's token after each row; the proposal stands while it agrees
+            picks = [int(np.argmax(eng.logits(i))) for i in range(len(rows))]
+            accepted = 0
+            while accepted < len(proposal) and picks[accepted] == proposal[accepted]:
+                accepted += 1
+            if proposal:
+                ds.steps += 1
+                ds.drafted += len(proposal)
+                ds.accepted += accepted
+                if source and not ds.source:
+                    ds.source = source
+                elif source and source not in ds.source.split("+"):
+                    ds.source += "+" + source
+                matcher.advance(accepted, len(proposal), source)
+            if accepted < len(proposal):   # the rejected rows' cells go
+                llama.llama_memory_seq_rm(mem, 0, n_past + 1 + accepted, -1)
+            n_past += 1 + accepted
+            n_cells += 1 + accepted
+            ended = False
+            for t in proposal[:accepted]:
+                if not emit(t):
+                    ended = True
+                    break
+            if ended:
+                break
+            tok = picks[accepted]
+    finally:
+        llama.llama_batch_free(batch)
+    dt = time.perf_counter() - t0
+    stats.decode_ms = dt * 1e3
+    stats.tokens_per_s = stats.tokens_generated / dt if dt > 0 else 0.0
+    return ds
