@@ -27,6 +27,7 @@ PLACEHOLDERS = {
     "model.gguf.focal.json": BUNDLED / "foveate-reader-q8_0.gguf.focal.json",
     "mmproj.gguf": BUNDLED / "foveate-reader-mmproj-f16.gguf",
     "page.png": BUNDLED / "sample-page.png",
+    "page.txt": BUNDLED / "sample-page.txt",   # a draft of page.png (README: Drafts)
 }
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _MARK = re.compile(r"^<!--\s*readme-test:\s*(.*?)\s*-->\s*$")
