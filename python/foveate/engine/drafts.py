@@ -57,6 +57,11 @@ class DraftMatcher:
         self.self_lookup = self_lookup
         self.k = K_START
         self.rest, self.rest_len = 0, 0   # steps left without proposals, and the next rest
+        # the output's own n-grams -> the index just after their latest occurrence, kept up
+        # to date as tokens come (a scan of the output each step cost more than a step of a
+        # small model)
+        self.seen: dict[tuple, int] = {}
+        self.indexed = 0
         # n-gram -> the draft indices just after each of its occurrences (lookups per step
         # cost a dict access, not a scan of the draft)
         self.index: dict[tuple, list[int]] = {}
@@ -84,11 +89,19 @@ class DraftMatcher:
                         return d[at:at + k], "text"
                 else:
                     self.synced = False
-        if self.self_lookup and len(out) > MIN_NGRAM:
-            at = _find_suffix(out, out[:-1], len(out) - 1)
-            if at is not None:
-                return out[at:at + k], "self"
+        if self.self_lookup:
+            self._index_output(out[:-1])   # occurrences before the current suffix
+            for n in range(min(MAX_NGRAM, len(out) - 1), MIN_NGRAM - 1, -1):
+                at = self.seen.get(tuple(out[-n:]))
+                if at is not None:
+                    return out[at:at + k], "self"
         return [], ""
+
+    def _index_output(self, out: list[int]) -> None:
+        for end in range(max(self.indexed, MIN_NGRAM), len(out) + 1):
+            for n in range(MIN_NGRAM, min(MAX_NGRAM, end) + 1):
+                self.seen[tuple(out[end - n:end])] = end
+        self.indexed = max(self.indexed, len(out) + 1)
 
     def _resync(self, out: list[int]) -> int | None:
         """The draft index after the longest suffix of `out` found in it, nearest the cursor."""
@@ -112,17 +125,6 @@ class DraftMatcher:
                 self.rest_len = min(16, max(1, self.rest_len * 2))
                 self.rest = self.rest_len
             self.k = max(1, self.k // 2)
-
-
-def _find_suffix(out: list[int], seq: list[int], before: int) -> int | None:
-    """The index just after the latest occurrence in seq[:before] of the longest suffix of
-    `out` (MAX_NGRAM down to MIN_NGRAM tokens); None if there is none."""
-    for n in range(min(MAX_NGRAM, len(out) - 1), MIN_NGRAM - 1, -1):
-        tail = out[-n:]
-        for end in range(min(before, len(seq)), n - 1, -1):
-            if seq[end - n:end] == tail:
-                return end
-    return None
 
 
 def tokenize_draft(eng, text: str) -> list[int]:
