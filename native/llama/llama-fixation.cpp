@@ -159,11 +159,11 @@ void scan_cells(const llama_kv_cache_context * mctx, llama_seq_id seq, int64_t n
     }
 }
 
-// the index into img (cell order) of the cell with reading rank r
+// the index into img (cell order) of the cell with reading rank r (rank not empty)
 std::vector<int32_t> reading_order(const std::vector<int32_t> & rank, size_t n) {
     std::vector<int32_t> by_rank(n);
     for (size_t i = 0; i < n; ++i) {
-        by_rank[rank.empty() ? i : (size_t) rank[i]] = (int32_t) i;
+        by_rank[(size_t) rank[i]] = (int32_t) i;
     }
     return by_rank;
 }
@@ -371,7 +371,11 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
         std::vector<int32_t> & im = fi.row_img[r];
         text.clear();
         scan_cells(mctx, seq, fi.n_kv, im, &text, &fi.row_rank[r]);
-        const std::vector<int32_t> by_rank = reading_order(fi.row_rank[r], im.size());
+        // the image cell of reading rank j (the cell order itself unless the cells are out of
+        // reading order: then an inverse of the ranks, built only for such rows)
+        const std::vector<int32_t> by_rank = fi.row_rank[r].empty()
+            ? std::vector<int32_t>() : reading_order(fi.row_rank[r], im.size());
+        auto nth = [&](int64_t j) { return im[by_rank.empty() ? j : by_rank[j]]; };
         // can_reuse rebuilds otherwise
         GGML_ASSERT((int64_t) im.size() <= fi.n_img_max && (int64_t) text.size() <= fi.n_txt);
         fi.row_seq[r] = seq;
@@ -403,7 +407,7 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
             std::fill(row, row + n_smp, -1);
             std::vector<int32_t> picked;
             for (int64_t j = 0; j < n_smp && n > 0; ++j) {
-                picked.push_back(im[by_rank[std::min(n - 1, (j*n)/n_smp + n/(2*n_smp))]]);
+                picked.push_back(nth(std::min(n - 1, (j*n)/n_smp + n/(2*n_smp))));
             }
             std::sort(picked.begin(), picked.end());
             picked.erase(std::unique(picked.begin(), picked.end()), picked.end());
@@ -427,7 +431,7 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
                 const int64_t o = std::lower_bound(im.begin(), im.end(), c) - im.begin();
                 const int64_t at = rank.empty() ? o : rank[o];
                 for (int32_t d = 1; d <= st->cfg.dilation && at + d < (int64_t) im.size(); ++d) {
-                    warm.push_back(im[by_rank[at + d]]);
+                    warm.push_back(nth(at + d));
                 }
             }
             std::sort(warm.begin(), warm.end());

@@ -44,10 +44,6 @@ class DraftStats:
     accepted: int = 0         # of those, accepted
     steps: int = 0            # verification ubatches (with a proposal)
 
-    @property
-    def mean_accepted(self) -> float:
-        return self.accepted / self.steps if self.steps else 0.0
-
 
 class DraftMatcher:
     def __init__(self, draft: list[int], self_lookup: bool = True):
@@ -214,12 +210,7 @@ def generate_drafted(eng, n_past: int, n_cells: int, max_tokens: int, stats, gen
                 llama.llama_memory_seq_rm(mem, 0, n_past + 1 + accepted, -1)
             n_past += 1 + accepted
             n_cells += 1 + accepted
-            ended = False
-            for t in proposal[:accepted]:
-                if not emit(t):
-                    ended = True
-                    break
-            if ended:
+            if not all(emit(t) for t in proposal[:accepted]):   # stops at the first end
                 break
             tok = picks[accepted]
     finally:
