@@ -276,11 +276,12 @@ class Engine:
     # --- the page ----------------------------------------------------------------------------
     def read(self, image, prompt: str | None = None, max_tokens: int = 1024,
              sampling: Sampling | None = None, trace: bool = False, on_token=None,
-             draft: str | None = None) -> Result:
+             draft=None) -> Result:
         """trace: record where fixation looked at every step (Result.trace; needs fixation).
         on_token(text): called with each token's text as it is generated (streaming); a true
         return value stops the page there (stop_reason "cancelled": a client went away).
-        draft: the page's text as someone else read it ("" = only the output's own n-grams):
+        draft: the page's text as someone else read it (a str, or inputs.draft_sources.DraftText
+        naming its source; "" = only the output's own n-grams):
         greedy decoding verifies many drafted tokens per step and keeps exactly the tokens it
         would pick alone (engine/drafts.py). Needs greedy sampling without a repeat penalty,
         fixation off and no trace; otherwise the page is read without it (a note says why)."""
@@ -302,6 +303,8 @@ class Engine:
         notes = page_warnings(self.model_name, page.width, page.height, out)
         if why_not:
             notes.append(f"the draft was not used: {why_not}")
+        if getattr(draft, "note", ""):
+            notes.append(draft.note)
         notes += cutoff_warnings(stats, max_tokens, self.n_ctx)
         if stats.fixation_off:
             notes.append(f"fixation is off for this context: {stats.fixation_off}")
@@ -477,13 +480,20 @@ class Engine:
         return None
 
     def _generate_drafted(self, n_past: int, n_cells: int, max_tokens: int, s: Sampling,
-                          stats: Stats, draft: str, on_token=None) -> str:
+                          stats: Stats, draft, on_token=None) -> str:
+        from ..inputs.draft_sources import DraftText
         from .drafts import DraftMatcher, generate_drafted, tokenize_draft
 
-        matcher = DraftMatcher(tokenize_draft(self, draft))
+        if isinstance(draft, str):
+            draft = DraftText(draft, "text" if draft else "self")
+        matcher = DraftMatcher(tokenize_draft(self, draft.text))
         gen = GuardedOutput(s.repetition_guard)
         ds = generate_drafted(self, n_past, n_cells, max_tokens, stats, gen, matcher, on_token)
-        stats.draft_source, stats.draft_tokens = ds.source or "none", ds.drafted
+        names = {"text": draft.source if draft.text else "text", "self": "self"}
+        used = [names[src] for src in ("text", "self") if src in ds.source.split("+")]
+        stats.draft_source = "+".join(dict.fromkeys(used)) or "none"
+        stats.draft_ms = draft.seconds * 1e3
+        stats.draft_tokens = ds.drafted
         stats.draft_accepted, stats.draft_steps = ds.accepted, ds.steps
         return gen.out.decode("utf-8", errors="replace")
 

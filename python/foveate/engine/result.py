@@ -25,8 +25,11 @@ class Stats:
     merge_ratio: float = 1.0        # keep ratio of the content tokens (1 = merging off)
     image_tokens_merged: int = 0    # image tokens the LLM prefilled after merging
     merge_ms: float = 0.0           # the merge itself (part of encode_ms)
-    draft_source: str = ""          # what drafted the tokens ("text", "self", "text+self";
-                                    # "" = no draft); engine/drafts.py
+    draft_source: str = ""          # what proposed tokens: "pdf", "pdf-invisible",
+                                    # "ocr", "text" (the caller's), "self" (the output's own
+                                    # repeats), joined by "+"; "none": nothing was proposed;
+                                    # "" = no drafting (engine/drafts.py, inputs/draft_sources.py)
+    draft_ms: float = 0.0           # making the draft (text layer, OCR engine)
     draft_tokens: int = 0           # tokens proposed ...
     draft_accepted: int = 0         # ... and accepted by the model
     draft_steps: int = 0            # verification steps that carried a proposal

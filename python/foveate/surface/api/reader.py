@@ -6,6 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ...engine.core import FIXATION_SAMPLE, Engine, Result, Sampling
+from ...inputs.draft_sources import DraftText
 
 
 class Reader:
@@ -122,10 +123,11 @@ class Reader:
              temperature: float = 0.0, top_k: int = 40, top_p: float = 0.95,
              min_p: float = 0.05, repeat_penalty: float = 1.0, seed: int = 0xF0FEA7E,
              repetition_guard: bool = True, trace: bool = False, on_token=None,
-             draft: str | None = None) -> Result:
+             draft=None) -> Result:
         """Transcribe one page: a path, bytes or a PIL image. Greedy unless temperature > 0.
         draft: the page's text as another reader read it (a text layer, an OCR engine, your
-        own), or "" for the output's own repeats only: greedy decoding verifies several
+        own; a str, or an inputs.draft_sources.DraftText naming its source), or "" for the
+        output's own repeats only: greedy decoding verifies several
         drafted tokens per step and keeps exactly the tokens it picks alone (README, "Drafts";
         stats.draft_*). With sampling, a repeat penalty, fixation or a trace the page is read
         without it and Result.warnings says why.
@@ -140,7 +142,7 @@ class Reader:
             if self._in_batch:
                 raise RuntimeError("this Reader is inside read_many (its pages share the "
                                    "context): finish or close that iterator first")
-            if draft is not None and not isinstance(draft, str):
+            if draft is not None and not isinstance(draft, (str, DraftText)):
                 raise ValueError(f"draft must be text (str), got {type(draft).__name__}")
             return self._on_engine(self.engine.read, image, prompt=self._prompt(prompt),
                                    max_tokens=max_tokens, sampling=s, trace=trace,
@@ -148,15 +150,22 @@ class Reader:
 
     def read_document(self, source, pages=None, prompt: str | None = None,
                       max_tokens: int = 1024, *, password: str | None = None,
-                      dpi: float | None = None, skip=(), **sampling):
+                      dpi: float | None = None, skip=(), draft=None, **sampling):
         """Read a document page by page: yields one Result per page, in order, with
         `.source`, `.page` (1-based) and `.n_pages` set. source: a path (image, multi-page
         TIFF, PDF), "-" (stdin), bytes, a PIL image, or an open inputs.documents.Document
         (left open for the caller). pages: page numbers, or a string like
         "1-3,7,10-" (None: all). PDF pages render at a scan's own resolution, else at `dpi`,
         else at the size that fits the image-token budget (image_max_tokens, or what n_ctx
-        leaves). skip: page numbers not to read (resume). Other keyword arguments as read()."""
+        leaves). skip: page numbers not to read (resume). draft: where each page's draft
+        comes from: "auto", "pdf", "ocr", "self", "none"/None (inputs/draft_sources.py), or a
+        DraftText used for every page (a document's whole text works). Other keyword
+        arguments as read()."""
         from ...inputs.documents import Document, open_document, parse_pages
+        from ...inputs.draft_sources import check_mode, page_draft
+
+        if isinstance(draft, str):
+            check_mode(draft)   # before the document opens: a missing OCR engine is one line
 
         owned = not isinstance(source, Document)
         doc = open_document(source, password=password) if owned else source
@@ -171,8 +180,9 @@ class Reader:
             for number in numbers:
                 if number in skip:
                     continue
-                res = self.read(doc.page(number, budget), prompt=prompt, max_tokens=max_tokens,
-                                **sampling)
+                image = doc.page(number, budget)
+                d = page_draft(draft, doc, number, image) if isinstance(draft, str) else draft
+                res = self.read(image, prompt=prompt, max_tokens=max_tokens, draft=d, **sampling)
                 res.source, res.page, res.n_pages = doc.name, number, doc.n_pages
                 res.image = f"{doc.name}#page={number}" if doc.n_pages > 1 else doc.name
                 yield res

@@ -57,10 +57,12 @@ def add_parser(sub) -> None:
                    help="at most N image tokens per page, as llama.cpp (default: the projector's; "
                         "PDF pages render to fit what -c leaves)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    r.add_argument("--draft", default="none", metavar="none|self|PATH",
-                   help="draft-verified decoding (greedy; the text does not change): PATH, a "
-                        "text file of the pages' text as another reader read it; self, the "
-                        "output's own repeats; none (README: Drafts)")
+    r.add_argument("--draft", default="none", metavar="auto|pdf|ocr|self|none|PATH",
+                   help="draft-verified decoding (greedy; the text does not change): pdf, the "
+                        "page's text layer; ocr, Tesseract ('foveate[draft]'); auto, the text "
+                        "layer if the page has one, else ocr if installed, else self; self, the "
+                        "output's own repeats; PATH, a text file of the pages' text; none "
+                        "(README: Drafts)")
     r.add_argument("--trace", default=None, metavar="OUT.gif|OUT.png",
                    help="with --fixation and one page: draw where the model looked (.gif: the "
                         "reading path, step by step; .png: a heat map)")
@@ -119,20 +121,22 @@ def cmd_read(a) -> int:
     return read(a, kw)
 
 
-def _draft(a) -> str | None:
-    """--draft as Reader.read takes it: None (off), "" (self only) or the file's text."""
+def _draft(a):
+    """--draft as Reader.read_document takes it: None (off), a source's name, or the text file
+    as a DraftText (its text drafts every page)."""
+    from ...inputs.draft_sources import MODES, DraftText, check_mode
+
     if a.draft in ("none", None):
         return None
     if a.parallel > 1 or a.ray is not None:
         raise ValueError("--draft reads one page at a time on this machine: leave out -np and --ray")
-    if a.draft == "self":
-        return ""
-    if a.draft in ("auto", "pdf", "ocr"):
-        raise ValueError(f"--draft {a.draft} is not built yet: give a text file, self or none")
+    if a.draft in MODES:
+        check_mode(a.draft)
+        return a.draft
     p = Path(a.draft)
     if not p.is_file():
-        raise ValueError(f"--draft {a.draft}: no such text file (or: self, none)")
-    return p.read_bytes().decode("utf-8", errors="replace")
+        raise ValueError(f"--draft {a.draft}: no such text file (or: {', '.join(MODES)})")
+    return DraftText(p.read_bytes().decode("utf-8", errors="replace"), "text")
 
 
 def _check(a) -> None:
