@@ -145,3 +145,65 @@ def test_read_document_refuses_an_unknown_source():
     with Reader(MODEL, MMPROJ, n_ctx=2048, threads=2) as r:
         with pytest.raises(ValueError, match="unknown draft source"):
             list(r.read_document(REPO / "models/reader/sample-page.png", draft="tesseract"))
+
+
+def test_the_server_takes_drafts(pdfs):
+    """/v1/ocr: `draft` (a source) or `draft_text`; chat completions: the `draft` extension.
+    Bad values are 400s naming the field; a batching server (-np > 1) refuses chat drafts."""
+    import httpx
+
+    from foveate import Reader
+    from test_server import KEY, _messages, _Server, _uri
+
+    pages, files = pdfs
+    h = {"Authorization": f"Bearer {KEY}"}
+    srv = _Server(Reader(MODEL, MMPROJ, threads=2, flash_attn=False), api_key=KEY)
+    try:
+        pdf = files["drawn"].read_bytes()
+
+        def ocr(**data):
+            return httpx.post(srv.url + "/v1/ocr", files={"file": ("doc.pdf", pdf)}, data=data,
+                              headers=h, timeout=120)
+        plain, auto = ocr(pages="1-2"), ocr(pages="1-2", draft="auto")
+        assert plain.status_code == auto.status_code == 200, auto.text
+        for p, a in zip(plain.json()["pages"], auto.json()["pages"]):
+            assert a["text"] == p["text"] and a["stats"]["draft_source"] == "pdf"
+            assert p["stats"]["draft_source"] is None
+        mine = ocr(pages="1", draft_text=pages[0].text).json()["pages"][0]
+        assert mine["stats"]["draft_source"] == "text" and mine["stats"]["draft_accepted"] > 100
+        for data, words in (({"draft": "tesseract"}, "draft must be one of"),
+                            ({"draft": "pdf", "draft_text": "x"}, "not both")):
+            bad = ocr(**data)
+            assert bad.status_code == 400 and words in bad.json()["error"]["message"], bad.text
+            assert bad.json()["error"]["param"] == "draft"
+
+        img = io_png(pages[0].image)
+        cl = srv.client()
+        want = cl.chat.completions.create(model="foveate-reader", max_tokens=400,
+                                          messages=_messages(_uri(img)))
+        got = cl.chat.completions.create(model="foveate-reader", max_tokens=400,
+                                         messages=_messages(_uri(img)),
+                                         extra_body={"draft": pages[0].text})
+        assert got.choices[0].message.content == want.choices[0].message.content
+        assert got.model_extra["foveate"]["draft_source"] == "text"
+        body = {"messages": _messages(_uri(img)), "draft": 42}
+        bad = httpx.post(srv.url + "/v1/chat/completions", json=body, headers=h, timeout=60)
+        assert bad.status_code == 400 and "draft" in bad.text
+    finally:
+        srv.close()
+    srv = _Server(Reader(MODEL, MMPROJ, threads=2, parallel=2, n_ctx=8192), api_key=KEY,
+                  parallel=2)
+    try:
+        body = {"messages": _messages(_uri(io_png(pages[0].image))), "draft": "x"}
+        bad = httpx.post(srv.url + "/v1/chat/completions", json=body, headers=h, timeout=60)
+        assert bad.status_code == 400 and "batches" in bad.json()["error"]["message"]
+    finally:
+        srv.close()
+
+
+def io_png(image) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()

@@ -108,6 +108,10 @@ def create_app(reader, model_name: str, api_key: str | None = None, queue: int =
         try:
             if sched is None:
                 return reader.read(image, prompt=prompt, on_token=on_token, **kw)
+            if "draft" in kw:
+                raise APIError(400, "draft: this server decodes pages in batches (-np > 1), "
+                                    "which drafts do not run in yet; send it without one",
+                               param="draft")
             from ...engine.batch import PageJob
             from ...engine.core import Sampling
             s = Sampling(**{k: v for k, v in kw.items() if k in ("temperature", "top_p", "seed")})
@@ -242,6 +246,7 @@ def create_app(reader, model_name: str, api_key: str | None = None, queue: int =
             raise APIError(400, "pages must be a text field (1-3,7), not a file", param="pages")
         want_trace = str(form.get("trace", "")).lower() in ("1", "true", "yes") and \
             bool(reader.engine.fixation)
+        draft = _ocr_draft(form)
         slot()
         from starlette.concurrency import run_in_threadpool
 
@@ -257,12 +262,12 @@ def create_app(reader, model_name: str, api_key: str | None = None, queue: int =
 
         def work():
             try:
-                res = list(reader.read_document(data, pages=pages, trace=want_trace))
+                res = list(reader.read_document(data, pages=pages, trace=want_trace, draft=draft))
                 return [record(r) for r in res], (res[0].n_pages if res else 0)
             except FoveateError as e:
                 raise APIError(400, f"{type(e).__name__}: {e}", code=type(e).__name__) from None
             except ValueError as e:
-                raise APIError(400, str(e), param="pages") from None
+                raise APIError(400, str(e), param="draft" if "draft" in str(e) else "pages") from None
         try:
             out, n_pages = await run_in_threadpool(work)
         finally:
@@ -271,3 +276,23 @@ def create_app(reader, model_name: str, api_key: str | None = None, queue: int =
                 "pages": out}
 
     return app
+
+
+def _ocr_draft(form):
+    """/v1/ocr's draft fields: `draft`, where each page's draft comes from (auto, pdf, ocr,
+    self, none; inputs/draft_sources.py), or `draft_text`, the caller's text for every page."""
+    from ...inputs.draft_sources import MODES, DraftText
+
+    source, text = form.get("draft"), form.get("draft_text")
+    for name, v in (("draft", source), ("draft_text", text)):
+        if v is not None and not isinstance(v, str):
+            raise APIError(400, f"{name} must be a text field, not a file", param=name)
+    if source is not None and text is not None:
+        raise APIError(400, "give draft (a source) or draft_text (your text), not both",
+                       param="draft")
+    if text is not None:
+        return DraftText(text, "text")
+    if source is not None and source not in MODES:
+        raise APIError(400, f"draft must be one of {', '.join(MODES)} (your own text: draft_text)",
+                       param="draft")
+    return source

@@ -70,6 +70,10 @@ class ChatRequest(BaseModel):
     top_p: Optional[Number] = None
     seed: Optional[StrictInt] = None
     stream: StrictBool = False
+    # foveate's extension: the page's text as another reader read it (README, "Drafts");
+    # greedy decoding verifies it and the answer stays the one without it
+    draft: Optional[StrictStr] = None
+    _check_draft = field_validator("draft")(lambda c: _utf8(c) if isinstance(c, str) else c)
 
     @field_validator("temperature", "top_p")
     @classmethod
@@ -173,8 +177,10 @@ def parse_sampling(req: ChatRequest) -> dict:
     for k in ("temperature", "top_p", "seed"):
         if getattr(req, k) is not None:
             kw[k] = getattr(req, k)
+    if req.draft is not None:
+        kw["draft"] = req.draft
     try:
-        Sampling(**{k: v for k, v in kw.items() if k != "max_tokens"})
+        Sampling(**{k: v for k, v in kw.items() if k not in ("max_tokens", "draft")})
     except ValueError as e:
         raise APIError(400, str(e), param=str(e).split()[0]) from None
     return kw
