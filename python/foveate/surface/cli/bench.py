@@ -42,6 +42,11 @@ def add_parser(sub) -> None:
                    help="the time one page takes, by phase (encode, merge, prefill, decode of -n "
                         "tokens; -n 800 is a page): dense, --fixation (one ratio, default 0.05), "
                         "--merge (one setting, default auto), both, and --stock; needs --image")
+    b.add_argument("--draft", action="store_true",
+                   help="draft-verified decoding: the cost of verifying k = 1..32 tokens in one "
+                        "step, then -n tokens of plain greedy decoding beside drafts made from "
+                        "its output with 0-10%% of characters wrong, an unrelated text and self "
+                        "(instruments/bench_drafts.py); with --image or --image-tokens")
     b.add_argument("--stock", action="store_true",
                    help="add a row for unpatched llama.cpp's llama-bench on the same model "
                         "(built into the cache on first use, ~5 min)")
@@ -74,6 +79,8 @@ def cmd_bench(a) -> int:
         return _bench_pages(a)
     if a.page_time:
         return _bench_page_time(a)
+    if a.draft:
+        return _bench_drafts(a)
     if (a.image is None) == (a.image_tokens is None):
         raise SystemExit("foveate bench: give exactly one of --image or --image-tokens")
     if a.image is not None and not a.mmproj:
@@ -129,6 +136,35 @@ def cmd_bench(a) -> int:
           f"flash attn: {kw.get('flash_attn')}  decode tokens: {a.n_decode}  "
           f"repetitions: {a.repetitions} (median)\n")
     print(format_table(rows))
+    return 0
+
+
+def _bench_drafts(a) -> int:
+    from ...engine.core import Engine
+    from ...instruments.bench_drafts import draft_rows, format_costs, format_rows, verify_costs
+
+    if (a.image is None) == (a.image_tokens is None):
+        raise SystemExit("foveate bench: give exactly one of --image or --image-tokens")
+    if a.image is not None and not a.mmproj:
+        raise SystemExit("foveate bench: --image needs --mmproj")
+    if a.fixation or a.merge or a.stock or a.parallel > 1:
+        raise SystemExit("foveate bench: --draft runs alone (no --fixation, --merge, --stock, -np)")
+    if a.ctx_size is None:
+        a.ctx_size = bench_ctx_size(a.image_tokens, a.n_decode + 64, 1)
+    kw = F.engine_kwargs(a)
+    kw.pop("merge", None)
+    eng = Engine(a.model, a.mmproj, **kw)
+    try:
+        costs = verify_costs(eng, a.image, a.image_tokens or 0, repetitions=max(3, a.repetitions))
+        print(f"model: {a.model}\nthreads: {eng.threads}  n_ctx: {eng.n_ctx}  flash attn: "
+              f"{kw.get('flash_attn')}  decode tokens: {a.n_decode}\n")
+        print("verifying k tokens in one step (median ms):\n" + format_costs(costs) + "\n",
+              flush=True)
+        rows = draft_rows(eng, a.image, a.image_tokens or 0, a.n_decode,
+                          repetitions=a.repetitions)
+        print("decoding with drafts:\n" + format_rows(rows))
+    finally:
+        eng.close()
     return 0
 
 
