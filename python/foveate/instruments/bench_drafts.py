@@ -4,10 +4,14 @@ Two tables, both after one page's prefill (a real page, or N synthetic image tok
 models without a usable projector), side by side in one run:
 - t(k): one ubatch of k tokens with logits on every row, relative to a one-token step (k = 1);
   the ceiling with a perfect draft at k is k / t(k) (every row accepted);
-- drafts: plain greedy decoding (the engine's own loop), then drafted decoding with drafts made
-  from that plain output with a share of its characters replaced (0, 1, 2, 5, 10% CER, seeded),
-  an unrelated text, and the output's own repeats only; decode tok/s, the ratio to plain,
-  proposed and accepted tokens, and whether the text equals plain decoding's.
+- drafts: plain greedy decoding (the engine's own loop, and the draft loop with no proposals:
+  the same per-step work as a drafted step but for the extra rows), then drafted decoding with
+  drafts made from that output with a share of its characters replaced (0, 1, 2, 5, 10% CER,
+  seeded), an unrelated text, and the output's own repeats only; decode tok/s, the ratio to
+  the engine's loop, proposed and accepted tokens, and whether the text equals plain
+  decoding's. A random-weight model's output does not tokenize back to its own tokens, so
+  there the errors are put in tokens (each replaced with the chance one of its ~4 characters
+  is wrong).
 """
 from __future__ import annotations
 
@@ -90,40 +94,82 @@ class DraftRow:
         return self.tokens / (self.decode_ms / 1e3) if self.decode_ms else 0.0
 
 
-def _decode(eng: Engine, image, image_tokens: int, n_decode: int, draft: DraftText | None):
+CHARS_PER_TOKEN = 4.0   # English text in a Qwen2-style BPE vocabulary, about (token-level drafts)
+
+
+def _decode(eng: Engine, image, image_tokens: int, n_decode: int, draft=None, plain=False):
+    """(text, tokens, Stats) of greedy decoding after the page: plain=True runs the engine's
+    own loop (a llama.cpp sampler per token, what a read without a draft runs); otherwise the
+    draft loop with `draft` (a DraftText, a token list, or None: no proposals at all)."""
+    from ..engine.drafts import DraftMatcher, generate_drafted, tokenize_draft
+    from ..engine.repetition import GuardedOutput
+
     n_past, _ = _prefill(eng, image, image_tokens, n_decode)
     st = Stats()
-    s = Sampling(repetition_guard=None)   # greedy, no guard: the same tokens every run
+    if plain:
+        return eng._generate(n_past, n_past, n_decode, Sampling(repetition_guard=None), st), None, st
+
+    class Recording(GuardedOutput):
+        def add(self, tok, piece):
+            tokens.append(tok)
+            return super().add(tok, piece)
+
+    tokens: list[int] = []
+    gen = Recording(None)   # no guard: the same tokens every run
     if draft is None:
-        text = eng._generate(n_past, n_past, n_decode, s, st)
+        matcher = DraftMatcher([], self_lookup=False)
+    elif isinstance(draft, DraftText):
+        matcher = DraftMatcher(tokenize_draft(eng, draft.text), self_lookup=True)
     else:
-        text = eng._generate_drafted(n_past, n_past, n_decode, s, st, draft)
-    return text, st
+        matcher = DraftMatcher(list(draft), self_lookup=True)
+    ds = generate_drafted(eng, n_past, n_past, n_decode, st, gen, matcher)
+    st.draft_tokens, st.draft_accepted, st.draft_steps = ds.drafted, ds.accepted, ds.steps
+    return gen.out.decode("utf-8", errors="replace"), tokens, st
+
+
+def _token_errors(tokens: list[int], cer: float, n_vocab: int, seed: int = 0) -> list[int]:
+    """A token-level stand-in for a `cer` character error rate: each token replaced with the
+    chance that one of its ~CHARS_PER_TOKEN characters is wrong."""
+    rng = random.Random(seed)
+    p = 1 - (1 - cer) ** CHARS_PER_TOKEN
+    return [rng.randrange(100, n_vocab) if rng.random() < p else t for t in tokens]
 
 
 def draft_rows(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 200,
-               cers=CERS, repetitions: int = 1) -> list[DraftRow]:
-    """Plain decoding, then drafts made from its output (see the module's docstring)."""
-    text, st = _decode(eng, image, image_tokens, n_decode, None)   # warm-up and the reference
-    plain = []
+               cers=CERS, repetitions: int = 1) -> tuple[list[DraftRow], str]:
+    """Plain decoding, then drafts made from its output (see the module's docstring); and how
+    the drafts were made ("text": characters replaced in the output's text; "tokens": the
+    output's text does not tokenize back to its tokens, as a random-weight model's does not,
+    so tokens are replaced instead)."""
+    from ..engine.drafts import tokenize_draft
+
+    _decode(eng, image, image_tokens, n_decode, plain=True)   # warm-up
+    t_plain = []
     for _ in range(repetitions):
-        again, st = _decode(eng, image, image_tokens, n_decode, None)
-        plain.append(st.decode_ms)
-    rows = [DraftRow("none (plain decoding)", st.tokens_generated, statistics.median(plain),
-                     same_text=again == text)]
-    drafts = [(f"its text, {c:.0%} characters wrong" if c else "its text", inject_errors(text, c))
-              for c in cers]
-    drafts += [("an unrelated text", UNRELATED), ("self (the output's own repeats)", "")]
+        text, _, st = _decode(eng, image, image_tokens, n_decode, plain=True)
+        t_plain.append(st.decode_ms)
+    rows = [DraftRow("none (the engine's loop)", st.tokens_generated, statistics.median(t_plain))]
+    ref, tokens, st = _decode(eng, image, image_tokens, n_decode)
+    rows.append(DraftRow("none (the draft loop, no proposals)", st.tokens_generated, st.decode_ms,
+                         same_text=ref == text))
+    kind = "text" if tokenize_draft(eng, ref) == tokens else "tokens"
+    n_vocab = llama.llama_vocab_n_tokens(eng._vocab)
+    drafts = []
+    for c in cers:
+        name = f"its text, {c:.0%} characters wrong" if c else "its text"
+        drafts.append((name, DraftText(inject_errors(ref, c), "text") if kind == "text"
+                       else _token_errors(tokens, c, n_vocab)))
+    drafts += [("an unrelated text", DraftText(UNRELATED, "text")),
+               ("self (the output's own repeats)", DraftText("", "self"))]
     for name, d in drafts:
         runs = []
         for _ in range(repetitions):
-            got, st = _decode(eng, image, image_tokens, n_decode,
-                              DraftText(d, "text" if d else "self"))
+            got, _, st = _decode(eng, image, image_tokens, n_decode, d)
             runs.append((st.decode_ms, got, st))
         ms, got, st = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
         rows.append(DraftRow(name, st.tokens_generated, ms, st.draft_tokens, st.draft_accepted,
                              st.draft_steps, got == text))
-    return rows
+    return rows, kind
 
 
 def format_costs(costs: dict[int, float]) -> str:

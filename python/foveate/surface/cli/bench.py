@@ -160,9 +160,9 @@ def _bench_drafts(a) -> int:
               f"{kw.get('flash_attn')}  decode tokens: {a.n_decode}\n")
         print("verifying k tokens in one step (median ms):\n" + format_costs(costs) + "\n",
               flush=True)
-        rows = draft_rows(eng, a.image, a.image_tokens or 0, a.n_decode,
-                          repetitions=a.repetitions)
-        print("decoding with drafts:\n" + format_rows(rows))
+        rows, kind = draft_rows(eng, a.image, a.image_tokens or 0, a.n_decode,
+                                repetitions=a.repetitions)
+        print(f"decoding with drafts (errors put in the output's {kind}):\n" + format_rows(rows))
     finally:
         eng.close()
     return 0
