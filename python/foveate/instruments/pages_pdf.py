@@ -37,10 +37,8 @@ def _text_obj(pdf, font, size: float, text: str, x: float, y: float, mode: int, 
     import pypdfium2.raw as raw
 
     obj = raw.FPDFPageObj_CreateTextObj(pdf.raw, font, size)
-    wide = ctypes.create_unicode_buffer(text)   # NUL-terminated; PDFium wants UTF-16
-    utf16 = (text + "\0").encode("utf-16-le")
+    utf16 = (text + "\0").encode("utf-16-le")   # PDFium takes NUL-terminated UTF-16
     raw.FPDFText_SetText(obj, ctypes.cast(ctypes.c_char_p(utf16), ctypes.POINTER(raw.FPDF_WCHAR)))
-    del wide
     raw.FPDFTextObj_SetTextRenderMode(obj, mode)
     raw.FPDFPageObj_Transform(obj, sx, 0, 0, 1, x, y)
     return obj
@@ -86,10 +84,7 @@ def pages_pdf(pages: list[Page], path: str | Path, layer: str = "invisible") -> 
         page.gen_content()
         bitmap.close()
         page.close()
-    path = Path(path)
-    pdf.save(path)
-    pdf.close()
-    return path
+    return _save(pdf, path)
 
 
 def born_digital_pdf(texts: list[str], path: str | Path, size_pt: float = 11.0) -> Path:
@@ -109,6 +104,10 @@ def born_digital_pdf(texts: list[str], path: str | Path, size_pt: float = 11.0) 
                 raw.FPDFPage_InsertObject(page.raw, t)
         page.gen_content()
         page.close()
+    return _save(pdf, path)
+
+
+def _save(pdf, path) -> Path:
     path = Path(path)
     pdf.save(path)
     pdf.close()
