@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .gguf_specs import gguf_size, write_gguf
+from .gguf_specs import add_llm_head, gguf_size, write_gguf
 
 # Real numbers (deepseek-ai/DeepSeek-OCR config.json: language_config and vision_config,
 # checked against llama.cpp's loader: src/models/deepseek2ocr.cpp, tools/mtmd/clip.cpp).
@@ -239,14 +239,7 @@ def _text_kv(w, n_layer: int) -> None:
     import gguf
 
     tokens, types = char_vocab()
-    w.add_type("model")
-    w.add_name(NAME)
-    w.add_block_count(n_layer)
-    w.add_context_length(S["n_ctx_train"])
-    w.add_embedding_length(S["n_embd"])
-    w.add_feed_forward_length(S["n_ff"])
-    w.add_head_count(S["n_head"])
-    w.add_head_count_kv(S["n_head_kv"])
+    add_llm_head(w, NAME, n_layer, S)
     w.add_layer_norm_rms_eps(S["rms_eps"])
     w.add_expert_used_count(S["n_expert_used"])
     w.add_expert_group_count(1)

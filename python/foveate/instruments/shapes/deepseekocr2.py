@@ -29,8 +29,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import deepseek_ocr_shape as v1
-from .gguf_specs import (F16, F32, Spec, add_char_tokenizer, char_vocab, write_pair_files,
-                         pair_sizes)
+from .gguf_specs import (F16, F32, Spec, add_char_tokenizer, add_llm_head, char_vocab,
+                         write_pair_files, pair_sizes)
 
 # The real numbers. Sources: deepseek-ai/DeepSeek-OCR-2 config.json (language_config,
 # vision_config.width, projector_config; as quoted in public ports, e.g. openvino.genai's
@@ -155,14 +155,7 @@ def _text_kv(s: dict, n_layer: int, tokens: list[str], types: list[int]):
     import gguf
 
     def kv(w):
-        w.add_type("model")
-        w.add_name(NAME)
-        w.add_block_count(n_layer)
-        w.add_context_length(s["n_ctx_train"])
-        w.add_embedding_length(s["n_embd"])
-        w.add_feed_forward_length(s["n_ff"])
-        w.add_head_count(s["n_head"])
-        w.add_head_count_kv(s["n_head_kv"])
+        add_llm_head(w, NAME, n_layer, s)
         w.add_rope_freq_base(s["rope_theta"])   # the converter sets rope_theta = 10000 for OCR
         w.add_layer_norm_rms_eps(s["rms_eps"])
         w.add_expert_used_count(s["n_expert_used"])

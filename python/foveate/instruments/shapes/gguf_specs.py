@@ -169,3 +169,17 @@ def write_pair_files(out_dir, shape: str, text: tuple, mmproj: tuple,
 
 def pair_sizes(text: tuple, mmproj: tuple) -> dict:
     return {"text": gguf_size(*text), "mmproj": gguf_size(*mmproj)}
+
+
+def add_llm_head(w, name: str, n_layer: int, s: dict, head_count_kv=None) -> None:
+    """The keys every family's text model opens with, in the converters' order: type, name,
+    depth, trained context, widths and heads (`head_count_kv`: a per-layer list for hybrid
+    models; default s["n_head_kv"])."""
+    w.add_type("model")
+    w.add_name(name)
+    w.add_block_count(n_layer)
+    w.add_context_length(s["n_ctx_train"])
+    w.add_embedding_length(s["n_embd"])
+    w.add_feed_forward_length(s["n_ff"])
+    w.add_head_count(s["n_head"])
+    w.add_head_count_kv(s["n_head_kv"] if head_count_kv is None else head_count_kv)

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .gguf_specs import (CONTROL, F16, F32, UNKNOWN, Spec, add_char_tokenizer, char_vocab,
-                         write_pair_files, pair_sizes)
+from .gguf_specs import (CONTROL, F16, F32, UNKNOWN, Spec, add_char_tokenizer, add_llm_head,
+                         char_vocab, write_pair_files, pair_sizes)
 
 # The real numbers. Sources: tencent/HunyuanOCR config.json as mirrored by public ports
 # (huggingface/candle models/hunyuan_ocr/config.rs defaults, mlx-vlm's hunyuan_vl test
@@ -202,14 +202,7 @@ def _text_kv(s: dict, n_layer: int, tokens: list[str], types: list[int]):
     a = s["arch"]
 
     def kv(w):
-        w.add_type("model")
-        w.add_name(NAME)
-        w.add_block_count(n_layer)
-        w.add_context_length(s["n_ctx_train"])
-        w.add_embedding_length(s["n_embd"])
-        w.add_feed_forward_length(s["n_ff"])
-        w.add_head_count(s["n_head"])
-        w.add_head_count_kv(s["n_head_kv"])
+        add_llm_head(w, NAME, n_layer, s)
         # rope.freq_base: written three times by the converter, the last (HunyuanVL's) wins:
         # the unscaled rope_theta; llama.cpp applies the alpha itself
         w.add_rope_freq_base(s["rope_theta"])

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .gguf_specs import CONTROL, F16, F32, UNKNOWN, Spec, add_char_tokenizer, char_vocab, write_gguf
+from .gguf_specs import (CONTROL, F16, F32, UNKNOWN, Spec, add_char_tokenizer, add_llm_head,
+                         char_vocab, write_gguf)
 
 ARCH = "lfm2"
 SHAPES = {
@@ -69,15 +70,9 @@ def _text_kv(shape: str, S: dict):
         import gguf
 
         tokens, types = vocab_tokens(S)
-        w.add_type("model")
-        w.add_name(NAME.format(shape=shape))
-        w.add_block_count(S["n_layer"])
-        w.add_context_length(S["n_ctx_train"])
-        w.add_embedding_length(S["n_embd"])
-        w.add_feed_forward_length(S["n_ff"])
-        w.add_head_count(S["n_head"])
-        w.add_head_count_kv([S["n_head_kv"] if i in S["attn_layers"] else 0
-                             for i in range(S["n_layer"])])
+        add_llm_head(w, NAME.format(shape=shape), S["n_layer"], S,
+                     head_count_kv=[S["n_head_kv"] if i in S["attn_layers"] else 0
+                                    for i in range(S["n_layer"])])
         w.add_rope_freq_base(S["rope_theta"])
         w.add_vocab_size(len(tokens))
         w.add_shortconv_l_cache(S["l_cache"])

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .gguf_specs import (cut_depths, CONTROL, F16, F32, USER, Spec, add_char_tokenizer, char_vocab,
-                         pick_shape, write_pair_files, pair_sizes)
+from .gguf_specs import (cut_depths, CONTROL, F16, F32, USER, Spec, add_char_tokenizer,
+                         add_llm_head, char_vocab, pick_shape, write_pair_files, pair_sizes)
 
 # The real numbers. Sources: LightOnOCR-2-1B config.json / processor_config.json /
 # chat_template.jinja as uploaded from the HF repo (stored copy: github Moobbot/LightOnOCR-2-1B,
@@ -206,14 +206,7 @@ def _text_kv(shape: str, n_layer: int, vocab: int | None):
 
     def kv(w) -> None:
         a = S["arch"]
-        w.add_type("model")
-        w.add_name(NAME)
-        w.add_block_count(n_layer)
-        w.add_context_length(S["n_ctx_train"])
-        w.add_embedding_length(S["n_embd"])
-        w.add_feed_forward_length(S["n_ff"])
-        w.add_head_count(S["n_head"])
-        w.add_head_count_kv(S["n_head_kv"])
+        add_llm_head(w, NAME, n_layer, S)
         w.add_float32(f"{a}.rope.freq_base", S["rope_theta"])
         w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", S["rms_eps"])
         w.add_uint32(f"{a}.attention.key_length", S["head_dim"])

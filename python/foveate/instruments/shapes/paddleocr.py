@@ -47,8 +47,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .gguf_specs import (cut_depths, CONTROL, F16, F32, UNKNOWN, Spec, add_char_tokenizer, char_vocab,
-                         pick_shape, write_pair_files, pair_sizes)
+from .gguf_specs import (cut_depths, CONTROL, F16, F32, UNKNOWN, Spec, add_char_tokenizer,
+                         add_llm_head, char_vocab, pick_shape, write_pair_files, pair_sizes)
 
 ARCH = "paddleocr"
 PROJECTOR = "paddleocr"
@@ -260,14 +260,7 @@ def _text_kv(shape: str, n_layer: int, vocab: int | None):
         import gguf
 
         tokens, types = vocab_tokens(shape, vocab)
-        w.add_type("model")
-        w.add_name(NAME.format(shape=shape))
-        w.add_block_count(n_layer)
-        w.add_context_length(S["n_ctx_train"])
-        w.add_embedding_length(S["n_embd"])
-        w.add_feed_forward_length(S["n_ff"])
-        w.add_head_count(S["n_head"])
-        w.add_head_count_kv(S["n_head_kv"])
+        add_llm_head(w, NAME.format(shape=shape), n_layer, S)
         w.add_rope_dimension_sections(list(S["mrope_sections"]))
         w.add_rope_freq_base(S["rope_theta"])
         w.add_layer_norm_rms_eps(S["rms_eps"])
