@@ -489,9 +489,9 @@ class Engine:
         matcher = DraftMatcher(tokenize_draft(self, draft.text))
         gen = GuardedOutput(s.repetition_guard)
         ds = generate_drafted(self, n_past, n_cells, max_tokens, stats, gen, matcher, on_token)
-        names = {"text": draft.source if draft.text else "text", "self": "self"}
-        used = [names[src] for src in ("text", "self") if src in ds.source.split("+")]
-        stats.draft_source = "+".join(dict.fromkeys(used)) or "none"
+        # the matcher's channels by name: its "text" is where this draft came from
+        used = [src for src in ("text", "self") if src in ds.source.split("+")]
+        stats.draft_source = "+".join(draft.source if u == "text" else u for u in used) or "none"
         stats.draft_ms = draft.seconds * 1e3
         stats.draft_tokens = ds.drafted
         stats.draft_accepted, stats.draft_steps = ds.accepted, ds.steps

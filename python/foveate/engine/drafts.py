@@ -137,6 +137,18 @@ def tokenize_draft(eng, text: str) -> list[int]:
     return list(buf[:max(0, got)])
 
 
+def fill_rows(batch, tokens, n_past: int) -> None:
+    """`tokens` as sequence 0's next rows from position n_past, logits on every row (a
+    verification step)."""
+    batch.n_tokens = len(tokens)
+    for i, t in enumerate(tokens):
+        batch.token[i] = int(t)
+        batch.pos[i] = n_past + i
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = 0
+        batch.logits[i] = True
+
+
 def generate_drafted(eng, n_past: int, n_cells: int, max_tokens: int, stats, gen, matcher,
                      on_token=None) -> DraftStats:
     """Greedy decoding from n_past (the prefill's logits in place) with proposals verified
@@ -182,13 +194,7 @@ def generate_drafted(eng, n_past: int, n_cells: int, max_tokens: int, stats, gen
             room = min(eng.n_ctx - n_cells - 1, max_tokens - stats.tokens_generated)
             proposal = proposal[:max(0, room)]
             rows = [tok] + proposal
-            batch.n_tokens = len(rows)
-            for i, t in enumerate(rows):
-                batch.token[i] = t
-                batch.pos[i] = n_past + i
-                batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = 0
-                batch.logits[i] = True
+            fill_rows(batch, rows, n_past)
             if llama.llama_decode(eng._ctx, batch) != 0:
                 raise DecodeError(f"llama_decode failed verifying {len(proposal)} drafted tokens "
                                   f"at position {n_past}")

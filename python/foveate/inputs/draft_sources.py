@@ -31,7 +31,7 @@ class DraftText:
 def check_mode(mode: str) -> None:
     """Refuse, before reading anything, what a run with this mode could not do."""
     if mode not in MODES:
-        raise ValueError(f"unknown draft source {mode!r}: {', '.join(MODES)}, or a text file")
+        raise ValueError(f"unknown draft source {mode!r}: {', '.join(MODES)}")
     if mode == "ocr":
         why = missing()
         if why:
@@ -43,8 +43,7 @@ def page_draft(mode: str | None, doc, number: int, image) -> DraftText | None:
     image), whose rendered picture is `image`, by `mode` (MODES). None: no drafting."""
     if mode in (None, "none"):
         return None
-    if mode not in MODES:
-        raise ValueError(f"unknown draft source {mode!r}: {', '.join(MODES)}")
+    check_mode(mode)
     if mode == "self":
         return DraftText("", "self")
     t0 = time.perf_counter()

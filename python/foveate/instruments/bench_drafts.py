@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine.core import Engine, Sampling
+from ..engine.drafts import DraftMatcher, fill_rows, generate_drafted, tokenize_draft
+from ..engine.repetition import GuardedOutput
 from ..engine.result import Stats
 from ..inputs.draft_sources import DraftText
 from ..native import bindings as B
@@ -32,6 +34,7 @@ llama = B.llama
 
 KS = (1, 2, 4, 8, 16, 32)
 CERS = (0.0, 0.01, 0.02, 0.05, 0.10)
+CHARS_PER_TOKEN = 4.0   # English text in a Qwen2-style BPE vocabulary, about (token-level drafts)
 # an unrelated draft: English prose that no page here holds
 UNRELATED = ("It was the best of times, it was the worst of times, it was the age of wisdom, "
              "it was the age of foolishness, it was the epoch of belief, it was the epoch of "
@@ -51,13 +54,7 @@ def verify_costs(eng: Engine, image=None, image_tokens: int = 0, ks=KS,
         for k in ks:
             times = []
             for rep in range(repetitions + 1):   # the first is a warm-up
-                batch.n_tokens = k
-                for i, t in enumerate(rng.integers(100, min(n_vocab, 30000), k)):
-                    batch.token[i] = int(t)
-                    batch.pos[i] = n_past + i
-                    batch.n_seq_id[i] = 1
-                    batch.seq_id[i][0] = 0
-                    batch.logits[i] = True
+                fill_rows(batch, rng.integers(100, min(n_vocab, 30000), k), n_past)
                 t0 = time.perf_counter()
                 if llama.llama_decode(eng._ctx, batch) != 0:
                     raise RuntimeError(f"llama_decode failed for k = {k}")
@@ -94,20 +91,19 @@ class DraftRow:
         return self.tokens / (self.decode_ms / 1e3) if self.decode_ms else 0.0
 
 
-CHARS_PER_TOKEN = 4.0   # English text in a Qwen2-style BPE vocabulary, about (token-level drafts)
-
-
-def _decode(eng: Engine, image, image_tokens: int, n_decode: int, draft=None, plain=False):
-    """(text, tokens, Stats) of greedy decoding after the page: plain=True runs the engine's
-    own loop (a llama.cpp sampler per token, what a read without a draft runs); otherwise the
-    draft loop with `draft` (a DraftText, a token list, or None: no proposals at all)."""
-    from ..engine.drafts import DraftMatcher, generate_drafted, tokenize_draft
-    from ..engine.repetition import GuardedOutput
-
+def _plain(eng: Engine, image, image_tokens: int, n_decode: int) -> tuple[str, Stats]:
+    """Greedy decoding after the page by the engine's own loop (a llama.cpp sampler per
+    token): what a read without a draft runs."""
     n_past, _ = _prefill(eng, image, image_tokens, n_decode)
     st = Stats()
-    if plain:
-        return eng._generate(n_past, n_past, n_decode, Sampling(repetition_guard=None), st), None, st
+    return eng._generate(n_past, n_past, n_decode, Sampling(repetition_guard=None), st), st
+
+
+def _drafted(eng: Engine, image, image_tokens: int, n_decode: int, draft=None):
+    """(text, tokens, Stats) of greedy decoding after the page by the draft loop, with
+    `draft` (a DraftText, a token list, or None: no proposals at all)."""
+    n_past, _ = _prefill(eng, image, image_tokens, n_decode)
+    st = Stats()
 
     class Recording(GuardedOutput):
         def add(self, tok, piece):
@@ -119,9 +115,9 @@ def _decode(eng: Engine, image, image_tokens: int, n_decode: int, draft=None, pl
     if draft is None:
         matcher = DraftMatcher([], self_lookup=False)
     elif isinstance(draft, DraftText):
-        matcher = DraftMatcher(tokenize_draft(eng, draft.text), self_lookup=True)
+        matcher = DraftMatcher(tokenize_draft(eng, draft.text))
     else:
-        matcher = DraftMatcher(list(draft), self_lookup=True)
+        matcher = DraftMatcher(list(draft))
     ds = generate_drafted(eng, n_past, n_past, n_decode, st, gen, matcher)
     st.draft_tokens, st.draft_accepted, st.draft_steps = ds.drafted, ds.accepted, ds.steps
     return gen.out.decode("utf-8", errors="replace"), tokens, st
@@ -141,15 +137,13 @@ def draft_rows(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 2
     the drafts were made ("text": characters replaced in the output's text; "tokens": the
     output's text does not tokenize back to its tokens, as a random-weight model's does not,
     so tokens are replaced instead)."""
-    from ..engine.drafts import tokenize_draft
-
-    _decode(eng, image, image_tokens, n_decode, plain=True)   # warm-up
+    _plain(eng, image, image_tokens, n_decode)   # warm-up
     t_plain = []
     for _ in range(repetitions):
-        text, _, st = _decode(eng, image, image_tokens, n_decode, plain=True)
+        text, st = _plain(eng, image, image_tokens, n_decode)
         t_plain.append(st.decode_ms)
     rows = [DraftRow("none (the engine's loop)", st.tokens_generated, statistics.median(t_plain))]
-    ref, tokens, st = _decode(eng, image, image_tokens, n_decode)
+    ref, tokens, st = _drafted(eng, image, image_tokens, n_decode)
     rows.append(DraftRow("none (the draft loop, no proposals)", st.tokens_generated, st.decode_ms,
                          same_text=ref == text))
     kind = "text" if tokenize_draft(eng, ref) == tokens else "tokens"
@@ -164,7 +158,7 @@ def draft_rows(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 2
     for name, d in drafts:
         runs = []
         for _ in range(repetitions):
-            got, _, st = _decode(eng, image, image_tokens, n_decode, d)
+            got, _, st = _drafted(eng, image, image_tokens, n_decode, d)
             runs.append((st.decode_ms, got, st))
         ms, got, st = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
         rows.append(DraftRow(name, st.tokens_generated, ms, st.draft_tokens, st.draft_accepted,
