@@ -149,7 +149,8 @@ def test_read_document_refuses_an_unknown_source():
 
 def test_the_server_takes_drafts(pdfs):
     """/v1/ocr: `draft` (a source) or `draft_text`; chat completions: the `draft` extension.
-    Bad values are 400s naming the field; a batching server (-np > 1) refuses chat drafts."""
+    Bad values are 400s naming the field; a batching server (-np 2) verifies chat drafts in
+    its batches, with the same text."""
     import httpx
 
     from foveate import Reader
@@ -191,12 +192,19 @@ def test_the_server_takes_drafts(pdfs):
         assert bad.status_code == 400 and "draft" in bad.text
     finally:
         srv.close()
-    srv = _Server(Reader(MODEL, MMPROJ, threads=2, parallel=2, n_ctx=8192), api_key=KEY,
-                  parallel=2)
+    # a batching server (-np 2): the draft rides in the page's sequence (engine/batch.py)
+    srv = _Server(Reader(MODEL, MMPROJ, threads=2, parallel=2, n_ctx=8192, flash_attn=False),
+                  api_key=KEY, parallel=2)
     try:
-        body = {"messages": _messages(_uri(io_png(pages[0].image))), "draft": "x"}
-        bad = httpx.post(srv.url + "/v1/chat/completions", json=body, headers=h, timeout=60)
-        assert bad.status_code == 400 and "batches" in bad.json()["error"]["message"]
+        cl = srv.client()
+        want = cl.chat.completions.create(model="foveate-reader", max_tokens=400,
+                                          messages=_messages(_uri(img)))
+        got = cl.chat.completions.create(model="foveate-reader", max_tokens=400,
+                                         messages=_messages(_uri(img)),
+                                         extra_body={"draft": pages[0].text})
+        assert got.choices[0].message.content == want.choices[0].message.content
+        st = got.model_extra["foveate"]
+        assert st["draft_source"] == "text" and st["draft_accepted"] > 100, st
     finally:
         srv.close()
 

@@ -366,8 +366,10 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
     fi.row_focal.assign(n_rows, 0);
     fi.row_sample.assign(n_rows, 0);
     std::vector<int32_t> text;
+    std::map<llama_seq_id, int64_t> row_in_seq;   // a sequence's rows are its next steps, in order
     for (int64_t r = 0; r < n_rows; ++r) {
         const llama_seq_id seq = ubatch->seq_id[r][0];
+        const int64_t step_in_ubatch = row_in_seq[seq]++;
         std::vector<int32_t> & im = fi.row_img[r];
         text.clear();
         scan_cells(mctx, seq, fi.n_kv, im, &text, &fi.row_rank[r]);
@@ -384,7 +386,9 @@ void llama_fixation_set_input(llama_fixation_input & fi, const llama_kv_cache_co
         const bool have_prev = hist != st->history.end() && hist->second.images == im;
         // refresh interval R: without a previous selection, or every R-th step, score afresh;
         // otherwise the focal layers attend to the previous selection and pass it on
-        const bool refresh = !fi.refresh_mode || !have_prev || hist->second.steps % st->cfg.refresh == 0;
+        // (counted per row: a sequence's k rows in one ubatch are its next k steps)
+        const bool refresh = !fi.refresh_mode || !have_prev ||
+                             (hist->second.steps + step_in_ubatch) % st->cfg.refresh == 0;
         const std::vector<int32_t> & focal_list = refresh ? im : hist->second.cells;
         fi.row_focal[r] = (int64_t) focal_list.size();
         if (img) {
@@ -535,6 +539,7 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
         for (uint32_t i = 0; i < ubatch.n_tokens; ++i) {
             for (int32_t j = 0; j < ubatch.n_seq_id[i]; ++j) {
                 st->history.erase(ubatch.seq_id[i][j]);
+                st->rows.erase(ubatch.seq_id[i][j]);
             }
         }
         return;
@@ -547,10 +552,16 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
         ggml_backend_synchronize(be);
     }
     std::vector<int32_t> sel(ggml_nelements(fi->sel_out));
-    for (int32_t seq : std::set<int32_t>(fi->row_seq.begin(), fi->row_seq.end())) {
-        st->history[seq].steps += 1;  // once per ubatch, whatever its rows per sequence
-    }
     ggml_backend_tensor_get(fi->sel_out, sel.data(), 0, sel.size()*sizeof(int32_t));
+    // each sequence's rows, in order: its next steps (one, or a drafted continuation)
+    std::map<int32_t, llama_fixation_rows> rows;
+    for (int32_t seq : std::set<int32_t>(fi->row_seq.begin(), fi->row_seq.end())) {
+        llama_fixation_rows & sr = rows[seq];
+        auto h = st->history.find(seq);
+        if (h != st->history.end()) {
+            sr.before = h->second;
+        }
+    }
     for (size_t r = 0; r < fi->row_seq.size(); ++r) {
         const int32_t seq = fi->row_seq[r];
         const std::vector<int32_t> & im = fi->row_img[r];
@@ -585,10 +596,25 @@ void llama_fixation_after_compute(void * state, ggml_backend_sched * sched, cons
         st->sum_k += (double) cells.size();
         st->sum_img += (double) im.size();
         st->n_rows += 1;
+        llama_fixation_rows & sr = rows[seq];
+        // row i > 0 started from the selection before the ubatch (warm start, kept focal
+        // list), where a one-token step would start from row i-1's: the same inputs, so the
+        // same result, only while every earlier row chose exactly that selection again
+        const bool had_prev = !sr.before.cells.empty() && sr.before.images == im;
+        if (sr.cells.empty() || (had_prev && (int32_t) sr.cells.size() == sr.n_exact &&
+                                 sr.cells.back() == sr.before.cells)) {
+            sr.n_exact += 1;
+        }
+        sr.cells.push_back(cells);
+        sr.ords.push_back(std::move(ords));
         llama_fixation_history & h = st->history[seq];
-        h.cells = std::move(cells);
+        h.cells = std::move(cells);   // as if every row is kept (llama_fixation_keep_row)
         h.images = im;
-        st->ordinal[seq] = std::move(ords);
+        h.steps = sr.before.steps + (int64_t) sr.cells.size();
+        st->ordinal[seq] = sr.ords.back();
+    }
+    for (auto & it : rows) {
+        st->rows[it.first] = std::move(it.second);
     }
 }
 
@@ -597,9 +623,11 @@ void llama_fixation_forget(void * state, int32_t seq) {
     if (seq < 0) {
         st->history.clear();
         st->ordinal.clear();
+        st->rows.clear();
     } else {
         st->history.erase(seq);
         st->ordinal.erase(seq);
+        st->rows.erase(seq);
     }
 }
 
@@ -668,6 +696,7 @@ extern "C" int32_t llama_fixation_set(struct llama_context * ctx, float ratio, i
     // every call starts each sequence afresh (no warm start from an earlier page)
     st->history.clear();
     st->ordinal.clear();
+    st->rows.clear();
     return 0;
 }
 
@@ -786,6 +815,32 @@ extern "C" int32_t llama_fixation_get_last(struct llama_context * ctx, llama_seq
         std::copy(it->second.begin(), it->second.begin() + std::min(n, std::max(0, n_out)), out);
     }
     return n;
+}
+
+extern "C" int32_t llama_fixation_rows_exact(struct llama_context * ctx, llama_seq_id seq_id) {
+    llama_fixation_state * st = ctx ? get_state(ctx, false) : nullptr;
+    if (!st) {
+        return 0;
+    }
+    auto it = st->rows.find(seq_id);
+    return it == st->rows.end() ? 0 : it->second.n_exact;
+}
+
+extern "C" int32_t llama_fixation_keep_row(struct llama_context * ctx, llama_seq_id seq_id, int32_t row) {
+    llama_fixation_state * st = ctx ? get_state(ctx, false) : nullptr;
+    if (!st) {
+        return -1;
+    }
+    auto it = st->rows.find(seq_id);
+    if (it == st->rows.end() || row < 0 || row >= (int32_t) it->second.cells.size()) {
+        return -1;
+    }
+    llama_fixation_rows & sr = it->second;
+    llama_fixation_history & h = st->history[seq_id];
+    h.cells = sr.cells[row];
+    h.steps = sr.before.steps + row + 1;
+    st->ordinal[seq_id] = sr.ords[row];
+    return 0;
 }
 
 extern "C" int32_t llama_fixation_get_stats(struct llama_context * ctx, double * mean_selected,

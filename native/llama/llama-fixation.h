@@ -51,6 +51,15 @@ struct llama_fixation_history {
     int64_t steps = 0;            // fixation steps since the history began
 };
 
+// a sequence's rows in the last fixation ubatch (several when drafts are verified): each
+// row's own selection, and how many leading rows ran exactly as one-token steps would have
+struct llama_fixation_rows {
+    std::vector<std::vector<int32_t>> cells;  // per row: its selection (sorted cells)
+    std::vector<std::vector<int32_t>> ords;   // per row: the same as reading-order ordinals
+    llama_fixation_history before;            // the history the ubatch started from
+    int32_t n_exact = 0;                      // leading rows computed as one-token steps would
+};
+
 // one per llama_context (owned through llama_context::fixation_owner)
 struct llama_fixation_state {
     llama_fixation_config cfg;
@@ -58,6 +67,7 @@ struct llama_fixation_state {
     std::map<int32_t, llama_fixation_history> history;  // seq -> its last step (forgotten by a dense ubatch)
     std::map<int32_t, std::vector<int32_t>> ordinal;    // seq -> last selection, as image-token ordinals
                                                         // (reading order: by position, then (y, x))
+    std::map<int32_t, llama_fixation_rows> rows;        // seq -> its rows in the last sparse ubatch
     std::vector<int32_t> focal_used;                  // focal layers of the last graph
     double   sum_k  = 0.0;                            // stats: image cells selected (layers above focal)
     double   sum_attended = 0.0;                      //        image cells attended, mean over all layers

@@ -51,6 +51,16 @@ LLAMA_API void    llama_fixation_set_markers(struct llama_context * ctx, llama_s
 // decode step; returns their number (copies at most n_out)
 LLAMA_API int32_t llama_fixation_get_last(struct llama_context * ctx, llama_seq_id seq_id,
                                           int32_t * out, int32_t n_out);
+// drafts: a sequence's k rows in one ubatch are its next k steps, but rows after the first
+// start from the selection made before the ubatch, where one-token steps would start from the
+// row before's. The number of leading rows of seq_id's last ubatch that ran exactly as
+// one-token steps would have (at least 1; every earlier row chose that same selection again);
+// 0 when that ubatch ran dense (stock attention: every row as one-token steps)
+LLAMA_API int32_t llama_fixation_rows_exact(struct llama_context * ctx, llama_seq_id seq_id);
+// the sequence goes on from row `row` of its last ubatch (the rows after it were rejected and
+// their cells removed): its selection warm-starts the next step, the refresh count follows it
+LLAMA_API int32_t llama_fixation_keep_row(struct llama_context * ctx, llama_seq_id seq_id,
+                                          int32_t row);
 // means over the decode rows since the last reset: image cells attended by sparse layers, image
 // cells of the sequence; returns the number of focal layers (copied to focal_out)
 LLAMA_API int32_t llama_fixation_get_stats(struct llama_context * ctx, double * mean_selected,

@@ -1,8 +1,9 @@
 """Several pages in one context: continuous batching for `Reader.read_many`.
 
 Each page is a sequence of its own (seq id = its slot), with its own sampler, positions,
-fixation selection and merge. Every step decodes one token of every page in flight in one
-llama_decode. Policy for newcomers: when a slot frees up, the next page is encoded and
+fixation selection, merge and draft. Every step decodes one token of every page in flight in
+one llama_decode, plus the tokens each drafting page's draft proposes to follow it (verified
+as for one page: engine/drafts.py). Policy for newcomers: when a slot frees up, the next page is encoded and
 prefilled before the next step, at most one newcomer per step, so the pages in flight wait
 for at most one page's prefill between two of their tokens (chunking the prefill would
 shorten that wait further; with one page's prefill at tens of milliseconds on the bundled
@@ -19,7 +20,11 @@ from dataclasses import dataclass
 
 from ..errors import ContextError, DecodeError, FoveateError
 from ..inputs.images import load_page
+import numpy as np
+
 from ..native import bindings as B
+from .drafts import (K_MAX, DraftMatcher, DraftStats, as_draft, record_drafts, tokenize_draft,
+                     verdict)
 from .notes import cutoff_warnings, page_warnings
 from .repetition import GuardedOutput
 
@@ -35,6 +40,7 @@ class PageJob:
     max_tokens: int | None = None
     sampling: object = None
     on_token: object = None
+    draft: object = None    # the page's draft (str or inputs.draft_sources.DraftText; engine/drafts.py)
 
 
 class _IterFeed:
@@ -63,6 +69,13 @@ class _Slot:
     done: bool = False
     on_token: object = None
     utf8: object = None
+    tokens: list = None     # the page's tokens so far (drafts look their continuation up)
+    draft: object = None    # inputs.draft_sources.DraftText, verified by `matcher`
+    matcher: object = None  # engine/drafts.DraftMatcher (None: plain steps)
+    drafts: object = None   # engine/drafts.DraftStats
+    proposal: list = None   # this step's proposed tokens (rows after s.token)
+    row: int = 0            # this step's first row in the batch
+    note: str = ""          # why the page's draft was not used
 
 
 def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
@@ -83,7 +96,11 @@ def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
     exhausted = False
     slots: dict[int, _Slot] = {}
     B.fixation.llama_fixation_reset_stats(eng._ctx)
-    batch = llama.llama_batch_init(parallel, 0, 1)
+    # a drafting page feeds up to K_MAX + 1 rows a step; all rows of a step are one ubatch
+    # (fixation's rows of a sequence are read back per ubatch)
+    row_cap = min(eng.n_batch, 512)
+    batch = llama.llama_batch_init(min(row_cap, parallel * (K_MAX + 1)), 0, 1)
+    max_rows = eng.fixation_max_tokens if eng.fixation else K_MAX + 1
     llama.llama_memory_clear(llama.llama_get_memory(eng._ctx), True)
 
     def start(seq: int, index: int, image):
@@ -109,7 +126,12 @@ def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
         smp = job.sampling or sampling
         s = _Slot(index, page, stats, eng._sampler(smp), n_past, stats.prompt_tokens, limit, t0,
                   out=GuardedOutput(smp.repetition_guard), on_token=job.on_token,
-                  utf8=codecs.getincrementaldecoder("utf-8")(errors="replace"))
+                  utf8=codecs.getincrementaldecoder("utf-8")(errors="replace"), tokens=[])
+        if job.draft is not None:
+            s.draft = as_draft(job.draft)
+            s.note = eng._draft_refused(smp, False) or ""
+            if not s.note:
+                s.matcher, s.drafts = DraftMatcher(tokenize_draft(eng, s.draft.text)), DraftStats()
         s.stats.stop_reason = "max_tokens"
         _sample(eng, s, -1)   # the first token comes from the prefill's last row
         return s
@@ -141,24 +163,39 @@ def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
             live = sorted(q for q, s in slots.items() if not s.done)
             if not live:
                 continue
-            batch.n_tokens = len(live)
-            for row, q in enumerate(live):
+            # each page's next token, then what its draft proposes to follow it
+            spare = row_cap - len(live)
+            n = 0
+            for q in live:
                 s = slots[q]
-                batch.token[row] = s.token
-                batch.pos[row] = s.n_past
-                batch.n_seq_id[row] = 1
-                batch.seq_id[row][0] = q
-                batch.logits[row] = True
+                s.proposal = []
+                if s.matcher is not None and spare > 0:
+                    room = min(s.max_tokens - s.stats.tokens_generated, max_rows - 1, spare)
+                    s.proposal = s.matcher.propose(s.tokens)[0][:max(0, room)]
+                    spare -= len(s.proposal)
+                s.row = n
+                for i, tok in enumerate([s.token] + s.proposal):
+                    batch.token[n] = tok
+                    batch.pos[n] = s.n_past + i
+                    batch.n_seq_id[n] = 1
+                    batch.seq_id[n][0] = q
+                    batch.logits[n] = True
+                    n += 1
+            batch.n_tokens = n
             t = time.perf_counter()
             if llama.llama_decode(eng._ctx, batch) != 0:
-                raise DecodeError(f"batched llama_decode failed ({len(live)} pages in flight)")
+                raise DecodeError(f"batched llama_decode failed ({len(live)} pages in flight, "
+                                  f"{n} rows)")
             dt = time.perf_counter() - t
-            for row, q in enumerate(live):
+            for q in live:
                 s = slots[q]
                 s.t_decode += dt
-                s.n_past += 1
-                s.n_cells += 1
-                _sample(eng, s, row)
+                if s.matcher is None:
+                    s.n_past += 1
+                    s.n_cells += 1
+                    _sample(eng, s, s.row)
+                else:
+                    _verify(eng, s, q)
     finally:
         for s in slots.values():
             llama.llama_sampler_free(s.sampler)
@@ -166,23 +203,49 @@ def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
 
 
 def _sample(eng, s: _Slot, row: int) -> None:
-    tok = llama.llama_sampler_sample(s.sampler, eng._ctx, row)
+    if s.matcher is not None:   # greedy, as the draft's verification picks
+        _take(eng, s, int(np.argmax(eng.logits(row))))
+    else:
+        _take(eng, s, llama.llama_sampler_sample(s.sampler, eng._ctx, row))
+
+
+def _verify(eng, s: _Slot, seq: int) -> None:
+    """A drafting page after its rows ran (engine/drafts.py: the same rule as one page)."""
+    rows = [s.token] + s.proposal
+    picks = [int(np.argmax(eng.logits(s.row + i))) for i in range(len(rows))]
+    agreed, accepted = verdict(eng, s.proposal, picks, seq)
+    s.drafts.count(s.matcher, s.proposal, agreed, accepted, s.matcher.last_source)
+    if accepted < len(s.proposal):   # the rejected rows' cells go
+        llama.llama_memory_seq_rm(llama.llama_get_memory(eng._ctx), seq,
+                                  s.n_past + 1 + accepted, -1)
+    s.n_past += 1 + accepted
+    s.n_cells += 1 + accepted
+    for tok in s.proposal[:accepted]:
+        if not _take(eng, s, tok):
+            return
+    _take(eng, s, picks[accepted])
+
+
+def _take(eng, s: _Slot, tok: int) -> bool:
+    """One token of the page; False when it ended the page."""
     if eng.is_stop(tok):
         s.stats.stop_reason, s.done = "eos", True
-        return
+        return False
     piece = eng._piece(tok)
     looping = s.out.add(tok, piece)
     s.stats.tokens_generated += 1
+    s.tokens.append(tok)
     if s.on_token is not None and s.on_token(s.utf8.decode(piece)):
         s.stats.stop_reason, s.done = "cancelled", True
-        return
+        return False
     if looping:
         s.stats.stop_reason, s.done = "repetition", True
-        return
+        return False
     if s.stats.tokens_generated >= s.max_tokens:
         s.done = True          # stop_reason stays "max_tokens"
-        return
+        return False
     s.token = tok
+    return True
 
 
 def _finish(eng, s: _Slot, Result):
@@ -192,8 +255,14 @@ def _finish(eng, s: _Slot, Result):
     st.decode_ms = s.t_decode * 1e3
     st.tokens_per_s = st.tokens_generated / s.t_decode if s.t_decode > 0 else 0.0
     eng._fixation_stats(st)   # means over every page decoded so far in this batch
+    if s.drafts is not None:
+        record_drafts(st, s.drafts, s.draft)
     text = s.out.out.decode("utf-8", errors="replace")
     notes = page_warnings(eng.model_name, s.page.width, s.page.height, text)
+    if s.note:
+        notes.append(f"the draft was not used: {s.note}")
+    if getattr(s.draft, "note", ""):
+        notes.append(s.draft.note)
     notes += cutoff_warnings(st, s.max_tokens, eng.n_ctx)
     return Result(text=text, stats=st, image=s.page.name, warnings=notes,
                   image_size=(s.page.width, s.page.height), wall_s=time.perf_counter() - s.t0)

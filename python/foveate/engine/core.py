@@ -169,6 +169,7 @@ class Engine:
         tokens (spread over the page) also attend, each standing for its share of the hidden
         ones (compensation; 0 = off)."""
         check_method(self.family, bool(ratio), False)
+        self.fixation_max_tokens = max_tokens   # rows per sequence a sparse ubatch takes
         self.fixation = C.apply_fixation(self._ctx, self._model, self.model_path, ratio, k_min,
                                          focal_layers, max_tokens, dilation, refresh, sample)
 
@@ -283,8 +284,8 @@ class Engine:
         draft: the page's text as someone else read it (a str, or inputs.draft_sources.DraftText
         naming its source; "" = only the output's own n-grams):
         greedy decoding verifies many drafted tokens per step and keeps exactly the tokens it
-        would pick alone (engine/drafts.py). Needs greedy sampling without a repeat penalty,
-        fixation off and no trace; otherwise the page is read without it (a note says why)."""
+        would pick alone (engine/drafts.py), with fixation too. Needs greedy sampling without a
+        repeat penalty and no trace; otherwise the page is read without it (a note says why)."""
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
         if trace and not self.fixation:
@@ -473,28 +474,22 @@ class Engine:
         """Why a draft cannot be verified on this read (None: it can)."""
         if s.temperature > 0 or s.repeat_penalty != 1.0:
             return "drafts verify greedy decoding (temperature 0, no repeat penalty)"
-        if self.fixation:
-            return "drafts and fixation do not run together yet"
         if trace:
             return "a trace draws fixation's steps, which drafts do not run with yet"
         return None
 
     def _generate_drafted(self, n_past: int, n_cells: int, max_tokens: int, s: Sampling,
                           stats: Stats, draft, on_token=None) -> str:
-        from ..inputs.draft_sources import DraftText
-        from .drafts import DraftMatcher, generate_drafted, tokenize_draft
+        from .drafts import DraftMatcher, as_draft, generate_drafted, record_drafts, tokenize_draft
 
-        if isinstance(draft, str):
-            draft = DraftText(draft, "text" if draft else "self")
+        draft = as_draft(draft)
         matcher = DraftMatcher(tokenize_draft(self, draft.text))
         gen = GuardedOutput(s.repetition_guard)
-        ds = generate_drafted(self, n_past, n_cells, max_tokens, stats, gen, matcher, on_token)
-        # the matcher's channels by name: its "text" is where this draft came from
-        used = [src for src in ("text", "self") if src in ds.source.split("+")]
-        stats.draft_source = "+".join(draft.source if u == "text" else u for u in used) or "none"
-        stats.draft_ms = draft.seconds * 1e3
-        stats.draft_tokens = ds.drafted
-        stats.draft_accepted, stats.draft_steps = ds.accepted, ds.steps
+        # with fixation, a step's rows must stay within a sparse ubatch's rows per sequence
+        max_rows = self.fixation_max_tokens if self.fixation else None
+        ds = generate_drafted(self, n_past, n_cells, max_tokens, stats, gen, matcher, on_token,
+                              max_rows=max_rows)
+        record_drafts(stats, ds, draft)
         return gen.out.decode("utf-8", errors="replace")
 
     # --- lifetime ----------------------------------------------------------------------------

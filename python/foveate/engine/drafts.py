@@ -43,6 +43,22 @@ class DraftStats:
     drafted: int = 0          # tokens proposed
     accepted: int = 0         # of those, accepted
     steps: int = 0            # verification ubatches (with a proposal)
+    unsettled: int = 0        # proposed tokens the model agreed with but that were dropped:
+                              # fixation's selection moved in an earlier row (see below)
+
+    def count(self, matcher, proposal: list, agreed: int, accepted: int, source: str) -> None:
+        """A verification step's outcome, told to the matcher too (k adapts to it)."""
+        self.unsettled += agreed - accepted
+        if not proposal:
+            return
+        self.steps += 1
+        self.drafted += len(proposal)
+        self.accepted += accepted
+        if source and not self.source:
+            self.source = source
+        elif source and source not in self.source.split("+"):
+            self.source += "+" + source
+        matcher.advance(accepted, len(proposal), source)
 
 
 class DraftMatcher:
@@ -52,6 +68,7 @@ class DraftMatcher:
         self.synced = True         # the output follows the draft at the cursor
         self.self_lookup = self_lookup
         self.k = K_START
+        self.last_source = ""      # where the last proposal came from
         self.rest, self.rest_len = 0, 0   # steps left without proposals, and the next rest
         # the output's own n-grams -> the index just after their latest occurrence, kept up
         # to date as tokens come (a scan of the output each step cost more than a step of a
@@ -68,6 +85,11 @@ class DraftMatcher:
     def propose(self, out: list[int]) -> tuple[list[int], str]:
         """Up to k tokens to follow `out` (the tokens so far, the last one decided, not yet
         decoded), and where they came from ("text", "self", or "" for none)."""
+        got = self._propose(out)
+        self.last_source = got[1]
+        return got
+
+    def _propose(self, out: list[int]) -> tuple[list[int], str]:
         k, d = self.k, self.draft
         if self.rest > 0:   # proposals kept failing: plain steps for a while
             self.rest -= 1
@@ -149,12 +171,62 @@ def fill_rows(batch, tokens, n_past: int) -> None:
         batch.logits[i] = True
 
 
+def exact_rows(eng, n_rows: int, seq: int = 0) -> int:
+    """How many leading rows of the last verification ubatch computed what one-token steps
+    would have. Without fixation, all. With fixation, a row after the first starts from the
+    selection made before the step (its warm start, and the kept focal list between refreshes)
+    where a one-token step would start from the row before's: it counts only while every
+    earlier row chose that same selection again (native/llama: llama_fixation_rows_exact)."""
+    if not eng.fixation:
+        return n_rows
+    n = B.fixation.llama_fixation_rows_exact(eng._ctx, seq)
+    return n_rows if n <= 0 else min(n, n_rows)   # 0: the ubatch ran dense, as one-token steps do
+
+
+def verdict(eng, proposal: list, picks: list, seq: int = 0) -> tuple[int, int]:
+    """(agreed, accepted) after a verification step: the proposed tokens equal to the model's
+    picks, and of those the ones taken (from exact rows only: row `accepted` gives the next
+    token). With fixation the sequence then goes on from row `accepted`."""
+    agreed = 0
+    while agreed < len(proposal) and picks[agreed] == proposal[agreed]:
+        agreed += 1
+    accepted = min(agreed, exact_rows(eng, len(proposal) + 1, seq) - 1)
+    if eng.fixation:
+        B.fixation.llama_fixation_keep_row(eng._ctx, seq, accepted)
+    return agreed, accepted
+
+
+def as_draft(draft):
+    """A caller's draft as inputs.draft_sources.DraftText ("" = the output's own repeats)."""
+    from ..inputs.draft_sources import DraftText
+
+    return DraftText(draft, "text" if draft else "self") if isinstance(draft, str) else draft
+
+
+def record_drafts(stats, ds: DraftStats, draft) -> None:
+    """What the drafts did, into the page's Stats; the matcher's "text" channel named by
+    where the draft came from."""
+    used = [src for src in ("text", "self") if src in ds.source.split("+")]
+    stats.draft_source = "+".join(draft.source if u == "text" else u for u in used) or "none"
+    stats.draft_ms = draft.seconds * 1e3
+    stats.draft_tokens = ds.drafted
+    stats.draft_accepted, stats.draft_steps = ds.accepted, ds.steps
+    stats.draft_unsettled = ds.unsettled
+
+
 def generate_drafted(eng, n_past: int, n_cells: int, max_tokens: int, stats, gen, matcher,
-                     on_token=None) -> DraftStats:
+                     on_token=None, max_rows: int | None = None) -> DraftStats:
     """Greedy decoding from n_past (the prefill's logits in place) with proposals verified
     as above. gen: repetition.GuardedOutput; stats: the page's Stats (stop_reason, tokens,
-    timings). Returns what the drafts did."""
+    timings); max_rows: the most rows a step may take (fixation's sparse rows per sequence).
+    Returns what the drafts did.
+
+    With fixation each row gets its own selection; a proposed token is taken only from rows
+    that ran as one-token steps would (exact_rows), and the sequence's fixation state goes on
+    from the last row kept (the next warm start is its selection, the refresh count follows
+    the tokens kept, not the rows computed)."""
     ds = DraftStats()
+    max_rows = K_MAX + 1 if max_rows is None else max(1, min(K_MAX + 1, max_rows))
     batch = llama.llama_batch_init(K_MAX + 1, 0, 1)
     mem = llama.llama_get_memory(eng._ctx)
     stream = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -192,7 +264,7 @@ def generate_drafted(eng, n_past: int, n_cells: int, max_tokens: int, stats, gen
             proposal, source = matcher.propose(out)
             # room: the context's cells and the tokens the page may still take
             room = min(eng.n_ctx - n_cells - 1, max_tokens - stats.tokens_generated)
-            proposal = proposal[:max(0, room)]
+            proposal = proposal[:max(0, min(room, max_rows - 1))]
             rows = [tok] + proposal
             fill_rows(batch, rows, n_past)
             if llama.llama_decode(eng._ctx, batch) != 0:
@@ -200,18 +272,8 @@ def generate_drafted(eng, n_past: int, n_cells: int, max_tokens: int, stats, gen
                                   f"at position {n_past}")
             # the model's token after each row; the proposal stands while it agrees
             picks = [int(np.argmax(eng.logits(i))) for i in range(len(rows))]
-            accepted = 0
-            while accepted < len(proposal) and picks[accepted] == proposal[accepted]:
-                accepted += 1
-            if proposal:
-                ds.steps += 1
-                ds.drafted += len(proposal)
-                ds.accepted += accepted
-                if source and not ds.source:
-                    ds.source = source
-                elif source and source not in ds.source.split("+"):
-                    ds.source += "+" + source
-                matcher.advance(accepted, len(proposal), source)
+            agreed, accepted = verdict(eng, proposal, picks)
+            ds.count(matcher, proposal, agreed, accepted, source)
             if accepted < len(proposal):   # the rejected rows' cells go
                 llama.llama_memory_seq_rm(mem, 0, n_past + 1 + accepted, -1)
             n_past += 1 + accepted

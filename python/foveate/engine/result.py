@@ -33,6 +33,8 @@ class Stats:
     draft_tokens: int = 0           # tokens proposed ...
     draft_accepted: int = 0         # ... and accepted by the model
     draft_steps: int = 0            # verification steps that carried a proposal
+    draft_unsettled: int = 0        # agreed with but dropped: fixation's selection moved
+                                    # in an earlier row of the step (engine/drafts.py)
 
     @property
     def image_tokens_kept(self) -> int:

@@ -145,6 +145,10 @@ def _bind_fixation():
     lib.llama_fixation_set.restype = i32
     lib.llama_fixation_get_last.argtypes = [p, i32, ctypes.POINTER(i32), i32]
     lib.llama_fixation_get_last.restype = i32
+    lib.llama_fixation_rows_exact.argtypes = [p, i32]   # drafts: rows verified as one-token steps
+    lib.llama_fixation_rows_exact.restype = i32
+    lib.llama_fixation_keep_row.argtypes = [p, i32, i32]
+    lib.llama_fixation_keep_row.restype = i32
     lib.llama_fixation_get_stats.argtypes = [p, ctypes.POINTER(ctypes.c_double),
                                              ctypes.POINTER(ctypes.c_double),
                                              ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(i32), i32]

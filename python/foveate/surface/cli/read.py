@@ -59,7 +59,7 @@ def add_parser(sub) -> None:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.add_argument("--draft", default="none", metavar="auto|pdf|ocr|self|none|PATH",
                    help="draft-verified decoding (greedy; the text does not change): pdf, the "
-                        "page's text layer; ocr, Tesseract ('foveate[draft]'); auto, the text "
+                        "page's text layer; ocr, Tesseract (apt install tesseract-ocr); auto, the text "
                         "layer if the page has one, else ocr if installed, else self; self, the "
                         "output's own repeats; PATH, a text file of the pages' text; none "
                         "(README: Drafts)")
@@ -128,8 +128,6 @@ def _draft(a):
 
     if a.draft in ("none", None):
         return None
-    if a.parallel > 1 or a.ray is not None:
-        raise ValueError("--draft reads one page at a time on this machine: leave out -np and --ray")
     if a.draft in MODES:
         check_mode(a.draft)
         return a.draft

@@ -53,19 +53,21 @@ class LocalReader:
                 return
             budget = self.reader.render_budget(self.max_tokens, self.dpi)
             names = {}
+            sampling = dict(self.sampling)
+            draft = sampling.pop("draft", None)
 
             def images():
                 for job in jobs:
                     try:
                         doc = doc_of(job.item)
                         names[job.item] = doc.name
-                        yield doc.page(job.page, budget)
+                        yield drafted_page(doc, job.page, budget, draft)
                     except FoveateError as e:
                         yield e
 
             for job, res in zip(jobs, self.reader.read_many(
                     images(), prompt=self.prompt, max_tokens=self.max_tokens,
-                    parallel=self.parallel, **self.sampling)):
+                    parallel=self.parallel, **sampling)):
                 name = names.get(job.item, job.item)
                 if isinstance(res, Exception) and not isinstance(res, FoveateError):
                     res = FoveateError(f"{type(res).__name__}: {res}")   # a bug: named, not hidden
@@ -76,3 +78,17 @@ class LocalReader:
         finally:
             for d in docs.values():
                 d.close()
+
+
+def drafted_page(doc, number: int, budget, draft):
+    """Page `number` of `doc` for Reader.read_many: its picture, or with a draft (a source's
+    name, inputs/draft_sources.py, or a DraftText for every page) a PageJob carrying the page's
+    draft, made here as read_document makes it."""
+    from ...engine.batch import PageJob
+    from ...inputs.draft_sources import page_draft
+
+    image = doc.page(number, budget)
+    if draft is None:
+        return image
+    return PageJob(image, draft=page_draft(draft, doc, number, image) if isinstance(draft, str)
+                   else draft)

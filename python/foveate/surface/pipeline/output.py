@@ -58,6 +58,7 @@ def page_record(res) -> dict:
             "draft_tokens": st.draft_tokens if st.draft_source else None,
             "draft_accepted": st.draft_accepted if st.draft_source else None,
             "draft_steps": st.draft_steps if st.draft_source else None,
+            "draft_unsettled": st.draft_unsettled if st.draft_source and st.fixation_ratio else None,
             "draft_ms": round(st.draft_ms, 3) if st.draft_source else None,
         },
     }

@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 
 from ...errors import FoveateError
+from ..pipeline.local import drafted_page
 
 # a row of the pages dataset; `record` is the page record of docs/output-format.md, as JSON
 COLUMNS = ("source", "n_pages", "page", "text", "error", "error_type", "fatal", "record")
@@ -79,11 +80,12 @@ class PageReader:
                     rows.append(_error_row(source, n_pages, number, e))
             return _columns(rows)
         budget = self.reader.render_budget(kw.get("max_tokens", 1024), dpi)
+        draft = kw.pop("draft", None)
 
         def images():
             for source, _, number in jobs:
                 try:
-                    yield self._document(source).page(number, budget)
+                    yield drafted_page(self._document(source), number, budget, draft)
                 except FoveateError as e:
                     yield e
                 except Exception as e:   # noqa: BLE001 - a bug on one page: its own error

@@ -108,15 +108,11 @@ def create_app(reader, model_name: str, api_key: str | None = None, queue: int =
         try:
             if sched is None:
                 return reader.read(image, prompt=prompt, on_token=on_token, **kw)
-            if "draft" in kw:
-                raise APIError(400, "draft: this server decodes pages in batches (-np > 1), "
-                                    "which drafts do not run in yet; send it without one",
-                               param="draft")
             from ...engine.batch import PageJob
             from ...engine.core import Sampling
             s = Sampling(**{k: v for k, v in kw.items() if k in ("temperature", "top_p", "seed")})
             return sched.submit(PageJob(image, reader._prompt(prompt), kw.get("max_tokens", 1024), s,
-                                        on_token)).result()
+                                        on_token, draft=kw.get("draft"))).result()
         except FoveateError as e:
             raise APIError(400, f"{type(e).__name__}: {e}", code=type(e).__name__) from None
 
