@@ -21,10 +21,10 @@ def test_the_matcher_follows_the_draft_and_resyncs_after_a_miss():
 
     d = list(range(100, 140))
     m = DraftMatcher(d, self_lookup=False)
-    assert m.propose([100]) == (d[1:5], "text")            # in step with the draft
-    m.advance(4, 4, "text")                                 # all taken: k doubles
-    assert m.k == 8 and m.propose([100, 101, 102, 103, 104, 105]) == (d[6:14], "text")
-    m.advance(2, 8, "text")                                 # the model left the draft ...
+    assert m.propose([100]) == (d[1:4], "text")            # in step with the draft: k = 3
+    m.advance(3, 3, "text")                                 # all taken: k + 1 rows double
+    assert m.k == 7 and m.propose([100, 101, 102, 103, 104]) == (d[5:12], "text")
+    m.advance(2, 7, "text")                                 # the model left the draft ...
     got, src = m.propose([100, 101, 102, 103, 104, 105, 106, 107, 999])
     assert got == [] and src == ""                          # ... no suffix of it is there
     got, src = m.propose([999, 120, 121])                   # back on the draft, elsewhere

@@ -14,8 +14,8 @@ with a cursor; while the output agrees with the draft the next k draft tokens ar
 when it does not, the cursor re-synchronises on the longest suffix of the output (up to
 MAX_NGRAM tokens, at least MIN_NGRAM) found in the draft near the cursor, then anywhere. With
 nothing from the draft, the output's own history is searched the same way (llama.cpp's lookup
-decoding: repeated headers, table rules, numbering). k adapts: it doubles after a step that
-accepts every proposed token and halves after one that accepts none; a single proposed token
+decoding: repeated headers, table rules, numbering). k adapts: k + 1 (the step's rows) doubles
+after a step that accepts every proposed token and halves after one that accepts none; a single proposed token
 missed sends the matcher to rest for 1, 2, 4 ... 16 plain steps, so a useless draft costs
 little.
 """
@@ -34,7 +34,10 @@ llama = B.llama
 
 MAX_NGRAM = 6      # the longest output suffix looked up in the draft
 MIN_NGRAM = 2      # shorter suffixes match too much text by chance
-K_START, K_MAX = 4, 16
+# k proposed tokens make k + 1 rows; k + 1 a power of two: ggml's x86 Q4_K gemm takes rows in
+# groups of 4 and each row left over costs a pass of its own over the weights (3B Q4_K_M,
+# 2 threads: 4 rows 77 ms, 5 rows 96; 16 rows 220, 17 rows 269; docs/benchmarks.md)
+K_START, K_MAX = 3, 15
 
 
 @dataclass
@@ -131,18 +134,18 @@ class DraftMatcher:
 
     def advance(self, accepted: int, proposed: int, source: str) -> None:
         """After a step: the cursor moves past what the model took of the draft (the next
-        propose checks the model's own token against the draft's next); k doubles after a
+        propose checks the model's own token against the draft's next); k + 1 doubles after a
         step that took every proposed token and halves after one that took none."""
         if source == "text":
             self.cursor += accepted
         if proposed and accepted == proposed:
-            self.k = min(K_MAX, self.k * 2)
+            self.k = min(K_MAX, self.k * 2 + 1)     # 1, 3, 7, 15: rows 2, 4, 8, 16
             self.rest_len = 0
         elif proposed and accepted == 0:
             if self.k == 1:   # even one token missed: rest 1, 2, 4 ... 16 plain steps
                 self.rest_len = min(16, max(1, self.rest_len * 2))
                 self.rest = self.rest_len
-            self.k = max(1, self.k // 2)
+            self.k = max(1, (self.k - 1) // 2)
 
 
 def tokenize_draft(eng, text: str) -> list[int]:
