@@ -76,6 +76,7 @@ class _Slot:
     proposal: list = None   # this step's proposed tokens (rows after s.token)
     row: int = 0            # this step's first row in the batch
     note: str = ""          # why the page's draft was not used
+    greedy: bool = False    # argmax, not the sampler chain (Sampling.greedy)
 
 
 def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
@@ -126,7 +127,8 @@ def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
         smp = job.sampling or sampling
         s = _Slot(index, page, stats, eng._sampler(smp), n_past, stats.prompt_tokens, limit, t0,
                   out=GuardedOutput(smp.repetition_guard), on_token=job.on_token,
-                  utf8=codecs.getincrementaldecoder("utf-8")(errors="replace"), tokens=[])
+                  utf8=codecs.getincrementaldecoder("utf-8")(errors="replace"), tokens=[],
+                  greedy=smp.greedy)
         if job.draft is not None:
             s.draft = as_draft(job.draft)
             s.note = eng._draft_refused(smp, False) or ""
@@ -203,7 +205,7 @@ def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
 
 
 def _sample(eng, s: _Slot, row: int) -> None:
-    if s.matcher is not None:   # greedy, as the draft's verification picks
+    if s.greedy:   # what the greedy sampler picks (sampling.Sampling.greedy), as drafts do
         _take(eng, s, int(np.argmax(eng.logits(row))))
     else:
         _take(eng, s, llama.llama_sampler_sample(s.sampler, eng._ctx, row))

@@ -16,6 +16,8 @@ import ctypes
 import os
 import time
 
+import numpy as np
+
 from ..native import bindings as B
 from . import controls as C
 from .controls import FIXATION_SAMPLE
@@ -439,7 +441,8 @@ class Engine:
         try:
             stats.stop_reason = "max_tokens"
             for _ in range(max_tokens):
-                tok = llama.llama_sampler_sample(sampler, self._ctx, -1)
+                tok = (int(np.argmax(self.logits(-1))) if s.greedy
+                       else llama.llama_sampler_sample(sampler, self._ctx, -1))
                 if self.is_stop(tok):
                     stats.stop_reason = "eos"
                     break
@@ -472,7 +475,7 @@ class Engine:
 
     def _draft_refused(self, s: Sampling, trace: bool) -> str | None:
         """Why a draft cannot be verified on this read (None: it can)."""
-        if s.temperature > 0 or s.repeat_penalty != 1.0:
+        if not s.greedy:
             return "drafts verify greedy decoding (temperature 0, no repeat penalty)"
         if trace:
             return "a trace draws fixation's steps, which drafts do not run with yet"

@@ -41,6 +41,13 @@ class Sampling:
         number("seed", self.seed, lambda v: 0 <= v < 2**32 and int(v) == v,
                "an integer in [0, 2^32)")
 
+    @property
+    def greedy(self) -> bool:
+        """The most likely token every step, nothing else deciding: an argmax of the logits
+        picks what llama.cpp's greedy sampler picks (the first of equal maxima), without
+        copying the vocabulary into a candidate array each step (~1-3 ms at 151k tokens)."""
+        return self.temperature <= 0 and self.repeat_penalty == 1.0
+
 
 def sampler_chain(s: Sampling, n_vocab: int):
     """llama.cpp's sampler chain for `s` (the caller frees it)."""
