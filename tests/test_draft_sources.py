@@ -179,14 +179,7 @@ def test_the_server_takes_drafts(pdfs):
             assert bad.json()["error"]["param"] == "draft"
 
         img = io_png(pages[0].image)
-        cl = srv.client()
-        want = cl.chat.completions.create(model="foveate-reader", max_tokens=400,
-                                          messages=_messages(_uri(img)))
-        got = cl.chat.completions.create(model="foveate-reader", max_tokens=400,
-                                         messages=_messages(_uri(img)),
-                                         extra_body={"draft": pages[0].text})
-        assert got.choices[0].message.content == want.choices[0].message.content
-        assert got.model_extra["foveate"]["draft_source"] == "text"
+        _chat_draft_is_plain(srv, img, pages[0].text)
         body = {"messages": _messages(_uri(img)), "draft": 42}
         bad = httpx.post(srv.url + "/v1/chat/completions", json=body, headers=h, timeout=60)
         assert bad.status_code == 400 and "draft" in bad.text
@@ -196,17 +189,24 @@ def test_the_server_takes_drafts(pdfs):
     srv = _Server(Reader(MODEL, MMPROJ, threads=2, parallel=2, n_ctx=8192, flash_attn=False),
                   api_key=KEY, parallel=2)
     try:
-        cl = srv.client()
-        want = cl.chat.completions.create(model="foveate-reader", max_tokens=400,
-                                          messages=_messages(_uri(img)))
-        got = cl.chat.completions.create(model="foveate-reader", max_tokens=400,
-                                         messages=_messages(_uri(img)),
-                                         extra_body={"draft": pages[0].text})
-        assert got.choices[0].message.content == want.choices[0].message.content
-        st = got.model_extra["foveate"]
-        assert st["draft_source"] == "text" and st["draft_accepted"] > 100, st
+        _chat_draft_is_plain(srv, img, pages[0].text)
     finally:
         srv.close()
+
+
+def _chat_draft_is_plain(srv, img: bytes, draft: str) -> None:
+    """A chat completion with the `draft` extension reads what one without it reads, and
+    the right draft was taken."""
+    from test_server import _messages, _uri
+
+    cl = srv.client()
+    want = cl.chat.completions.create(model="foveate-reader", max_tokens=400,
+                                      messages=_messages(_uri(img)))
+    got = cl.chat.completions.create(model="foveate-reader", max_tokens=400,
+                                     messages=_messages(_uri(img)), extra_body={"draft": draft})
+    assert got.choices[0].message.content == want.choices[0].message.content
+    st = got.model_extra["foveate"]
+    assert st["draft_source"] == "text" and st["draft_accepted"] > 100, st
 
 
 def io_png(image) -> bytes:
