@@ -127,6 +127,7 @@ class Engine:
         self.merge_positions = "original"
         self.merge_score = merge_score   # text-only engines: what the bench's synthetic merge uses
         if mmproj is not None:
+            self._n_gpu_layers = n_gpu_layers
             self._init_projector(n_gpu_layers)
             self.set_merge(merge, merge_positions, merge_score)
         elif merge not in (None, "off", 0):
@@ -197,9 +198,22 @@ class Engine:
         stats.fixation_off = (B.fixation.llama_fixation_get_off_reason(self._ctx).decode()
                               if self.fixation else "")
 
-    def _init_projector(self, n_gpu_layers: int) -> None:
+    def profile_projector(self, profile) -> None:
+        """Reopen the projector with every node of its graph timed into `profile` (a
+        libfoveate foveate_profile pointer; None: reopen it plain). For instruments: the graph
+        then runs a node at a time, so the encode as a whole is slower than it is unprofiled.
+        The merge setting is cleared (set it again)."""
+        mtmd.mtmd_free(self._mtmd)
+        self._mtmd = None
+        self._init_projector(self._n_gpu_layers, profile)
+
+    def _init_projector(self, n_gpu_layers: int, profile=None) -> None:
         model, mmproj = self.model_path, self.mmproj_path
         mparams = mtmd.mtmd_context_params_default()
+        if profile is not None:
+            self._profile_cb = B.profile_eval_callback()   # kept alive with the context
+            mparams.cb_eval = self._profile_cb
+            mparams.cb_eval_user_data = profile
         mparams.use_gpu = n_gpu_layers != 0
         mparams.n_threads = self.threads
         mparams.print_timings = False

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import BuildError
 
-FOVEATE_ABI_VERSION = 1
+FOVEATE_ABI_VERSION = 2
 
 
 def _lib_dir() -> Path:
@@ -39,6 +39,16 @@ except (OSError, RuntimeError, FileNotFoundError) as e:  # library missing / wro
     raise BuildError(f"cannot load foveate's llama.cpp libraries from {LIB_DIR}: {e}") from None
 
 
+class NodeTime(ctypes.Structure):
+    """native/lib/foveate.h foveate_node_time: one node of a profiled ggml graph."""
+    _fields_ = [("op", ctypes.c_char * 32), ("name", ctypes.c_char * 64),
+                ("type", ctypes.c_char * 8), ("type0", ctypes.c_char * 8),
+                ("type1", ctypes.c_char * 8),
+                ("ne", ctypes.c_int64 * 4), ("ne0", ctypes.c_int64 * 4),
+                ("ne1", ctypes.c_int64 * 4), ("ne2", ctypes.c_int64 * 4),
+                ("src0_leaf", ctypes.c_int32), ("us", ctypes.c_double)]
+
+
 def _load_foveate() -> ctypes.CDLL:
     path = LIB_DIR / "libfoveate.so"
     try:
@@ -48,6 +58,18 @@ def _load_foveate() -> ctypes.CDLL:
     lib.foveate_abi_version.restype = ctypes.c_int32
     lib.foveate_llama_build_info.restype = ctypes.c_char_p
     lib.foveate_backends.restype = ctypes.c_char_p
+    p, i32 = ctypes.c_void_p, ctypes.c_int32
+    lib.foveate_profile_new.restype = p
+    lib.foveate_profile_free.argtypes = [p]
+    lib.foveate_profile_free.restype = None
+    lib.foveate_profile_clear.argtypes = [p]
+    lib.foveate_profile_clear.restype = None
+    lib.foveate_profile_count.argtypes = [p]
+    lib.foveate_profile_count.restype = i32
+    lib.foveate_profile_get.argtypes = [p, i32, ctypes.POINTER(NodeTime)]
+    lib.foveate_profile_get.restype = i32
+    lib.foveate_mul_mat_gflops.argtypes = [i32] * 6
+    lib.foveate_mul_mat_gflops.restype = ctypes.c_double
     if lib.foveate_abi_version() != FOVEATE_ABI_VERSION:
         raise BuildError(f"{path} has ABI {lib.foveate_abi_version()}, "
                          f"this package expects {FOVEATE_ABI_VERSION}: reinstall foveate")
@@ -219,3 +241,9 @@ def _bind_merge():
 
 
 merge = _bind_merge()
+
+
+def profile_eval_callback():
+    """libfoveate's foveate_profile_eval as the eval callback type mtmd_context_params takes."""
+    addr = ctypes.cast(foveate.foveate_profile_eval, ctypes.c_void_p).value
+    return llama_cpp.ggml_backend_sched_eval_callback(addr)

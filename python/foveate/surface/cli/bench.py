@@ -42,6 +42,11 @@ def add_parser(sub) -> None:
                    help="the time one page takes, by phase (encode, merge, prefill, decode of -n "
                         "tokens; -n 800 is a page): dense, --fixation (one ratio, default 0.05), "
                         "--merge (one setting, default auto), both, and --stock; needs --image")
+    b.add_argument("--encode-profile", action="store_true",
+                   help="where the page's vision encode spends its time: per op group (matmuls "
+                        "by weight type, attention, norms, RoPE, copies), with FLOPs and rates "
+                        "beside this CPU's measured matmul rate per type "
+                        "(instruments/encode_profile.py); needs --image and --mmproj")
     b.add_argument("--draft", action="store_true",
                    help="draft-verified decoding: the cost of verifying k = 1..32 tokens in one "
                         "step, then -n tokens of plain greedy decoding beside drafts made from "
@@ -81,6 +86,8 @@ def cmd_bench(a) -> int:
         return _bench_page_time(a)
     if a.draft:
         return _bench_drafts(a)
+    if a.encode_profile:
+        return _bench_encode_profile(a)
     if (a.image is None) == (a.image_tokens is None):
         raise SystemExit("foveate bench: give exactly one of --image or --image-tokens")
     if a.image is not None and not a.mmproj:
@@ -198,6 +205,24 @@ def _bench_page_time(a) -> int:
     print(f"model: {a.model}\nmmproj: {a.mmproj}\npage: {a.image}  threads: {eng.threads}  "
           f"decode tokens: {a.n_decode} (EOS ignored)  flash attn: {kw.get('flash_attn')}\n")
     print(format_page_table(rows))
+    return 0
+
+
+def _bench_encode_profile(a) -> int:
+    from ...engine.core import Engine
+    from ...instruments.encode_profile import encode_profile, format_profile, peak_gflops
+
+    if a.image is None or not a.mmproj:
+        raise SystemExit("foveate bench: --encode-profile encodes one real page: give --image "
+                         "and --mmproj")
+    if a.ctx_size is None:
+        a.ctx_size = 8192
+    kw = F.engine_kwargs(a)
+    kw.pop("merge", None)
+    eng = Engine(a.model, a.mmproj, **kw)
+    groups, plain_ms, profiled_ms = encode_profile(eng, a.image)
+    print(f"mmproj: {a.mmproj}\npage: {a.image}  threads: {eng.threads}\n")
+    print(format_profile(groups, plain_ms, profiled_ms, peak_gflops(eng.threads)))
     return 0
 
 
