@@ -58,6 +58,15 @@ MTMD_API int32_t mtmd_merge_rows(const float * embd, int32_t n, int32_t d, const
                                  int32_t mode, double keep_ratio, int32_t score, int32_t n_threads,
                                  float * out_rows, int32_t * out_keep, double * out_terms);
 
+// The vision projector's F16 matmul weights as BF16 (clip-weights.cpp), on a CPU backend that
+// multiplies BF16 natively (AVX512_BF16; elsewhere nothing changes): converted in place at
+// the next encode, activations then rounded to BF16 in those matmuls. on = 0 keeps weights not
+// yet converted as they are (conversion is one-way: reload the projector for stock numbers).
+// Returns 0, or -1 for a context without a vision projector.
+MTMD_API int32_t mtmd_foveate_set_weights_bf16(mtmd_context * ctx, int32_t on);
+// 1 when this context's projector runs on a CPU backend that multiplies BF16 natively
+MTMD_API int32_t mtmd_foveate_weights_bf16_supported(mtmd_context * ctx);
+
 #ifdef __cplusplus
 }
 #endif

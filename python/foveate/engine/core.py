@@ -54,8 +54,9 @@ class Engine:
                  kv_unified: bool = False, merge=None, merge_positions: str = "original",
                  merge_score: str = "auto", image_min_tokens: int | None = None,
                  image_max_tokens: int | None = None, cache_type_k: str = "f16",
-                 cache_type_v: str = "f16"):
+                 cache_type_v: str = "f16", vision_bf16: bool = True):
         self.model_path = str(model)
+        self.vision_bf16 = vision_bf16
         self.mmproj_path = str(mmproj) if mmproj is not None else None
         self.image_max_pixels = image_max_pixels
         self._model = self._ctx = self._mtmd = None   # close() / __del__ after a refusal
@@ -67,7 +68,7 @@ class Engine:
                              merge=merge, merge_positions=merge_positions,
                              merge_score=merge_score, image_min_tokens=image_min_tokens,
                              image_max_tokens=image_max_tokens, cache_type_k=cache_type_k,
-                             cache_type_v=cache_type_v)
+                             cache_type_v=cache_type_v, vision_bf16=vision_bf16)
         self.image_min_tokens, self.image_max_tokens = image_min_tokens, image_max_tokens
         type_k, type_v = pre.type_k, pre.type_v
         self.model_name = pre.model_name
@@ -229,6 +230,12 @@ class Engine:
                                  f"{B.log.cause_since(mark)}")
         if not mtmd.mtmd_support_vision(self._mtmd):
             raise ProjectorError(f"projector has no vision encoder: {mmproj}")
+        # the projector's F16 matmul weights as BF16 where the CPU multiplies BF16 natively
+        # (native/mtmd/clip-weights.cpp; True: wherever it is supported; False: stock)
+        self.vision_weights_bf16 = (self.vision_bf16 and
+                                    B.merge.mtmd_foveate_weights_bf16_supported(self._mtmd) == 1)
+        if self.vision_weights_bf16:
+            B.merge.mtmd_foveate_set_weights_bf16(self._mtmd, 1)
 
     @property
     def pixels_per_token(self) -> int:
@@ -370,6 +377,25 @@ class Engine:
                    for i in range(mtmd.mtmd_input_chunks_size(chunks)))
             return sum(mtmd.mtmd_input_chunk_get_n_tokens(ch) for ch in chs
                        if mtmd.mtmd_input_chunk_get_type(ch) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE)
+
+    def image_embeddings(self, page: Page) -> "np.ndarray":
+        """The projector's output rows for `page` (image tokens x the LLM's width, float32,
+        after merging when it is on): what the language model is fed. Encodes only."""
+        n_embd = llama.llama_model_n_embd_inp(self._model)
+        rows = []
+        with self._tokenized(page, self.format_prompt("").encode()) as chunks:
+            for i in range(mtmd.mtmd_input_chunks_size(chunks)):
+                ch = mtmd.mtmd_input_chunks_get(chunks, i)
+                if mtmd.mtmd_input_chunk_get_type(ch) != mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+                    continue
+                mark = B.log.mark()
+                if mtmd.mtmd_encode_chunk(self._mtmd, ch) != 0:
+                    raise DecodeError(f"image encoder failed on {page.name}: "
+                                      f"{B.log.cause_since(mark)}")
+                n = mtmd.mtmd_input_chunk_get_n_tokens(ch)
+                out = mtmd.mtmd_get_output_embd(self._mtmd)
+                rows.append(np.ctypeslib.as_array(out, shape=(n * n_embd,)).reshape(n, n_embd).copy())
+        return np.concatenate(rows) if rows else np.zeros((0, n_embd), np.float32)
 
     def prefill_page(self, page: Page, prompt: str | None = None, seq_id: int = 0,
                      clear: bool = True) -> tuple[int, Stats]:

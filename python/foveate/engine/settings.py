@@ -39,7 +39,7 @@ def check_settings(model, mmproj, *, n_ctx: int = 4096, n_batch: int = 2048, fix
                    fixation_sample: int = FIXATION_SAMPLE, merge=None,
                    merge_positions: str = "original", merge_score: str = "auto",
                    image_min_tokens=None, image_max_tokens=None, cache_type_k: str = "f16",
-                   cache_type_v: str = "f16") -> Checked:
+                   cache_type_v: str = "f16", vision_bf16: bool = True) -> Checked:
     """Every Engine setting and both files' headers, checked without loading anything: the
     Engine runs it first, and a driver that sends the loading elsewhere (read --ray) runs it
     so a bad value fails there, once, and not in every worker after a model load."""
@@ -48,6 +48,9 @@ def check_settings(model, mmproj, *, n_ctx: int = 4096, n_batch: int = 2048, fix
             raise ValueError(f"{what} must be a positive integer, got {v!r}")
     if image_min_tokens and image_max_tokens and image_min_tokens > image_max_tokens:
         raise ValueError(f"image_min_tokens {image_min_tokens} > image_max_tokens {image_max_tokens}")
+    if not isinstance(vision_bf16, bool):
+        raise ValueError(f"vision_bf16 must be True (where the CPU supports it) or False, "
+                         f"got {vision_bf16!r}")
     # as llama.cpp's -ctk / -ctv (a quantized V cache needs flash attention)
     type_k, type_v = kv_cache_type(cache_type_k), kv_cache_type(cache_type_v)
     minfo = read_gguf_info(model, ModelError, "model")

@@ -237,6 +237,12 @@ def _bind_merge():
                                     P(ctypes.c_float), i32, i32, i32, i32, dbl, i32, i32,
                                     P(ctypes.c_float), P(i32), P(dbl)]
     lib.mtmd_merge_rows.restype = i32
+    if not hasattr(lib, "mtmd_foveate_set_weights_bf16"):
+        raise BuildError(f"{LIB_DIR}/libmtmd.so predates the BF16 projector weights: reinstall foveate")
+    lib.mtmd_foveate_set_weights_bf16.argtypes = [p, i32]   # native/mtmd/clip-weights.cpp
+    lib.mtmd_foveate_set_weights_bf16.restype = i32
+    lib.mtmd_foveate_weights_bf16_supported.argtypes = [p]
+    lib.mtmd_foveate_weights_bf16_supported.restype = i32
     return lib
 
 

@@ -25,7 +25,7 @@ class Reader:
                  merge_positions: str = "original", merge_score: str = "auto",
                  image_min_tokens: int | None = None, image_max_tokens: int | None = None,
                  parallel: int = 1, preset: str | None = "auto", cache_type_k: str = "f16",
-                 cache_type_v: str = "f16"):
+                 cache_type_v: str = "f16", vision_bf16: bool = True):
         """fixation: share of image tokens attended per decode step (e.g. 0.05; None/0 =
         off, the stock computation). Flash attention defaults to on when fixation is on.
         fixation_refresh: the focal layers re-select every R-th step (1 = every step); in
@@ -54,7 +54,10 @@ class Reader:
         a preset name, or "none" (foveate's own prompt). An explicit prompt always wins.
         cache_type_k / cache_type_v: the KV cache's types, as llama.cpp's -ctk / -ctv ("f16",
         "q8_0", ...); with the cache on a GPU, a quantized type turns fixation off
-        (Result.stats.fixation_off says so): its CUDA kernels read F16/F32 K/V."""
+        (Result.stats.fixation_off says so): its CUDA kernels read F16/F32 K/V.
+        vision_bf16: the vision encoder's F16 matmul weights as BF16 on a CPU that multiplies
+        BF16 natively (AVX512_BF16): ~2x faster encode, activations rounded to BF16 (True:
+        wherever supported; False: stock F16 numbers; docs/benchmarks.md)."""
         self._check_own(parallel, preset)
         # Every llama.cpp call runs on this Reader's one engine thread, whichever thread asks:
         # ggml's CPU backend keeps an OpenMP team per calling thread, and a team left spinning
@@ -71,7 +74,8 @@ class Reader:
                              merge_positions=merge_positions, merge_score=merge_score,
                              image_min_tokens=image_min_tokens, image_max_tokens=image_max_tokens,
                              n_seq=parallel, kv_unified=parallel > 1,
-                             cache_type_k=cache_type_k, cache_type_v=cache_type_v)
+                             cache_type_k=cache_type_k, cache_type_v=cache_type_v,
+                             vision_bf16=vision_bf16)
         self.parallel = parallel
         from ...engine.families import pick_preset
         self.preset = pick_preset(self.engine.family, self.engine.model_name, preset)

@@ -34,6 +34,10 @@ def model_args(p: argparse.ArgumentParser, need_mmproj: bool = True,
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all)")
     p.add_argument("-fa", "--flash-attn", choices=["on", "off", "auto"], default="auto",
                    help="flash attention (auto: llama.cpp decides; on when fixation is on)")
+    p.add_argument("--vision-bf16", choices=["auto", "off"], default="auto",
+                   help="the vision encoder's F16 matmul weights as BF16 where the CPU multiplies "
+                        "BF16 natively (AVX512_BF16): ~2x faster encode, slightly different "
+                        "numbers (auto: wherever supported; off: stock F16)")
     p.add_argument("-ctk", "--cache-type-k", choices=KV_CACHE_TYPES, default="f16",
                    help="KV cache type of K (a quantized cache on a GPU turns fixation off)")
     p.add_argument("-ctv", "--cache-type-v", choices=KV_CACHE_TYPES, default="f16",
@@ -93,7 +97,8 @@ def engine_kwargs(a) -> dict:
     fa = {"on": True, "off": False, "auto": None}[a.flash_attn]
     kw = dict(n_gpu_layers=a.n_gpu_layers, n_ctx=a.ctx_size, n_batch=a.batch_size,
               threads=a.threads, flash_attn=fa, cache_type_k=a.cache_type_k,
-              cache_type_v=a.cache_type_v)
+              cache_type_v=a.cache_type_v,
+              vision_bf16=a.vision_bf16 != "off")
     if hasattr(a, "fixation_k_min"):
         # every fixation flag is checked, fixation on or off (engine/controls.py)
         # (bench has no --fixation-dilation: its rows decode without it)
