@@ -44,7 +44,7 @@ def test_the_bundled_projector_is_profiled_node_by_node():
     from foveate.engine.core import Engine
     from foveate.instruments.encode_profile import encode_profile
 
-    eng = Engine(str(MODEL), str(MMPROJ), n_ctx=4096, threads=2)
+    eng = Engine(str(MODEL), str(MMPROJ), n_ctx=4096, threads=2, vision_bf16=False)
     try:
         groups, plain_ms, profiled_ms = encode_profile(eng, READER / "sample-page.png",
                                                        warmup=False)

@@ -104,12 +104,15 @@ bool foveate_profile_eval(struct ggml_tensor * t, bool ask, void * user_data) {
     return true;
 }
 
-// --- a mul_mat's rate on the CPU backend ---------------------------------------------------------
+// --- one mul_mat on the CPU backend: its result and its rate ---------------------------------------
 
-double foveate_mul_mat_gflops(int32_t type, int32_t k, int32_t m, int32_t n, int32_t threads,
-                              int32_t reps) {
+// w: m rows of k floats (quantized to `type`), x: n rows of k floats; out (n rows of m floats)
+// when not NULL; returns the best of `reps` timed runs after a warm-up, in µs (< 0: failure)
+static double run_mul_mat(int32_t type, int32_t k, int32_t m, int32_t n, int32_t threads,
+                          int32_t reps, const float * w_src, const float * x_src, float * out) {
     if (type < 0 || type >= GGML_TYPE_COUNT || k <= 0 || m <= 0 || n <= 0 || threads <= 0 ||
-        reps <= 0 || k % ggml_blck_size((enum ggml_type) type) != 0) {
+        reps <= 0 || k % ggml_blck_size((enum ggml_type) type) != 0 ||
+        (ggml_get_type_traits((enum ggml_type) type)->blck_size == 0)) {
         return -1.0;
     }
     struct ggml_init_params ip = { ggml_tensor_overhead() * 8 + ggml_graph_overhead(), NULL, true };
@@ -122,18 +125,12 @@ double foveate_mul_mat_gflops(int32_t type, int32_t k, int32_t m, int32_t n, int
     ggml_backend_t be = ggml_backend_cpu_init();
     ggml_backend_cpu_set_n_threads(be, threads);
     ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors(ctx, be);
+    void * wq = malloc(ggml_nbytes(w));
     double best = -1.0;
-    float * src = malloc(sizeof(float) * (size_t) k * (size_t) (m > n ? m : n));
-    void * dst = malloc(ggml_nbytes(w));
-    if (buf && src && dst) {
-        uint32_t s = 12345;
-        for (size_t i = 0; i < (size_t) k * (size_t) (m > n ? m : n); i++) {
-            s = s * 1664525u + 1013904223u;
-            src[i] = (float) ((int32_t) (s >> 9) - (1 << 22)) / (float) (1 << 22);
-        }
-        ggml_quantize_chunk((enum ggml_type) type, src, dst, 0, m, k, NULL);
-        ggml_backend_tensor_set(w, dst, 0, ggml_nbytes(w));
-        ggml_backend_tensor_set(x, src, 0, ggml_nbytes(x));
+    if (buf && wq) {
+        ggml_quantize_chunk((enum ggml_type) type, w_src, wq, 0, m, k, NULL);
+        ggml_backend_tensor_set(w, wq, 0, ggml_nbytes(w));
+        ggml_backend_tensor_set(x, x_src, 0, ggml_nbytes(x));
         ggml_backend_graph_compute(be, gf);   // warm-up
         for (int32_t r = 0; r < reps; r++) {
             const double t0 = now_us();
@@ -143,13 +140,40 @@ double foveate_mul_mat_gflops(int32_t type, int32_t k, int32_t m, int32_t n, int
                 best = dt;
             }
         }
+        if (out) {
+            ggml_backend_tensor_get(y, out, 0, ggml_nbytes(y));
+        }
     }
-    free(src);
-    free(dst);
+    free(wq);
     if (buf) {
         ggml_backend_buffer_free(buf);
     }
     ggml_backend_free(be);
     ggml_free(ctx);
-    return best > 0 ? 2.0 * k * m * n / (best * 1e3) : -1.0;
+    return best;
+}
+
+double foveate_mul_mat_gflops(int32_t type, int32_t k, int32_t m, int32_t n, int32_t threads,
+                              int32_t reps) {
+    if (k <= 0 || m <= 0 || n <= 0) {
+        return -1.0;
+    }
+    const size_t len = (size_t) k * (size_t) (m > n ? m : n);
+    float * src = malloc(sizeof(float) * len);
+    if (!src) {
+        return -1.0;
+    }
+    uint32_t s = 12345;
+    for (size_t i = 0; i < len; i++) {
+        s = s * 1664525u + 1013904223u;
+        src[i] = (float) ((int32_t) (s >> 9) - (1 << 22)) / (float) (1 << 22);
+    }
+    const double us = run_mul_mat(type, k, m, n, threads, reps, src, src, NULL);
+    free(src);
+    return us > 0 ? 2.0 * k * m * n / (us * 1e3) : -1.0;
+}
+
+int32_t foveate_mul_mat(int32_t type, int32_t k, int32_t m, int32_t n, int32_t threads,
+                        const float * w, const float * x, float * out) {
+    return w && x && out && run_mul_mat(type, k, m, n, threads, 1, w, x, out) > 0 ? 0 : -1;
 }

@@ -50,6 +50,11 @@ bool    foveate_profile_eval(struct ggml_tensor * t, bool ask, void * user_data)
 double foveate_mul_mat_gflops(int32_t type, int32_t k, int32_t m, int32_t n, int32_t threads,
                               int32_t reps);
 
+// the same mul_mat on given data: w (m rows of k floats, stored as `type`) times x (n rows of
+// k floats) into out (n rows of m floats), as ggml computes it; 0, or -1 on failure
+int32_t foveate_mul_mat(int32_t type, int32_t k, int32_t m, int32_t n, int32_t threads,
+                        const float * w, const float * x, float * out);
+
 #ifdef __cplusplus
 }
 #endif

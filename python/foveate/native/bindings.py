@@ -70,6 +70,9 @@ def _load_foveate() -> ctypes.CDLL:
     lib.foveate_profile_get.restype = i32
     lib.foveate_mul_mat_gflops.argtypes = [i32] * 6
     lib.foveate_mul_mat_gflops.restype = ctypes.c_double
+    fp = ctypes.POINTER(ctypes.c_float)
+    lib.foveate_mul_mat.argtypes = [i32] * 5 + [fp, fp, fp]
+    lib.foveate_mul_mat.restype = i32
     if lib.foveate_abi_version() != FOVEATE_ABI_VERSION:
         raise BuildError(f"{path} has ABI {lib.foveate_abi_version()}, "
                          f"this package expects {FOVEATE_ABI_VERSION}: reinstall foveate")
