@@ -175,21 +175,28 @@ def _bench_drafts(a) -> int:
     return 0
 
 
+def _one_page_settings(a, what: str) -> dict:
+    """The Engine settings of a bench that runs one real page (--page-time, --encode-profile):
+    it needs --image and --mmproj; -c defaults to 8192; merging is the bench's own rows."""
+    if a.image is None or not a.mmproj:
+        raise SystemExit(f"foveate bench: {what} one real page: give --image and --mmproj")
+    if a.ctx_size is None:
+        a.ctx_size = 8192
+    kw = F.engine_kwargs(a)
+    kw.pop("merge", None)
+    return kw
+
+
 def _bench_page_time(a) -> int:
     from ...engine.core import Engine
     from ...instruments.page_time import format_page_table, run_page_time, stock_row
 
-    if a.image is None or not a.mmproj:
-        raise SystemExit("foveate bench: --page-time reads one real page: give --image and --mmproj")
+    kw = _one_page_settings(a, "--page-time reads")
     fix = [float(x) for x in a.fixation.split(",")] if a.fixation else [0.05]
     merges = [m.strip() for m in a.merge.split(",")] if a.merge else ["auto"]
     if len(fix) != 1 or len(merges) != 1 or not 0 < fix[0] <= 1 or merges[0] == "off":
         raise SystemExit("foveate bench: --page-time takes one --fixation ratio in (0, 1] and one "
                          "--merge setting (a keep ratio or auto)")
-    if a.ctx_size is None:
-        a.ctx_size = 8192
-    kw = F.engine_kwargs(a)
-    kw.pop("merge", None)
     if kw.get("flash_attn") is None:
         kw["flash_attn"] = True  # the same FA setting for every row
     eng = Engine(a.model, a.mmproj, **kw)
@@ -212,14 +219,7 @@ def _bench_encode_profile(a) -> int:
     from ...engine.core import Engine
     from ...instruments.encode_profile import encode_profile, format_profile, peak_gflops
 
-    if a.image is None or not a.mmproj:
-        raise SystemExit("foveate bench: --encode-profile encodes one real page: give --image "
-                         "and --mmproj")
-    if a.ctx_size is None:
-        a.ctx_size = 8192
-    kw = F.engine_kwargs(a)
-    kw.pop("merge", None)
-    eng = Engine(a.model, a.mmproj, **kw)
+    eng = Engine(a.model, a.mmproj, **_one_page_settings(a, "--encode-profile encodes"))
     groups, plain_ms, profiled_ms = encode_profile(eng, a.image)
     print(f"mmproj: {a.mmproj}\npage: {a.image}  threads: {eng.threads}\n")
     print(format_profile(groups, plain_ms, profiled_ms, peak_gflops(eng.threads)))
