@@ -11,6 +11,7 @@
 #   pytest-cuda   pytest -k "cuda and not ratio_one" over the test files that name CUDA
 #   bench-fixation, bench-merge   `foveate bench -ngl 99` rows (fixation off/0.05/0.2; merge
 #                 off/0.84/auto), tables in the results file
+#   bench-draft   `foveate bench --draft -ngl 99`: t(k) for k = 1..32 rows and the draft rows
 #   kv-q8_0-off   a q8_0 KV cache on the GPU turns fixation off with a stat saying so (f16 keeps it)
 #   racecheck     (with --racecheck) the op tests under compute-sanitizer's racecheck
 # Each step fails soft: a failure is recorded and the next step runs. GPU steps are SKIPPED
@@ -264,7 +265,7 @@ bench() {
     cat "$out"
     if [ $rc != 0 ]; then tail_detail "$out"; return 1; fi
     { echo; echo "### foveate bench $*"; echo; echo '```'; grep -v "^\s*$" "$out"; echo '```'; } >> "$TMPD/extra.md"
-    detail "$(grep -cE '^\|? *(foveate|fixation|merge|stock)' "$out") rows (table below)"
+    detail "$(grep -cE '^\|? *(foveate|fixation|merge|stock|none|its|an |self|ms)' "$out") rows (table below)"
 }
 
 step_bench_fixation() {
@@ -275,6 +276,13 @@ step_bench_fixation() {
 step_bench_merge() {
     need_gpu || return 3; need_foveate || return 3
     bench "$TMPD/bm" -m "$MODEL" --mmproj "$MMPROJ" --image "$IMAGE" -n 32 -r 3 --merge 0.84,auto -ngl 99
+}
+
+# drafts on the GPU: the cost of verifying k = 1..32 rows in one step (expected ~one step for
+# tens of rows, never measured) and the draft rows of the bundled reader
+step_bench_draft() {
+    need_gpu || return 3; need_foveate || return 3
+    bench "$TMPD/bd" -m "$MODEL" --mmproj "$MMPROJ" --image "$IMAGE" --draft -n 200 -r 3 -ngl 99
 }
 
 # quantized KV on the GPU: the CUDA fixation ops take F16/F32 K/V only, so fixation must turn
@@ -327,6 +335,7 @@ run_step ratio1-ngl99 step_ratio1
 run_step pytest-cuda step_pytest_cuda
 run_step bench-fixation step_bench_fixation
 run_step bench-merge step_bench_merge
+run_step bench-draft step_bench_draft
 run_step kv-q8_0-off step_kv_quantized
 [ "$RACECHECK" = 1 ] && run_step racecheck step_racecheck
 
