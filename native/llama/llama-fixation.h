@@ -54,7 +54,7 @@ struct llama_fixation_history {
 // a sequence's rows in the last fixation ubatch (several when drafts are verified): each
 // row's own selection, and how many leading rows ran exactly as one-token steps would have
 struct llama_fixation_rows {
-    std::vector<std::vector<int32_t>> cells;  // per row: its selection (sorted cells)
+    std::vector<std::vector<int32_t>> cells;  // per row: its selection (in selection order)
     std::vector<std::vector<int32_t>> ords;   // per row: the same as reading-order ordinals
     llama_fixation_history before;            // the history the ubatch started from
     int32_t n_exact = 0;                      // leading rows computed as one-token steps would

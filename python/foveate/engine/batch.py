@@ -18,13 +18,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..errors import ContextError, DecodeError, FoveateError
-from ..inputs.images import load_page
 import numpy as np
 
+from ..errors import ContextError, DecodeError, FoveateError
+from ..inputs.images import load_page
 from ..native import bindings as B
-from .drafts import (K_MAX, DraftMatcher, DraftStats, as_draft, record_drafts, tokenize_draft,
-                     verdict)
+from .drafts import (DraftMatcher, DraftStats, as_draft, fill_rows, record_drafts, step_rows,
+                     tokenize_draft, verdict)
 from .notes import cutoff_warnings, page_warnings
 from .repetition import GuardedOutput
 
@@ -97,11 +97,11 @@ def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
     exhausted = False
     slots: dict[int, _Slot] = {}
     B.fixation.llama_fixation_reset_stats(eng._ctx)
-    # a drafting page feeds up to K_MAX + 1 rows a step; all rows of a step are one ubatch
+    # a drafting page feeds up to max_rows rows a step; all rows of a step are one ubatch
     # (fixation's rows of a sequence are read back per ubatch)
-    row_cap = min(eng.n_batch, 512)
-    batch = llama.llama_batch_init(min(row_cap, parallel * (K_MAX + 1)), 0, 1)
-    max_rows = eng.fixation_max_tokens if eng.fixation else K_MAX + 1
+    max_rows = step_rows(eng)
+    row_cap = llama.llama_n_ubatch(eng._ctx)
+    batch = llama.llama_batch_init(min(row_cap, parallel * max_rows), 0, 1)
     llama.llama_memory_clear(llama.llama_get_memory(eng._ctx), True)
 
     def start(seq: int, index: int, image):
@@ -176,14 +176,7 @@ def read_many(eng, images, prompt, max_tokens: int, sampling, parallel: int):
                     s.proposal = s.matcher.propose(s.tokens)[0][:max(0, room)]
                     spare -= len(s.proposal)
                 s.row = n
-                for i, tok in enumerate([s.token] + s.proposal):
-                    batch.token[n] = tok
-                    batch.pos[n] = s.n_past + i
-                    batch.n_seq_id[n] = 1
-                    batch.seq_id[n][0] = q
-                    batch.logits[n] = True
-                    n += 1
-            batch.n_tokens = n
+                n = fill_rows(batch, [s.token] + s.proposal, s.n_past, q, n)
             t = time.perf_counter()
             if llama.llama_decode(eng._ctx, batch) != 0:
                 raise DecodeError(f"batched llama_decode failed ({len(live)} pages in flight, "
@@ -213,9 +206,7 @@ def _sample(eng, s: _Slot, row: int) -> None:
 
 def _verify(eng, s: _Slot, seq: int) -> None:
     """A drafting page after its rows ran (engine/drafts.py: the same rule as one page)."""
-    rows = [s.token] + s.proposal
-    picks = [int(np.argmax(eng.logits(s.row + i))) for i in range(len(rows))]
-    agreed, accepted = verdict(eng, s.proposal, picks, seq)
+    agreed, accepted, next_tok = verdict(eng, s.proposal, s.row, seq)
     s.drafts.count(s.matcher, s.proposal, agreed, accepted, s.matcher.last_source)
     if accepted < len(s.proposal):   # the rejected rows' cells go
         llama.llama_memory_seq_rm(llama.llama_get_memory(eng._ctx), seq,
@@ -225,7 +216,7 @@ def _verify(eng, s: _Slot, seq: int) -> None:
     for tok in s.proposal[:accepted]:
         if not _take(eng, s, tok):
             return
-    _take(eng, s, picks[accepted])
+    _take(eng, s, next_tok)
 
 
 def _take(eng, s: _Slot, tok: int) -> bool:

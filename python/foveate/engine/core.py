@@ -528,11 +528,8 @@ class Engine:
         draft = as_draft(draft)
         matcher = DraftMatcher(tokenize_draft(self, draft.text))
         gen = GuardedOutput(s.repetition_guard)
-        # with fixation, a step's rows must stay within a sparse ubatch's rows per sequence
-        max_rows = self.fixation_max_tokens if self.fixation else None
         B.fixation.llama_fixation_reset_stats(self._ctx)
-        ds = generate_drafted(self, n_past, n_cells, max_tokens, stats, gen, matcher, on_token,
-                              max_rows=max_rows)
+        ds = generate_drafted(self, n_past, n_cells, max_tokens, stats, gen, matcher, on_token)
         self._fixation_stats(stats)
         record_drafts(stats, ds, draft)
         return gen.out.decode("utf-8", errors="replace")

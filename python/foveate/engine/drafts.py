@@ -162,16 +162,25 @@ def tokenize_draft(eng, text: str) -> list[int]:
     return list(buf[:max(0, got)])
 
 
-def fill_rows(batch, tokens, n_past: int) -> None:
-    """`tokens` as sequence 0's next rows from position n_past, logits on every row (a
-    verification step)."""
-    batch.n_tokens = len(tokens)
+def step_rows(eng) -> int:
+    """The most rows one verification step of a sequence takes: the decided token and up to
+    K_MAX proposed; with fixation no more than a sparse ubatch takes per sequence (more would
+    run dense, which is not what one-token steps run)."""
+    return min(K_MAX + 1, eng.fixation_max_tokens) if eng.fixation else K_MAX + 1
+
+
+def fill_rows(batch, tokens, n_past: int, seq: int = 0, at: int = 0) -> int:
+    """`tokens` as sequence `seq`'s next rows from position n_past, written into the batch
+    from row `at`, logits on every row (a verification step); the batch then ends after them
+    (its n_tokens, returned)."""
     for i, t in enumerate(tokens):
-        batch.token[i] = int(t)
-        batch.pos[i] = n_past + i
-        batch.n_seq_id[i] = 1
-        batch.seq_id[i][0] = 0
-        batch.logits[i] = True
+        batch.token[at + i] = int(t)
+        batch.pos[at + i] = n_past + i
+        batch.n_seq_id[at + i] = 1
+        batch.seq_id[at + i][0] = seq
+        batch.logits[at + i] = True
+    batch.n_tokens = at + len(tokens)
+    return batch.n_tokens
 
 
 def exact_rows(eng, n_rows: int, seq: int = 0) -> int:
@@ -186,17 +195,19 @@ def exact_rows(eng, n_rows: int, seq: int = 0) -> int:
     return n_rows if n <= 0 else min(n, n_rows)   # 0: the ubatch ran dense, as one-token steps do
 
 
-def verdict(eng, proposal: list, picks: list, seq: int = 0) -> tuple[int, int]:
-    """(agreed, accepted) after a verification step: the proposed tokens equal to the model's
-    picks, and of those the ones taken (from exact rows only: row `accepted` gives the next
-    token). With fixation the sequence then goes on from row `accepted`."""
+def verdict(eng, proposal: list, first_row: int = 0, seq: int = 0) -> tuple[int, int, int]:
+    """(agreed, accepted, next token) after a verification step whose rows (the decided token,
+    then `proposal`) start at batch row `first_row`: the proposed tokens equal to the model's
+    picks, of those the ones taken (from exact rows only: row `accepted` gives the next token),
+    and that token. With fixation the sequence then goes on from row `accepted`."""
+    picks = [int(np.argmax(eng.logits(first_row + i))) for i in range(len(proposal) + 1)]
     agreed = 0
     while agreed < len(proposal) and picks[agreed] == proposal[agreed]:
         agreed += 1
     accepted = min(agreed, exact_rows(eng, len(proposal) + 1, seq) - 1)
     if eng.fixation:
         B.fixation.llama_fixation_keep_row(eng._ctx, seq, accepted)
-    return agreed, accepted
+    return agreed, accepted, picks[accepted]
 
 
 def as_draft(draft):
@@ -218,19 +229,18 @@ def record_drafts(stats, ds: DraftStats, draft) -> None:
 
 
 def generate_drafted(eng, n_past: int, n_cells: int, max_tokens: int, stats, gen, matcher,
-                     on_token=None, max_rows: int | None = None) -> DraftStats:
+                     on_token=None) -> DraftStats:
     """Greedy decoding from n_past (the prefill's logits in place) with proposals verified
     as above. gen: repetition.GuardedOutput; stats: the page's Stats (stop_reason, tokens,
-    timings); max_rows: the most rows a step may take (fixation's sparse rows per sequence).
-    Returns what the drafts did.
+    timings). Returns what the drafts did.
 
     With fixation each row gets its own selection; a proposed token is taken only from rows
     that ran as one-token steps would (exact_rows), and the sequence's fixation state goes on
     from the last row kept (the next warm start is its selection, the refresh count follows
     the tokens kept, not the rows computed)."""
     ds = DraftStats()
-    max_rows = K_MAX + 1 if max_rows is None else max(1, min(K_MAX + 1, max_rows))
-    batch = llama.llama_batch_init(K_MAX + 1, 0, 1)
+    max_rows = step_rows(eng)
+    batch = llama.llama_batch_init(max_rows, 0, 1)
     mem = llama.llama_get_memory(eng._ctx)
     stream = codecs.getincrementaldecoder("utf-8")(errors="replace")
     out: list[int] = []
@@ -274,8 +284,7 @@ def generate_drafted(eng, n_past: int, n_cells: int, max_tokens: int, stats, gen
                 raise DecodeError(f"llama_decode failed verifying {len(proposal)} drafted tokens "
                                   f"at position {n_past}")
             # the model's token after each row; the proposal stands while it agrees
-            picks = [int(np.argmax(eng.logits(i))) for i in range(len(rows))]
-            agreed, accepted = verdict(eng, proposal, picks)
+            agreed, accepted, next_tok = verdict(eng, proposal)
             ds.count(matcher, proposal, agreed, accepted, source)
             if accepted < len(proposal):   # the rejected rows' cells go
                 llama.llama_memory_seq_rm(mem, 0, n_past + 1 + accepted, -1)
@@ -283,7 +292,7 @@ def generate_drafted(eng, n_past: int, n_cells: int, max_tokens: int, stats, gen
             n_cells += 1 + accepted
             if not all(emit(t) for t in proposal[:accepted]):   # stops at the first end
                 break
-            tok = picks[accepted]
+            tok = next_tok
     finally:
         llama.llama_batch_free(batch)
     dt = time.perf_counter() - t0
