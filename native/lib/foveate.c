@@ -50,8 +50,6 @@ void foveate_profile_free(foveate_profile * p) {
     }
 }
 
-void foveate_profile_clear(foveate_profile * p) { p->n = 0; }
-
 int32_t foveate_profile_count(const foveate_profile * p) { return p ? p->n : 0; }
 
 int32_t foveate_profile_get(const foveate_profile * p, int32_t i, foveate_node_time * out) {

@@ -38,7 +38,6 @@ typedef struct {
 
 foveate_profile * foveate_profile_new(void);
 void    foveate_profile_free(foveate_profile * p);
-void    foveate_profile_clear(foveate_profile * p);
 int32_t foveate_profile_count(const foveate_profile * p);
 // copies node i's record; 0, or -1 when i is out of range
 int32_t foveate_profile_get(const foveate_profile * p, int32_t i, foveate_node_time * out);

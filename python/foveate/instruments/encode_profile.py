@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 
 from ..inputs.images import load_page
@@ -30,7 +29,7 @@ class OpGroup:
     nodes: int = 0
     us: float = 0.0
     flops: float = 0.0
-    bytes: float = 0.0
+    bytes: float = 0.0  # data it moves: a matmul's weights, a copy's output (0: not counted)
 
     @property
     def gflops(self) -> float:
@@ -82,21 +81,21 @@ def encode_profile(eng, image, warmup: bool = True) -> tuple[list[OpGroup], floa
     profiled nodes' summed ms."""
     page = load_page(image, eng.image_max_pixels)
     if warmup:
-        eng.prefill_page(page)
-    _, st = eng.prefill_page(page)
-    plain_ms = st.encode_ms
+        eng.image_embeddings(page)
+    t0 = time.perf_counter()
+    eng.image_embeddings(page)   # the encode alone: the language model is not prefilled
+    plain_ms = (time.perf_counter() - t0) * 1e3
     prof = B.foveate.foveate_profile_new()
     try:
         eng.profile_projector(prof)
-        eng.prefill_page(page)
-        groups: dict[str, OpGroup] = defaultdict(lambda: OpGroup(""))
+        eng.image_embeddings(page)
+        groups: dict[str, OpGroup] = {}
         rec = B.NodeTime()
         total = 0.0
         for i in range(B.foveate.foveate_profile_count(prof)):
             B.foveate.foveate_profile_get(prof, i, ctypes.byref(rec))
             key, flops, nbytes = classify(rec)
-            g = groups[key]
-            g.key = key
+            g = groups.setdefault(key, OpGroup(key))
             g.nodes += 1
             g.us += rec.us
             g.flops += flops
@@ -138,12 +137,13 @@ def format_profile(groups: list[OpGroup], plain_ms: float, profiled_ms: float,
                    peaks: dict[str, float] | None = None) -> str:
     lines = [f"encode: {plain_ms:.0f} ms unprofiled; {profiled_ms:.0f} ms summed over the nodes "
              f"(node at a time)", "",
-             "| group | nodes | ms | share | GFLOP | GFLOP/s |", "|---|---|---|---|---|---|"]
+             "| group | nodes | ms | share | GFLOP | GFLOP/s | MB moved |",
+             "|---|---|---|---|---|---|---|"]
     for g in groups:
         if g.us < 1e-3 * profiled_ms * 1e3 and g.flops == 0:
             continue
         lines.append(f"| {g.key} | {g.nodes} | {g.us / 1e3:.1f} | {g.us / 1e3 / profiled_ms:.1%} | "
-                     f"{g.flops / 1e9:.1f} | {g.gflops:.1f} |")
+                     f"{g.flops / 1e9:.1f} | {g.gflops:.1f} | {g.bytes / 1e6:.1f} |")
     if peaks:
         lines += ["", "measured matmul rate of this CPU (GFLOP/s): " +
                   ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())]

@@ -62,8 +62,6 @@ def _load_foveate() -> ctypes.CDLL:
     lib.foveate_profile_new.restype = p
     lib.foveate_profile_free.argtypes = [p]
     lib.foveate_profile_free.restype = None
-    lib.foveate_profile_clear.argtypes = [p]
-    lib.foveate_profile_clear.restype = None
     lib.foveate_profile_count.argtypes = [p]
     lib.foveate_profile_count.restype = i32
     lib.foveate_profile_get.argtypes = [p, i32, ctypes.POINTER(NodeTime)]
