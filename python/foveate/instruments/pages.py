@@ -144,11 +144,15 @@ def _word(rng: np.random.Generator) -> str:
     return w
 
 
+def line_count(rng: np.random.Generator, spec: PageSpec) -> int:
+    """A page's number of lines: drawn from [min_rows, rows] in the document layout."""
+    return int(rng.integers(spec.min_rows, spec.rows + 1)) if spec.min_rows else spec.rows
+
+
 def make_lines(rng: np.random.Generator, spec: PageSpec) -> list[str]:
     lines = []
     width = spec.line_cols
-    n = int(rng.integers(spec.min_rows, spec.rows + 1)) if spec.min_rows else spec.rows
-    for _ in range(n):
+    for _ in range(line_count(rng, spec)):
         target = int(rng.integers(int(spec.min_fill * width), width + 1))
         line = ""
         while True:
@@ -192,11 +196,12 @@ def write_pages(out_dir: Path, split: str, start: int, count: int,
     """Write `{split}-{i:05d}.png` and `.txt` (ground truth) for i in [start, start+count)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(start, start + count):
-        p = make_page(split, i, spec)
-        png = out_dir / f"{split}-{i:05d}.png"
-        p.image.save(png, optimize=True)
-        (out_dir / f"{split}-{i:05d}.txt").write_text(p.text + "\n")
-        paths.append(png)
-    return paths
+    return [save_page(out_dir, make_page(split, i, spec)) for i in range(start, start + count)]
+
+
+def save_page(out_dir: Path, p: Page) -> Path:
+    """`{split}-{index:05d}.png` and its ground truth `.txt` in out_dir; the PNG's path."""
+    png = out_dir / f"{p.split}-{p.index:05d}.png"
+    p.image.save(png, optimize=True)
+    png.with_suffix(".txt").write_text(p.text + "\n")
+    return png

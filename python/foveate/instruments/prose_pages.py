@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .pages import CHARSET, LAYOUTS, Page, PageSpec, place, render
+from .pages import CHARSET, LAYOUTS, Page, PageSpec, line_count, place, render, save_page
 
 # stdlib modules whose documentation is mostly prose (not tables of names)
 MODULES = ("textwrap", "argparse", "logging", "unittest", "json", "csv", "fractions", "heapq",
@@ -59,7 +59,7 @@ def make_prose_pages(count: int, spec: PageSpec = LAYOUTS["grid"], start: int = 
     pages, at_line = [], 0
     for i in range(start + count):
         rng = np.random.default_rng([3, i])   # split "prose": not the generator's 1 / 2
-        n = int(rng.integers(spec.min_rows, spec.rows + 1)) if spec.min_rows else spec.rows
+        n = line_count(rng, spec)
         page_lines = lines[at_line:at_line + n]
         at_line += n
         if len(page_lines) < n:
@@ -76,10 +76,4 @@ def write_prose_pages(out_dir: Path, count: int, layout: str = "grid") -> list[P
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "SOURCE.txt").write_text(source() + f"\nlayout: {layout}\n")
-    paths = []
-    for p in make_prose_pages(count, LAYOUTS[layout]):
-        png = out_dir / f"prose-{p.index:05d}.png"
-        p.image.save(png, optimize=True)
-        (out_dir / f"prose-{p.index:05d}.txt").write_text(p.text + "\n")
-        paths.append(png)
-    return paths
+    return [save_page(out_dir, p) for p in make_prose_pages(count, LAYOUTS[layout])]
