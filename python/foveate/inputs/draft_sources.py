@@ -38,9 +38,12 @@ def check_mode(mode: str) -> None:
             raise OcrEngineMissing(why)
 
 
-def page_draft(mode: str | None, doc, number: int, image) -> DraftText | None:
+def page_draft(mode, doc, number: int, image) -> DraftText | None:
     """The draft of page `number` of `doc` (an inputs.documents.Document, None for a lone
-    image), whose rendered picture is `image`, by `mode` (MODES). None: no drafting."""
+    image), whose rendered picture is `image`, by `mode` (MODES), or `mode` itself when it is
+    a DraftText (the caller's text for every page). None: no drafting."""
+    if isinstance(mode, DraftText):
+        return mode
     if mode in (None, "none"):
         return None
     check_mode(mode)

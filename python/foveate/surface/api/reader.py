@@ -185,8 +185,8 @@ class Reader:
                 if number in skip:
                     continue
                 image = doc.page(number, budget)
-                d = page_draft(draft, doc, number, image) if isinstance(draft, str) else draft
-                res = self.read(image, prompt=prompt, max_tokens=max_tokens, draft=d, **sampling)
+                res = self.read(image, prompt=prompt, max_tokens=max_tokens,
+                                draft=page_draft(draft, doc, number, image), **sampling)
                 res.source, res.page, res.n_pages = doc.name, number, doc.n_pages
                 res.image = f"{doc.name}#page={number}" if doc.n_pages > 1 else doc.name
                 yield res

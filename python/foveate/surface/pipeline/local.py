@@ -90,5 +90,4 @@ def drafted_page(doc, number: int, budget, draft):
     image = doc.page(number, budget)
     if draft is None:
         return image
-    return PageJob(image, draft=page_draft(draft, doc, number, image) if isinstance(draft, str)
-                   else draft)
+    return PageJob(image, draft=page_draft(draft, doc, number, image))
