@@ -92,8 +92,8 @@ class DraftRow:
 
 
 def _plain(eng: Engine, image, image_tokens: int, n_decode: int) -> tuple[str, Stats]:
-    """Greedy decoding after the page by the engine's own loop (a llama.cpp sampler per
-    token): what a read without a draft runs."""
+    """Greedy decoding after the page by the engine's own loop (one decode per token, the
+    argmax of its logits): what a read without a draft runs."""
     n_past, _ = _prefill(eng, image, image_tokens, n_decode)
     st = Stats()
     return eng._generate(n_past, n_past, n_decode, Sampling(repetition_guard=None), st), st
