@@ -9,7 +9,6 @@
 // rounded to BF16). Conversions are one-way: turning it off takes effect when the projector is
 // loaded again.
 #include "clip.h"
-#include "clip-impl.h"
 #include "mtmd-foveate.h"
 
 #include "ggml.h"
@@ -21,7 +20,6 @@
 #include <string>
 #include <vector>
 
-void clip_foveate_backends(const struct clip_ctx * ctx, ggml_backend_t * main, ggml_backend_t * cpu);
 struct clip_ctx * mtmd_foveate_vision_clip(mtmd_context * ctx);   // patches/0012
 
 namespace {
