@@ -229,6 +229,13 @@ bool in_host_memory(const ggml_tensor * t) {
     return t->buffer && ggml_backend_buffer_is_host(t->buffer);
 }
 
+// a mass budget (cfg.mass > 0): the row's budget is its ceiling, k_min its floor
+void set_mass(ggml_tensor * sel, const llama_fixation_input & fi) {
+    if (fi.st->cfg.mass > 0.0f) {
+        ggml_fix_select_set_mass(sel, fi.st->cfg.mass, fi.st->cfg.k_min);
+    }
+}
+
 int64_t budget_for(const llama_fixation_config & cfg, int64_t n_img) {
     // ceil(ratio x n) of the decimal ratio asked for: the float ratio (0.05f = 0.0500000007)
     // would round 0.05 x 1540 up to 78; a relative 1e-6 is far above float's error
@@ -496,6 +503,7 @@ ggml_tensor * llama_fixation_build_attn(
         ggml_format_name(cur->view_src, "fix_attn_scored-%d", il);
         ggml_tensor * sel = ggml_fix_topk(ctx0, scores, fi.img_idx, fi.budget, fi.k_max);
         ggml_format_name(sel, "fix_topk-%d", il);
+        set_mass(sel, fi);
         ggml_set_output(sel);
         ggml_build_forward_expand(gf, sel);
         fi.sel_cur = sel;
@@ -505,6 +513,7 @@ ggml_tensor * llama_fixation_build_attn(
     if (focal) {
         ggml_tensor * sel = ggml_fix_select(ctx0, qp, kp, kq_mask, fi.img_idx, fi.budget, fi.k_max, kq_scale);
         ggml_format_name(sel, "fix_select-%d", il);
+        set_mass(sel, fi);
         ggml_set_output(sel);
         ggml_build_forward_expand(gf, sel);
         fi.sel_cur = sel;
@@ -778,6 +787,18 @@ extern "C" int32_t llama_fixation_set_sample(struct llama_context * ctx, int32_t
     if (st->cfg.sample != sample) {
         st->cfg.sample = sample;
         st->epoch++;  // the sample input's shape changes
+    }
+    return 0;
+}
+
+extern "C" int32_t llama_fixation_set_mass(struct llama_context * ctx, float mass) {
+    llama_fixation_state * st = ctx ? get_state(ctx, true) : nullptr;
+    if (!st || !(mass >= 0.0f && mass <= 1.0f)) {
+        return -1;
+    }
+    if (st->cfg.mass != mass) {
+        st->cfg.mass = mass;
+        st->epoch++;  // the selection nodes' parameters change
     }
     return 0;
 }

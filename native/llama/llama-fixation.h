@@ -31,6 +31,8 @@ struct llama_fixation_config {
                                  // other steps they attend to the previous selection and keep it
     int32_t sample     = 64;     // compensation: a fixed stratified sample of this many image
                                  // cells stands in for the hidden ones (0 = off; docs/architecture.md)
+    float   mass       = 0.0f;   // > 0: the budget is a ceiling; a step keeps the fewest best cells
+                                 // holding this share of the focal layer's image attention mass
     bool    force_sparse = false; // test hook: the sparse graph even where every budget covers
                                   // all image cells (ratio 1 then runs fixation's ops, not stock's)
 };

@@ -36,6 +36,10 @@ LLAMA_API int32_t llama_fixation_set_refresh(struct llama_context * ctx, int32_t
 // compensation: a fixed sample of this many image cells (0..4096, 0 = off) stands in for the
 // unselected ones
 LLAMA_API int32_t llama_fixation_set_sample(struct llama_context * ctx, int32_t sample);
+// mass budget (0 = off, else (0, 1]): the ratio's budget becomes a ceiling, and each scoring
+// step keeps the fewest most attended image cells whose focal-layer attention reaches this share
+// of the attention the image cells get (at least k_min): fewer cells where the model is sure
+LLAMA_API int32_t llama_fixation_set_mass(struct llama_context * ctx, float mass);
 // warm start: also the next `dilation` image cells after each previously selected one
 LLAMA_API int32_t llama_fixation_set_dilation(struct llama_context * ctx, int32_t dilation);
 // the learned marker rows of an image decoded into seq_id (image newline, view separator,

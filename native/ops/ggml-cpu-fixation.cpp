@@ -183,14 +183,39 @@ bool scored_mode(const ggml_tensor * node) {
     return ggml_get_op_params_i32(node, 1) == GGML_FIX_MODE_SCORED;
 }
 
+// the mass budget of a fix_select / fix_topk node (spec: ggml-fixation.c); mass 0 = unset
+struct mass_rule {
+    float   mass  = 0.0f;
+    int32_t k_min = 0;
+};
+
+mass_rule mass_of(const ggml_tensor * node) {
+    return { ggml_get_op_params_f32(node, 2), ggml_get_op_params_i32(node, 3) };
+}
+
 // top-b of n candidates (positions into img_row, scores sc) -> out[0, K): ascending cell ids,
-// -1 padded; ties go to the earlier position, as fix_select's
+// -1 padded; ties go to the earlier position, as fix_select's. With a mass rule b is a ceiling:
+// the fewest of the best b whose scores reach mass x the n candidates' total (at least k_min)
 void write_top(const float * sc, const int32_t * img_row, int32_t * order, int64_t n, int64_t b_req,
-               int64_t K, int32_t * out) {
-    const int64_t b = std::max<int64_t>(0, std::min<int64_t>({b_req, n, K}));
+               int64_t K, int32_t * out, mass_rule mr) {
+    int64_t b = std::max<int64_t>(0, std::min<int64_t>({b_req, n, K}));
     auto better = [sc](int32_t a, int32_t b2) { return sc[a] > sc[b2] || (sc[a] == sc[b2] && a < b2); };
     if (b < n) {
         std::nth_element(order, order + b, order + n, better);
+    }
+    if (mr.mass > 0.0f && b > 0) {
+        double total = 0.0;
+        for (int64_t i = 0; i < n; ++i) {
+            total += sc[order[i]];
+        }
+        std::sort(order, order + b, better);
+        const double want = (double) mr.mass * total;
+        double acc = 0.0;
+        int64_t j = 0;
+        while (j < b && acc < want) {
+            acc += sc[order[j++]];
+        }
+        b = std::max<int64_t>(j, std::min<int64_t>(b, mr.k_min));
     }
     for (int64_t j = 0; j < b; ++j) {
         out[j] = img_row[order[j]];
@@ -235,7 +260,7 @@ void compute_topk(const ggml_compute_params * params, ggml_tensor * dst) {
                 order[n++] = (int32_t) i;
             }
         }
-        write_top(sc, img_row, order, n, b_req, K, out);
+        write_top(sc, img_row, order, n, b_req, K, out, mass_of(dst));
     }
 }
 
@@ -482,7 +507,7 @@ extern "C" void ggml_compute_forward_fix_select(const struct ggml_compute_params
                     }
                 }
                 int32_t * out = (int32_t *) ((char *) dst->data + t*dst->nb[1] + s*dst->nb[2]);
-                write_top(w.score, img_row, w.order, n, b_req, K, out);
+                write_top(w.score, img_row, w.order, n, b_req, K, out, mass_of(dst));
             }
         }
     }

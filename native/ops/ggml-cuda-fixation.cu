@@ -1051,6 +1051,57 @@ static __global__ void __launch_bounds__(FIX_RED_NT) fix_topk_keys(
     }
 }
 
+// the mass budget (spec: ggml-fixation.c), one block per row of rows [t0, t0 + trc): a
+// refreshed row's budget is a ceiling b; the row keeps the cells whose key is >= tau, tau the
+// largest key with sum(scores of keys >= tau) >= mass x (all candidates' scores), found by
+// bisection on the keys' bits (keys order as scores do), so ties at tau all count; then
+// clamp to [min(k_min, b), b]. Rows not refreshed (b < 0) keep their budget.
+static __global__ void __launch_bounds__(FIX_RED_NT) fix_mass_budget(
+        const uint32_t * __restrict__ keys, const int n_img,
+        const char * __restrict__ bud, const int64_t nbb0, const int64_t nbb1,
+        int32_t * __restrict__ out, const int T, const int t0, const int tr,
+        const float mass, const int k_min) {
+    __shared__ float s_red[FIX_RED_NT/WARP_SIZE];
+    const int tt = blockIdx.x, s = blockIdx.y, t = t0 + tt;
+    const uint32_t * krow = keys + ((int64_t) s*tr + tt)*n_img;
+    const int b = *(const int32_t *) (bud + t*nbb0 + s*nbb1);
+    if (b < 0) {
+        if (threadIdx.x == 0) {
+            out[(int64_t) s*T + t] = b;
+        }
+        return;
+    }
+    float total = 0.0f;
+    for (int e = threadIdx.x; e < n_img; e += blockDim.x) {
+        total += krow[e] ? __uint_as_float(krow[e] - 1u) : 0.0f;
+    }
+    total = fix_block_sum(total, s_red);
+    const float want = mass*total;
+    uint64_t lo = 1, hi = 0x100000000ull;   // S(lo) = total >= want; S(hi) = 0
+    while (hi - lo > 1) {
+        const uint64_t mid = (lo + hi)/2;
+        float part = 0.0f;
+        for (int e = threadIdx.x; e < n_img; e += blockDim.x) {
+            part += krow[e] >= mid ? __uint_as_float(krow[e] - 1u) : 0.0f;
+        }
+        part = fix_block_sum(part, s_red);   // every thread gets the same sum: the same branch
+        if (part >= want) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    float cnt = 0.0f;
+    for (int e = threadIdx.x; e < n_img; e += blockDim.x) {
+        cnt += krow[e] >= lo ? 1.0f : 0.0f;
+    }
+    cnt = fix_block_sum(cnt, s_red);
+    if (threadIdx.x == 0) {
+        const int j = (int) cnt;
+        out[(int64_t) s*T + t] = max(min(j, b), min(b, k_min));
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // host side
 // ------------------------------------------------------------------------------------------------
@@ -1304,9 +1355,25 @@ static void fix_topk_rows(ggml_backend_cuda_context & ctx, const uint32_t * keys
     }
     const dim3   grid((unsigned) trc, (unsigned) S, 1);
     const size_t smem = sort_in_smem ? (size_t) P_cap*sizeof(int) : 0;
+    // a mass budget: each row's budget from its keys first, then the top-k of that many
+    const float mass  = ggml_get_op_params_f32(dst, 2);
+    const int   k_min = ggml_get_op_params_i32(dst, 3);
+    const int   T     = (int) dst->ne[1];
+    ggml_cuda_pool_alloc<int32_t> mbud(ctx.pool());
+    const char * bud_p = (const char *) bud->data;
+    int64_t nbb0 = bud->nb[0], nbb1 = bud->nb[1];
+    if (mass > 0.0f) {
+        mbud.alloc(std::max<int64_t>(1, (int64_t) T*S));
+        fix_mass_budget<<<grid, FIX_RED_NT, 0, ctx.stream()>>>(
+            keys, (int) img->ne[0], bud_p, nbb0, nbb1, mbud.ptr, T, t0, trc, mass, k_min);
+        CUDA_CHECK(cudaGetLastError());
+        bud_p = (const char *) mbud.ptr;
+        nbb0 = sizeof(int32_t);
+        nbb1 = (int64_t) T*sizeof(int32_t);
+    }
     fix_select_topk<<<grid, FIX_SEL_NT, smem, ctx.stream()>>>(
         keys, (const char *) img->data, img->nb[0], img->nb[1], img->nb[2], (int) img->ne[0],
-        (const char *) bud->data, bud->nb[0], bud->nb[1],
+        bud_p, nbb0, nbb1,
         (char *) dst->data, dst->nb[1], dst->nb[2], K,
         t0, trc, sort_in_smem ? nullptr : gbuf.ptr, P_cap, N, need_key);
     CUDA_CHECK(cudaGetLastError());

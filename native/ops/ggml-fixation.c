@@ -19,6 +19,10 @@
 //   n_hid = n_pool - (visible entries of that prefix) and m such entries,
 //   each is attended with logit + log(n_hid / m), an estimate of the hidden cells' softmax
 //   terms (nothing when m = 0 or n_hid <= 0).
+// Mass budget (ggml_fix_select_set_mass, fix_select and fix_topk): a refreshed row's budget is
+//   a ceiling. Of the row's scored candidates (finite score), with M = the sum of their scores,
+//   the row keeps the fewest highest-scored ones whose scores sum to >= mass*M (ties: the
+//   earlier entry first), at least min(k_min, ceiling) and at most the ceiling.
 #include "ggml-fixation.h"
 
 #include "ggml-impl.h"
@@ -159,6 +163,16 @@ struct ggml_tensor * ggml_fix_topk(
     result->src[3] = img_idx;
     result->src[4] = budget;
     return result;
+}
+
+void ggml_fix_select_set_mass(
+        struct ggml_tensor * sel,
+        float                mass,
+        int32_t              k_min) {
+    GGML_ASSERT(sel->op == GGML_OP_FIX_SELECT);
+    GGML_ASSERT(mass > 0.0f && mass <= 1.0f && k_min >= 0);
+    ggml_set_op_params_f32(sel, 2, mass);
+    ggml_set_op_params_i32(sel, 3, k_min);
 }
 
 void ggml_fix_attn_add_sample(

@@ -75,6 +75,14 @@ GGML_API struct ggml_tensor * ggml_fix_topk(
     struct ggml_tensor  * budget,   // I32 [T, S]
     int64_t               k_max);
 
+// mass budget on a fix_select / fix_topk node: each refreshed row's budget becomes a ceiling;
+//   the row keeps the fewest best-scored candidates whose scores reach `mass` (0, 1] of its
+//   candidates' total score, at least k_min (spec: ggml-fixation.c). Unset: the budget itself
+GGML_API void ggml_fix_select_set_mass(
+    struct ggml_tensor  * sel,
+    float                 mass,
+    int32_t               k_min);
+
 // the mode of a FIX_ATTN / FIX_SELECT node (op_params[1]): the kernels branch on it
 enum ggml_fix_mode {
     GGML_FIX_MODE_LISTS  = 0,  // fix_attn over lists; fix_select scoring + top-k

@@ -35,6 +35,11 @@ double time_graph(ggml_backend_t be, ggml_cgraph * gf, int reps) {
 
 namespace {
 
+// the mass budget's case: low enough that rows with a large ceiling stop well below it
+constexpr double  MASS = 0.3;
+constexpr int64_t MASS_K_MIN = 2;
+int64_t mass_cut_rows = 0;   // rows where the rule kept fewer than the ceiling and more than k_min
+
 struct Case {
     int64_t D, Dv, T, H, Hkv, S, N;
     ggml_type kt, vt, mt;
@@ -242,7 +247,8 @@ std::string describe(const Case & c) {
 
 // returns "" when the backend does not support the case
 std::string run_case(ggml_backend_t be, const Case & c, const char * op, int & failures) {
-    const bool select = !strcmp(op, "select"), vs_fa = !strcmp(op, "attn_vs_fa"), sample = !strcmp(op, "attn_sample");
+    const bool mass = !strcmp(op, "select_mass");   // fix_select with a mass budget
+    const bool select = !strcmp(op, "select") || mass, vs_fa = !strcmp(op, "attn_vs_fa"), sample = !strcmp(op, "attn_sample");
     CaseSetup cs(c, vs_fa, sample);
     const int64_t n_img = cs.n_img, K = cs.K;
     const float scale = cs.scale;
@@ -254,6 +260,7 @@ std::string run_case(ggml_backend_t be, const Case & c, const char * op, int & f
     ggml_tensor * ref_fa = nullptr;
     if (select) {
         out = ggml_fix_select(g.ctx, x.q, x.k, x.mask, x.img, x.budget, K, scale);
+        if (mass) ggml_fix_select_set_mass(out, (float) MASS, (int32_t) MASS_K_MIN);
     } else {
         out = ggml_fix_attn(g.ctx, x.q, x.k, v_view, x.mask, x.a, x.b, scale);
         if (sample) ggml_fix_attn_add_sample(out, x.c, x.pool);
@@ -297,11 +304,28 @@ std::string run_case(ggml_backend_t be, const Case & c, const char * op, int & f
                     int32_t cell = in.img[r * n_img + i];
                     if (cell >= 0 && in.mask[r * c.N + cell] != -INFINITY) cand.push_back(cell);
                 }
-                const int64_t want = std::max<int64_t>(0, std::min<int64_t>({(int64_t) in.budget[r], (int64_t) cand.size(), K}));
+                int64_t want = std::max<int64_t>(0, std::min<int64_t>({(int64_t) in.budget[r], (int64_t) cand.size(), K}));
                 const int32_t * row = &got[r * K];
                 int64_t n = 0;
                 while (n < K && row[n] >= 0) n++;
-                bool ok = n == want;
+                bool near = false;  // the mass crossed within float32 rounding of a boundary
+                if (mass) {
+                    // float64: the fewest best candidates whose scores reach MASS of their total
+                    std::vector<double> v;
+                    double total = 0;
+                    for (int32_t cell : cand) { v.push_back(sc[cell]); total += sc[cell]; }
+                    std::sort(v.rbegin(), v.rend());
+                    double acc = 0;
+                    int64_t j = 0;
+                    while (j < (int64_t) v.size() && acc < MASS * total) {
+                        acc += v[j++];
+                        near |= std::fabs(acc - MASS * total) < 1e-4 * total;
+                    }
+                    const int64_t ceil_b = want;
+                    want = std::max(std::min(j, ceil_b), std::min<int64_t>(ceil_b, MASS_K_MIN));
+                    if (want < ceil_b && want > MASS_K_MIN) mass_cut_rows++;
+                }
+                bool ok = n == want || (near && std::llabs(n - want) <= 1);
                 for (int64_t j = n; j < K; ++j) ok &= row[j] == -1;
                 for (int64_t j = 1; j < n; ++j) ok &= row[j - 1] < row[j];
                 double min_sel = INFINITY, max_unsel = -INFINITY, top = 0;
@@ -638,7 +662,7 @@ int main(int argc, char ** argv) {
         for (const Case & c : cases) {
             if (c.one_row_per_pass) setenv("FOVEATE_FIX_LOGITS_MAX", "4096", 1);
             else unsetenv("FOVEATE_FIX_LOGITS_MAX");
-            for (const char * op : {"select", "attn", "attn_vs_fa", "attn_sample", "scored"}) {
+            for (const char * op : {"select", "select_mass", "attn", "attn_vs_fa", "attn_sample", "scored"}) {
                 std::string r = !strcmp(op, "scored") ? run_scored_case(be, c, failures) : run_case(be, c, op, failures);
                 if (r.empty()) { printf("  %-10s %s: not supported, skipped\n", op, describe(c).c_str()); continue; }
                 ran++;
@@ -648,7 +672,11 @@ int main(int argc, char ** argv) {
         ran += run_merge_op_tests(be, failures);
         ggml_backend_free(be);
     }
-    printf("%d cases, %d failed\n", ran, failures);
+    if (ran > 0 && mass_cut_rows == 0) {
+        failures++;
+        printf("select_mass: no row's mass budget fell between k_min and its ceiling: the rule went untested\n");
+    }
+    printf("%d cases, %d failed (mass budget cut %lld rows)\n", ran, failures, (long long) mass_cut_rows);
     if (ran == 0) return 77;
     return failures ? 1 : 0;
 }
