@@ -60,6 +60,54 @@ def test_sparse_path_runs_and_selects_the_budget():
     e0.close(), eng.close()
 
 
+def _prompt_logits(prompt: str, **kw) -> tuple[np.ndarray, int]:
+    """The logits of the prefill (no decode step) and how many tokens follow the image."""
+    from foveate.inputs.images import load_page
+
+    eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, flash_attn=True, **kw)
+    try:
+        _, st = eng.prefill_page(load_page(PAGE), prompt)
+        text = eng.format_prompt(prompt).encode()
+        after = text[text.index(eng.marker.encode()) + len(eng.marker.encode()):]
+        buf = (llama.llama_token * (len(after) + 8))()
+        n_after = llama.llama_tokenize(eng._vocab, after, len(after), buf, len(buf), False, True)
+        return eng.logits().copy(), n_after
+    finally:
+        eng.close()
+
+
+def test_a_short_prompt_after_the_image_prefills_dense():
+    """Fixation acts on decode steps only: a text chunk after the image that fits under
+    fixation's max_tokens (a short prompt; a tiled page's markers between its image chunks)
+    is still prefill, computed as stock computes it (llama_fixation_hold)."""
+    off, n_after = _prompt_logits("A")
+    # this reader's template puts 15 tokens after the image: with max_tokens 16 a ubatch of
+    # that chunk is decode-sized, as a tiled page's 2-3 marker tokens are at the default 8
+    assert 1 <= n_after <= 16
+    on, _ = _prompt_logits("A", fixation=0.05, fixation_k_min=4, fixation_max_tokens=16)
+    assert np.array_equal(off, on)
+
+
+def test_a_mass_budget_keeps_fewer_cells_where_the_focal_layer_is_sure():
+    """llama_fixation_set_mass: the ratio's budget becomes a ceiling; on the bundled reader
+    the focal layer's image attention is so peaked that 90% of it lies in fewer than k_min
+    cells, so each refreshed step keeps k_min (the ratio alone keeps its 41)."""
+    eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, flash_attn=True,
+                 fixation=0.1, fixation_k_min=8)
+    try:
+        assert B.fixation.llama_fixation_set_mass(eng._ctx, 1.5) != 0    # (0, 1] or 0 = off
+        assert B.fixation.llama_fixation_set_mass(eng._ctx, 0.9) == 0
+        sizes = []
+        _page_logits(eng, steps=6, after_step=lambda: sizes.append(len(eng.fixation_selection(0))))
+        assert all(8 <= n < math.ceil(0.1 * IMAGE_TOKENS) for n in sizes), sizes
+        assert B.fixation.llama_fixation_set_mass(eng._ctx, 0.0) == 0
+        sizes.clear()
+        _page_logits(eng, steps=3, after_step=lambda: sizes.append(len(eng.fixation_selection(0))))
+        assert sizes == [math.ceil(0.1 * IMAGE_TOKENS)] * 3
+    finally:
+        eng.close()
+
+
 def _selections(steps, **kw):
     eng = Engine(str(MODEL), str(MMPROJ), n_ctx=2048, threads=2, flash_attn=True, **kw)
     sels = []

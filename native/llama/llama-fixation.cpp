@@ -249,7 +249,7 @@ plan make_plan(const llama_ubatch & ubatch, const llama_hparams & hparams, const
     plan p;
     llama_fixation_state * st = state_of(cparams);
     host_timer timer(st);
-    if (!st || !st->cfg.enabled || cparams.training || !cparams.causal_attn || !ubatch.token ||
+    if (!st || !st->cfg.enabled || st->held || cparams.training || !cparams.causal_attn || !ubatch.token ||
         hparams.attn_soft_cap || hparams.f_max_alibi_bias > 0.0f || n_stream < 1 ||
         ubatch.n_tokens % n_stream != 0 || kv_unsupported(st, mctx, hparams)) {
         return p;
@@ -787,6 +787,14 @@ extern "C" int32_t llama_fixation_set_sample(struct llama_context * ctx, int32_t
     if (st->cfg.sample != sample) {
         st->cfg.sample = sample;
         st->epoch++;  // the sample input's shape changes
+    }
+    return 0;
+}
+
+extern "C" int32_t llama_fixation_hold(struct llama_context * ctx, int32_t on) {
+    llama_fixation_state * st = ctx ? get_state(ctx, false) : nullptr;
+    if (st) {
+        st->held = on != 0;
     }
     return 0;
 }

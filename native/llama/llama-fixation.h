@@ -66,6 +66,7 @@ struct llama_fixation_rows {
 struct llama_fixation_state {
     llama_fixation_config cfg;
     uint64_t epoch = 1;                               // bumped by every llama_fixation_set
+    bool     held = false;                            // llama_fixation_hold: every ubatch dense
     std::map<int32_t, llama_fixation_history> history;  // seq -> its last step (forgotten by a dense ubatch)
     std::map<int32_t, std::vector<int32_t>> ordinal;    // seq -> last selection, as image-token ordinals
                                                         // (reading order: by position, then (y, x))

@@ -36,6 +36,11 @@ LLAMA_API int32_t llama_fixation_set_refresh(struct llama_context * ctx, int32_t
 // compensation: a fixed sample of this many image cells (0..4096, 0 = off) stands in for the
 // unselected ones
 LLAMA_API int32_t llama_fixation_set_sample(struct llama_context * ctx, int32_t sample);
+// while on, every ubatch runs dense (stock attention; the sequences' selections are forgotten
+// as after any dense ubatch): a prompt's short text chunks (the markers between a tiled
+// page's image chunks, a short prompt after the image) are prefill, not decode steps, though
+// they fit under max_tokens. The engine holds fixation while it prefills a page
+LLAMA_API int32_t llama_fixation_hold(struct llama_context * ctx, int32_t on);
 // mass budget (0 = off, else (0, 1]): the ratio's budget becomes a ceiling, and each scoring
 // step keeps the fewest most attended image cells whose focal-layer attention reaches this share
 // of the attention the image cells get (at least k_min): fewer cells where the model is sure

@@ -431,6 +431,16 @@ class Engine:
         return n_past, stats
 
     def _prefill(self, chunks, n_chunks: int, page: Page, stats: Stats, seq_id: int = 0) -> int:
+        # the prompt runs dense: a short text chunk (a tiled page's markers between its image
+        # chunks, a short prompt) fits under fixation's max_tokens but is not a decode step
+        B.fixation.llama_fixation_hold(self._ctx, 1)
+        try:
+            return self._prefill_chunks(chunks, n_chunks, page, stats, seq_id)
+        finally:
+            B.fixation.llama_fixation_hold(self._ctx, 0)
+
+    def _prefill_chunks(self, chunks, n_chunks: int, page: Page, stats: Stats,
+                        seq_id: int = 0) -> int:
         n_past = 0
         new_n_past = llama.llama_pos(0)
         for i in range(n_chunks):

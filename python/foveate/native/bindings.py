@@ -184,6 +184,8 @@ def _bind_fixation():
     lib.llama_fixation_set_sample.restype = i32
     lib.llama_fixation_set_mass.argtypes = [p, ctypes.c_float]  # native/llama/llama-foveate.h
     lib.llama_fixation_set_mass.restype = i32
+    lib.llama_fixation_hold.argtypes = [p, i32]           # native/llama/llama-foveate.h
+    lib.llama_fixation_hold.restype = i32
     lib.llama_fixation_get_attended.argtypes = [p]
     lib.llama_fixation_get_attended.restype = ctypes.c_double
     lib.llama_fixation_get_host_us.argtypes = [p]
