@@ -23,6 +23,13 @@ def _meta(arch, name="", mrope=False):
     ("qwen3", "lightonocr", "lightonocr"),
     ("qwen2", "dots_ocr", "dotsocr"),
     ("hunyuan_vl", "hunyuanvl", "hunyuanvl"),
+    ("llama", "idefics3", "idefics3"),
+    ("lfm2", "lfm2", "lfm2vl"),
+    ("qwen35", "qwen3vl_merger", "qwen35"),
+    ("qwen35moe", "qwen3vl_merger", "qwen35"),
+    ("qwen2", "internvl", "internvl"),
+    ("granite", "granite4_vision", "granite4vision"),
+    ("qwen35", "minicpmv4_6", "minicpmv46"),
 ])
 def test_the_projector_names_the_family(arch, projector, want):
     assert identify(_meta(arch), projector).family.key == want
@@ -48,9 +55,19 @@ def test_fine_tunes_are_told_by_name(name, tune):
     assert got.preset_family == (tune or "qwen25vl")
 
 
+@pytest.mark.parametrize("name,tune", [("granite-docling-258M", "docling"),
+                                       ("SmolDocling-256M-preview", "docling"),
+                                       ("SmolVLM-256M-Instruct", "")])
+def test_docling_models_are_told_from_smolvlm_by_name(name, tune):
+    got = identify(_meta("llama", name), "idefics3")
+    assert got.family.key == "idefics3" and got.fine_tune == tune
+    # the name alone makes no fine-tune of another family
+    assert identify(_meta("qwen2vl", name), "qwen2.5vl_merger").fine_tune == ""
+
+
 def test_an_unknown_projector_is_named():
-    got = identify(_meta("llama"), "idefics3")
-    assert got.family is None and "idefics3" in got.label
+    got = identify(_meta("gemma3"), "gemma3")
+    assert got.family is None and "gemma3" in got.label
     check_method(got, True, True)   # unknown: stock path, no refusal
 
 

@@ -46,8 +46,22 @@ struct marker_values {
             clip_foveate_marker_rows(clip, nl, sep);
         }
     }
+    // the newline tensor itself, or (Granite Vision 4: deepstack rows are several projector
+    // outputs side by side) that tensor repeated across the row
+    static bool repeats(const float * row, int64_t d, const std::vector<float> & v) {
+        const int64_t n = (int64_t) v.size();
+        if (n == 0 || d % n != 0) {
+            return false;
+        }
+        for (int64_t o = 0; o < d; o += n) {
+            if (memcmp(row + o, v.data(), n*sizeof(float)) != 0) {
+                return false;
+            }
+        }
+        return true;
+    }
     uint8_t kind(const float * row, int64_t d) const {
-        if ((int64_t) nl.size() == d && memcmp(row, nl.data(), d*sizeof(float)) == 0) {
+        if (repeats(row, d, nl)) {
             return FOVEATE_ROW_NEWLINE;
         }
         if ((int64_t) sep.size() == d && memcmp(row, sep.data(), d*sizeof(float)) == 0) {

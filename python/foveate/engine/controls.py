@@ -179,6 +179,17 @@ def merge_last(mctx) -> MergeResult | None:
     return MergeResult(nb.value, na.value, r.value, rs.value, ri.value, ms.value)
 
 
+def chunk_kept(chunk) -> list[int] | None:
+    """An image chunk's kept rows (original ids, ascending) once it was merged; None when it
+    was not merged."""
+    n = B.merge.mtmd_merge_chunk_kept(chunk, None, 0)
+    if n < 0:
+        return None
+    out = (ctypes.c_int32 * max(1, n))()
+    B.merge.mtmd_merge_chunk_kept(chunk, out, n)
+    return list(out[:n])
+
+
 def merge_kept(mctx) -> list[int]:
     """Original image-token ids kept by the last merge (ascending); [] if none merged."""
     n = B.merge.mtmd_merge_get_kept(mctx, None, 0)

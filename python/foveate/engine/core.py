@@ -88,6 +88,9 @@ class Engine:
             raise ModelError(f"llama.cpp could not load model {model}: "
                              f"{B.log.cause_since(mark)}")
         self._vocab = llama.llama_model_get_vocab(self._model)
+        # recurrent or hybrid: the sequence state cannot be cut back to an earlier position
+        self.recurrent = bool(llama.llama_model_is_recurrent(self._model)
+                              or llama.llama_model_is_hybrid(self._model))
         self.n_vocab = llama.llama_vocab_n_tokens(self._vocab)
         self.stop_tokens = self._special_tokens(self.family.family.stop_tokens
                                                 if self.family.family else ())
@@ -125,6 +128,7 @@ class Engine:
         self._template = llama.llama_model_chat_template(self._model, None)
         self.marker = mtmd.mtmd_default_marker().decode()
         self.merge = "off"
+        self._page_kept, self._page_merged, self._page_img = [], [], 0   # merge_kept()
         self.merge_positions = "original"
         self.merge_score = merge_score   # text-only engines: what the bench's synthetic merge uses
         if mmproj is not None:
@@ -151,8 +155,9 @@ class Engine:
             self.merge_score = score
 
     def merge_kept(self) -> list[int]:
-        """Original image-token ids kept by the last merge (ascending); [] if none merged."""
-        return C.merge_kept(self._mtmd)
+        """Original image-token ids of the last page kept by merging (ascending, counted over
+        all its image chunks: a tiled page merges each chunk on its own); [] if none merged."""
+        return list(self._page_kept) if any(self._page_merged) else []
 
     def _merge_stats(self, stats: "Stats", n_before: int) -> None:
         last = C.merge_last(self._mtmd)
@@ -439,8 +444,20 @@ class Engine:
         finally:
             B.fixation.llama_fixation_hold(self._ctx, 0)
 
+    def _note_kept(self, chunk, n_img: int) -> None:
+        """The page's kept ids: this chunk's kept rows (all, if it was not merged), offset by
+        the image tokens of the page's earlier chunks."""
+        kept = C.chunk_kept(chunk)
+        merged = kept is not None
+        kept = kept if merged else range(n_img)
+        base = self._page_img
+        self._page_kept += [base + i for i in kept]
+        self._page_merged.append(merged)
+        self._page_img += n_img
+
     def _prefill_chunks(self, chunks, n_chunks: int, page: Page, stats: Stats,
                         seq_id: int = 0) -> int:
+        self._page_kept, self._page_merged, self._page_img = [], [], 0
         n_past = 0
         new_n_past = llama.llama_pos(0)
         for i in range(n_chunks):
@@ -448,12 +465,13 @@ class Engine:
             last = i == n_chunks - 1
             mark = B.log.mark()
             if mtmd.mtmd_input_chunk_get_type(ch) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+                n_img = mtmd.mtmd_input_chunk_get_n_tokens(ch)   # before merging
                 t0 = time.perf_counter()
                 if mtmd.mtmd_encode_chunk(self._mtmd, ch) != 0:
                     raise DecodeError(f"image encoder failed on {page.name}: "
                                       f"{B.log.cause_since(mark)}")
                 embd = mtmd.mtmd_get_output_embd(self._mtmd)
-                self._merge_stats(stats, mtmd.mtmd_input_chunk_get_n_tokens(ch))
+                self._merge_stats(stats, n_img)
                 t1 = time.perf_counter()
                 hook = (mtmd.mtmd_helper_post_decode_callback(
                             lambda b, _u: self.image_batch_hook(b.contents) or 0)
@@ -462,6 +480,7 @@ class Engine:
                     self._mtmd, self._ctx, ch, embd, n_past, seq_id, self.n_batch,
                     ctypes.byref(new_n_past), hook, None)
                 t2 = time.perf_counter()
+                self._note_kept(ch, n_img)
                 stats.encode_ms += (t1 - t0) * 1e3
                 stats.prefill_ms += (t2 - t1) * 1e3
             else:
@@ -529,6 +548,9 @@ class Engine:
             return "drafts verify greedy decoding (temperature 0, no repeat penalty)"
         if trace:
             return "a trace draws fixation's steps, which drafts do not run with yet"
+        if self.recurrent:
+            return ("this model has recurrent layers (a hybrid text model): their state "
+                    "cannot drop a step's rejected tokens, as a KV cache can")
         return None
 
     def _generate_drafted(self, n_past: int, n_cells: int, max_tokens: int, s: Sampling,

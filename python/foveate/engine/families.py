@@ -68,13 +68,45 @@ FAMILIES: tuple[Family, ...] = (
     Family("glmocr", "GLM-OCR", "glm4v", ("glm4",), "M-RoPE", shapes=("glm-ocr",)),
     Family("hunyuanvl", "HunyuanOCR", "hunyuanvl", ("hunyuan_vl",), "XD-RoPE",
            shapes=("hunyuan-ocr",), markers=("image begin", "image end", "row newline")),
+    # --- document models people run on CPUs (issue 36) ---
+    # SmolVLM's architecture: a page is up to 4 x 4 tiles of 512 px plus a global view, each
+    # its own image chunk with text markers between them (<fake_token_around_image>
+    # <row_r_col_c>, <global-img>); granite-docling / SmolDocling answer in DocTags.
+    # jinja: llama.cpp's built-in SmolVLM format adds spaces and newlines the template has not
+    Family("idefics3", "Idefics3 / SmolVLM", "idefics3", ("llama",), "1-D",
+           shapes=("granite-docling-258m", "smoldocling-256m"), tiles=True, jinja=True,
+           notes="granite-docling-258M and SmolDocling-256M are fine-tunes answering in DocTags"),
+    # hybrid text models: fixation acts on the attention layers' KV cache only (the focal
+    # layer is an attention layer; recurrent layers keep their stock computation)
+    Family("lfm2vl", "LFM2-VL", "lfm2", ("lfm2",), "1-D",
+           shapes=("lfm2-vl-450m", "lfm2-vl-1.6b"), tiles=True,
+           notes="hybrid: short convolutions + attention layers"),
+    Family("qwen35", "Qwen3.5", "qwen3vl_merger", ("qwen35", "qwen35moe"),
+           "interleaved M-RoPE", shapes=("qwen3.5-0.8b", "qwen3.5-2b"),
+           notes="hybrid: Gated DeltaNet + attention layers; Qwen3-VL's projector"),
+    # a page is up to 12 tiles of 448 px plus a thumbnail, each its own chunk in <img>...</img>
+    Family("internvl", "InternVL", "internvl", ("qwen2", "qwen3"), "1-D",
+           shapes=("internvl3-1b",), tiles=True),
+    # one anyres chunk: the overview, then the unpadded tile grid with a learned newline row
+    # after each grid row (v.image_newline, repeated across the deepstack streams' width)
+    Family("granite4vision", "Granite Vision 4", "granite4_vision", ("granite",), "1-D",
+           shapes=("granite-vision-4.1-4b",),
+           markers=("image newline", "deepstack features (extra row width, not rows)")),
+    # an overview plus slices, each its own chunk with <image> / <slice> text between them
+    Family("minicpmv46", "MiniCPM-V 4.6", "minicpmv4_6", ("qwen35",), "interleaved M-RoPE",
+           shapes=("minicpm-v-4.6",), tiles=True,
+           notes="hybrid: Qwen3.5's text model (Gated DeltaNet + attention layers)"),
 )
 
 BY_KEY = {f.key: f for f in FAMILIES}
 
 # fine-tunes that keep their base's projector and text arch: told apart by the model's name
 FINE_TUNES = {"olmocr": ("olmocr", "olmOCR"), "nanonets-ocr": ("nanonets", "Nanonets-OCR"),
-              "mineru25": ("mineru", "MinerU2.5")}
+              "mineru25": ("mineru", "MinerU2.5"),
+              "docling": ("docling", "granite-docling / SmolDocling")}
+# the families each fine-tune's name is looked for in
+TUNE_BASES = {"olmocr": ("qwen2vl", "qwen25vl"), "nanonets-ocr": ("qwen2vl", "qwen25vl"),
+              "mineru25": ("qwen2vl", "qwen25vl"), "docling": ("idefics3",)}
 
 
 @dataclass(frozen=True)
@@ -111,11 +143,15 @@ def identify(text_meta: dict, projector_type: str) -> Identified:
         nextn = int(text_meta.get(f"{arch}.nextn_predict_layers", 0) or 0)
         ocr = "ocr" in name.lower() or (arch == "glm4" and nextn > 0)
         cands = [BY_KEY["glmocr" if ocr else "glm4v"]]
+    if len(cands) > 1 and projector_type == "qwen3vl_merger":
+        # Qwen3.5 pairs Qwen3-VL's projector with its hybrid text model
+        cands = [f for f in cands if arch in f.text_archs] or cands[:1]
     fam = cands[0] if cands else None
     tune = ""
-    if fam and fam.key in ("qwen2vl", "qwen25vl"):
+    if fam:
         low = name.lower()
-        tune = next((k for k, (needle, _) in FINE_TUNES.items() if needle in low), "")
+        tune = next((k for k, (needle, _) in FINE_TUNES.items()
+                     if fam.key in TUNE_BASES[k] and needle in low), "")
     return Identified(fam, tune, projector_type, arch, name)
 
 

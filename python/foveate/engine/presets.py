@@ -33,6 +33,8 @@ FAMILIES: tuple[str, ...] = (
     "lightonocr", "dotsocr", "glm4v", "glmocr", "hunyuanvl",
     # fine-tunes of Qwen2-VL / Qwen2.5-VL
     "olmocr", "nanonets-ocr", "mineru25",
+    # document models (issue 36); granite-docling / SmolDocling: fine-tunes of Idefics3 / SmolVLM
+    "idefics3", "lfm2vl", "qwen35", "internvl", "granite4vision", "minicpmv46", "docling",
 )
 
 
@@ -227,6 +229,29 @@ _LIGHTONOCR = (
            "word 'grounding', temperature 0.1)",
            temperature=0.1,
            notes="LightOnOCR-3 only: markdown with ![label](x1,y1,x2,y2) boxes, 0-1000"),
+)
+
+# --- granite-docling / SmolDocling ---------------------------------------------------------------
+
+# Both answer in DocTags (docling-core reads them: surface/pipeline/doctags.py). The
+# instructions are SmolDocling's (the paper's appendix B "Instruction Description", and the
+# "Supported Instructions" of both model cards); docling's own pipeline sends the page prompt
+# greedy, stopping at </doctag> (the models end their turn right after it). SmolVLM itself
+# ("idefics3"), LFM2-VL and Qwen3.5 publish no OCR prompt (no presets: foveate's own prompt).
+_DOCLING_SRC = ("https://arxiv.org/abs/2503.11576 (SmolDocling, appendix B 'Instruction "
+                "Description'); https://huggingface.co/ibm-granite/granite-docling-258M and "
+                "https://huggingface.co/ds4sd/SmolDocling-256M-preview ('Supported Instructions')")
+_DOCLING = (
+    Preset("docling-page", "docling", "Convert this page to docling.", _DOCLING_SRC,
+           default=True, notes="DocTags of the whole page (read -f md/json/html converts them)"),
+    Preset("docling-table", "docling", "Convert table to OTSL.", _DOCLING_SRC,
+           notes="a table (cropped) as OTSL DocTags"),
+    Preset("docling-formula", "docling", "Convert formula to LaTeX.", _DOCLING_SRC,
+           notes="a formula (cropped) as LaTeX"),
+    Preset("docling-code", "docling", "Convert code to text.", _DOCLING_SRC,
+           notes="a code block (cropped) as text"),
+    Preset("docling-chart", "docling", "Convert chart to table.", _DOCLING_SRC,
+           notes="a chart (cropped) as a table"),
 )
 
 # --- dots.ocr ---------------------------------------------------------------------------------
@@ -433,7 +458,7 @@ _MINERU25 = (
 PRESETS: tuple[Preset, ...] = (
     *_QWEN2VL, *_QWEN25VL, *_QWEN3VL, *_DEEPSEEKOCR, *_DEEPSEEKOCR2, *_PADDLEOCR,
     *_LIGHTONOCR, *_DOTSOCR, *_GLMOCR_PRESETS, *_HUNYUANVL,
-    *_OLMOCR_PRESETS, *_NANONETS, *_MINERU25,
+    *_OLMOCR_PRESETS, *_NANONETS, *_MINERU25, *_DOCLING,
 )
 
 _BY_NAME: dict[str, Preset] = {p.name: p for p in PRESETS}

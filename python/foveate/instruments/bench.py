@@ -54,6 +54,28 @@ def _decode_fixed(eng: Engine, n_past: int, n: int) -> float:
     return time.perf_counter() - t0
 
 
+def rewinder(eng: Engine, n_past: int, seqs=(0,)):
+    """A callable that takes sequences `seqs` back to n_past, so every timed run decodes from
+    the same context: the KV cache drops the later cells; a model with recurrent layers (whose
+    state cannot be cut back) gets each sequence's state as it is now restored instead."""
+    mem = llama.llama_get_memory(eng._ctx)
+    if not eng.recurrent:
+        return lambda: [llama.llama_memory_seq_rm(mem, s, n_past, -1) for s in seqs]
+    saved = {}
+    for s in seqs:
+        n = llama.llama_state_seq_get_size(eng._ctx, s)
+        buf = (ctypes.c_uint8 * n)()
+        llama.llama_state_seq_get_data(eng._ctx, buf, n, s)
+        saved[s] = buf
+
+    def rewind():
+        for s, buf in saved.items():
+            llama.llama_memory_seq_rm(mem, s, -1, -1)
+            if llama.llama_state_seq_set_data(eng._ctx, buf, len(buf), s) == 0:
+                raise DecodeError(f"could not restore sequence {s}'s state")
+    return rewind
+
+
 def _synthetic_image(eng: Engine, n_tokens: int, merge=None, seed: int = 0):
     """n_tokens random embeddings, merged when `merge` is set (the C merge mtmd runs; no
     pixels here, so "auto" uses the redundancy term only). (rows, kept ids, merge ms)."""
@@ -170,11 +192,8 @@ def run_parallel_configs(eng: Engine, image_tokens: int, n_decode: int, n_seq: i
     mem = llama.llama_get_memory(eng._ctx)
     for s in range(1, n_seq):
         llama.llama_memory_seq_cp(mem, 0, s, -1, -1)
+    restart = rewinder(eng, n_past, range(n_seq))
     _decode_fixed_parallel(eng, n_past, min(2, n_decode), n_seq)  # warm-up
-
-    def restart():
-        for s in range(n_seq):
-            llama.llama_memory_seq_rm(mem, s, n_past, -1)
 
     per, host = _time_fixations(eng, fixations, repetitions, (fixation_k_min, focal_layers, refresh, sample),
                                 restart, lambda n: _decode_fixed_parallel(eng, n_past, n, n_seq), n_decode)
@@ -250,12 +269,11 @@ def run_configs(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 
     (0 = dense), interleaved, `repetitions` times; the decoded tokens are removed from the
     cache between runs, so every row decodes from the identical context. Median per row."""
     n_past, first = _prefill(eng, image, image_tokens, n_decode, fill=fill)
-    mem = llama.llama_get_memory(eng._ctx)
+    rewind = rewinder(eng, n_past)
     _decode_fixed(eng, n_past, min(4, n_decode))  # warm-up
     # greedy from whatever logits are current: timing does not depend on the tokens
     per, host = _time_fixations(eng, fixations, repetitions, (fixation_k_min, focal_layers, refresh, sample),
-                                lambda: llama.llama_memory_seq_rm(mem, 0, n_past, -1),
-                                lambda n: _decode_fixed(eng, n_past, n), n_decode)
+                                rewind, lambda n: _decode_fixed(eng, n_past, n), n_decode)
     rows = []
     for r in fixations:
         dt = statistics.median(per[r])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..native import bindings as B
-from .bench import _decode_fixed, _prefill
+from .bench import _decode_fixed, _prefill, rewinder
 
 llama = B.llama
 
@@ -45,13 +45,13 @@ def run_page_time(eng, image, n_decode: int, fixation: float, merge: str,
         # no warm-up page: at real sizes it would double the longest phase, for milliseconds
         n_past, pre = _prefill(eng, image, 0, n_decode)
         n_prompt = n_prompt or pre.prompt_tokens
-        mem = llama.llama_get_memory(eng._ctx)
+        rewind = rewinder(eng, n_past)
         for f in (0.0, fixation):
             eng.set_fixation(f, k_min, focal, refresh=refresh, sample=sample)
             _decode_fixed(eng, n_past, 1)  # builds this setting's decode graph
-            llama.llama_memory_seq_rm(mem, 0, n_past, -1)
+            rewind()
             dt = _decode_fixed(eng, n_past, n_decode)
-            llama.llama_memory_seq_rm(mem, 0, n_past, -1)
+            rewind()
             name = ("dense" if m == "off" and not f else
                     f"fixation {f:g}" if m == "off" else
                     f"merge {m}" if not f else f"merge {m} + fixation {f:g}")

@@ -224,6 +224,8 @@ def _bind_merge():
     lib.mtmd_merge_get_last.restype = i32
     lib.mtmd_merge_get_kept.argtypes = [p, P(i32), i32]
     lib.mtmd_merge_get_kept.restype = i32
+    lib.mtmd_merge_chunk_kept.argtypes = [p, P(i32), i32]    # native/mtmd/mtmd-foveate.h
+    lib.mtmd_merge_chunk_kept.restype = i32
     lib.mtmd_merge_set_1d_positions.argtypes = [p, i32]      # native/mtmd/mtmd-merge-decode.h
     lib.mtmd_merge_set_1d_positions.restype = i32
     lib.mtmd_merge_get_1d_positions.argtypes = [p]

@@ -52,7 +52,8 @@ def family_table() -> str:
         rows.append((f.name, "/".join(f.text_archs), f.projector, f.rope,
                      "yes" if not f.fixation else "refused", "yes" if not f.merging else "refused",
                      _presets_cell(f.key), ", ".join(f.shapes) or "-"))
-    base = {"olmocr": "Qwen2-VL / 2.5-VL", "nanonets-ocr": "Qwen2.5-VL", "mineru25": "Qwen2-VL"}
+    base = {"olmocr": "Qwen2-VL / 2.5-VL", "nanonets-ocr": "Qwen2.5-VL", "mineru25": "Qwen2-VL",
+            "docling": "Idefics3 / SmolVLM"}
     for key, (_, name) in FINE_TUNES.items():
         rows.append((f"  {name}", f"fine-tune of {base.get(key, 'Qwen2-VL / 2.5-VL')}", "", "", "",
                      "", _presets_cell(key), ""))
