@@ -19,7 +19,10 @@ LETTER_150DPI = (1275, 1650)
 SHAPES = {"qwen2vl": "qwen2-vl-2b", "qwen25vl": "qwen2.5-vl-3b", "qwen3vl": "qwen3-vl-2b",
           "deepseekocr": "deepseek-ocr", "deepseekocr2": "deepseek-ocr-2",
           "paddleocr": "paddleocr-vl", "lightonocr": "lightonocr-1b", "dotsocr": "dots-ocr",
-          "glm4v": "glm-4.1v-9b", "glmocr": "glm-ocr", "hunyuanvl": "hunyuan-ocr"}
+          "glm4v": "glm-4.1v-9b", "glmocr": "glm-ocr", "hunyuanvl": "hunyuan-ocr",
+          "idefics3": "granite-docling-258m", "lfm2vl": "lfm2-vl-450m", "qwen35": "qwen3.5-0.8b",
+          "internvl": "internvl3-1b", "granite4vision": "granite-vision-4.1-4b",
+          "minicpmv46": "minicpm-v-4.6"}
 
 
 def write_family(key: str, out: Path, layers: int):
