@@ -243,7 +243,7 @@ _DOCLING_SRC = ("https://arxiv.org/abs/2503.11576 (SmolDocling, appendix B 'Inst
                 "https://huggingface.co/ds4sd/SmolDocling-256M-preview ('Supported Instructions')")
 _DOCLING = (
     Preset("docling-page", "docling", "Convert this page to docling.", _DOCLING_SRC,
-           default=True, notes="DocTags of the whole page (read -f md/json/html converts them)"),
+           default=True, notes="DocTags of the whole page (foveate read converts them: --format markdown, json, html)"),
     Preset("docling-table", "docling", "Convert table to OTSL.", _DOCLING_SRC,
            notes="a table (cropped) as OTSL DocTags"),
     Preset("docling-formula", "docling", "Convert formula to LaTeX.", _DOCLING_SRC,

@@ -98,7 +98,8 @@ class Reader:
                        flash_attn: bool | None = None, **engine_settings) -> None:
         """What Reader(model, mmproj, **settings) would refuse before loading, refused without
         loading anything (the files' headers are read): for a caller that loads elsewhere,
-        such as `read --ray`, whose workers each load the model."""
+        such as `read --ray`, whose workers each load the model. Returns what the headers
+        said (engine.settings.Checked; `.family`: the model's family, as Engine.family)."""
         import inspect
 
         from ...engine.core import check_settings
@@ -109,7 +110,7 @@ class Reader:
         if mmproj is None:
             raise ValueError("a Reader needs the model's image projector (mmproj)")
         cls._check_own(parallel, preset)
-        check_settings(model, mmproj, **engine_settings)
+        return check_settings(model, mmproj, **engine_settings)
 
     def _prompt(self, prompt: str | None) -> str | None:
         """The prompt a read uses: the caller's, else the preset's (None: foveate's)."""

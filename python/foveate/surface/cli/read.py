@@ -40,8 +40,12 @@ def add_parser(sub) -> None:
     r.add_argument("-o", "--out", default=None, metavar="DIR",
                    help="write one file per input document into DIR, page by page; a rerun "
                         "resumes (skips pages already written)")
-    r.add_argument("--format", default="markdown", choices=["markdown", "text", "json", "jsonl"],
-                   help="output file format with -o (schema: docs/output-format.md)")
+    r.add_argument("--format", default="markdown",
+                   choices=["markdown", "text", "json", "jsonl", "html", "doctags"],
+                   help="output file format with -o (schema: docs/output-format.md); html and "
+                        "doctags (the raw answer): models that answer in DocTags "
+                        "(granite-docling, SmolDocling), whose answers are converted to "
+                        "markdown by docling-core (pip install 'foveate[docling]')")
     r.add_argument("--overwrite", action="store_true",
                    help="with -o: read every page again, even if written before")
     r.add_argument("--pages", default=None, metavar="RANGES",
@@ -175,14 +179,17 @@ def read(a, reader_kwargs: dict) -> int:
     failures = report_unopened(plan.unopened)
     if a.trace and plan.n_pages_asked != 1:
         raise ValueError("--trace draws one page: give one image, or one page with --pages N")
+    # what the model is, from its headers (nothing loads): whether it answers in DocTags;
+    # the workers of --ray load the model, and what it would refuse is refused here, once
+    checked = Reader.check_settings(a.model, a.mmproj, **reader_kwargs)
+    doctags = _doctags(a, checked.family)
     progress = Progress(a.quiet)
     if a.ray is None:
         stage = LocalReader(Reader(a.model, a.mmproj, **reader_kwargs), plan, progress,
                             prompt=a.prompt, max_tokens=a.n_predict, dpi=a.dpi,
                             trace=bool(a.trace), parallel=a.parallel, sampling=sampling)
-    else:   # the workers load the model; what it would refuse is refused here, once
+    else:
         from ..ray.driver import RayReader
-        Reader.check_settings(a.model, a.mmproj, **reader_kwargs)
         stage = RayReader(a, reader_kwargs, sampling, progress)
     sinks, files = [], None
     if a.out:   # refuses a changed setting before anything is read
@@ -199,7 +206,30 @@ def read(a, reader_kwargs: dict) -> int:
         sinks.append(S.TraceOut(a.trace, progress))
     jobs = files.todo(plan, progress.note) if files else plan.jobs()
     progress.start(len(jobs))
-    return run_pipeline(stage.read(jobs), sinks, progress, failures)
+    pages = stage.read(jobs)
+    if doctags is not None:   # each page's DocTags as markdown, before every sink
+        from ..pipeline.doctags import convert_pages
+        pages = convert_pages(pages, doctags)
+    return run_pipeline(pages, sinks, progress, failures)
+
+
+def _doctags(a, family) -> str | None:
+    """Whether the model answers in DocTags (pipeline/doctags.py's mode), checked with what
+    it needs: --format html and doctags are for such models only, and docling-core must be
+    importable before a page is read (a one-line error, not a failure per page)."""
+    from ..pipeline import doctags as D
+
+    how = D.mode(family)
+    if how is None and a.format in ("html", "doctags"):
+        raise ValueError(f"--format {a.format} is for models that answer in DocTags "
+                         f"(granite-docling, SmolDocling); {Path(a.model).name} is "
+                         f"{family.label if family else 'not one'}")
+    if how == D.MODEL or (how is not None and a.format == "html"):
+        try:
+            D.require()
+        except D.DoclingMissing as e:
+            raise ValueError(str(e)) from None
+    return how
 
 
 def _settings(a) -> dict:

@@ -1,15 +1,19 @@
 """`foveate read -o DIR`: one output file per input document, written page by page, resumable.
 
 Each page read is appended to a journal (`DIR/.foveate/NAME.pages.jsonl`, flushed and synced
-before the next page starts), and the output file (`DIR/NAME.md|.txt|.json|.jsonl`) is then
-rewritten from the journal in page order (to a temporary file, renamed over the old one), so
-an interruption loses at most the page in progress and the file on disk is always whole.
+before the next page starts), and the output file (`DIR/NAME.md|.txt|.json|.jsonl`, and
+`.html|.doctags`) is then rewritten from the journal in page order (to a temporary file,
+renamed over the old one), so an interruption loses at most the page in progress and the
+file on disk is always whole.
 A rerun with the same DIR reads the journal and skips the pages in it; the journal's header
 records the model files and settings, and a rerun with other ones is refused unless
 `overwrite` (which starts the document afresh).
 
 Formats: markdown and text (pages separated by a line naming the page), json (the run's
 settings and a list of pages), jsonl (one line per page). JSON_SCHEMA names the schema.
+A model that answers in DocTags (doctags.py) adds two: html (docling-core's HTML of the
+document) and doctags (each page's answer as the model wrote it, under markdown's page lines);
+its pages' `text` is then docling-core's markdown, and the answer is the record's `doctags`.
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ import os
 from pathlib import Path
 
 JSON_SCHEMA = "foveate.document/1"
-FORMATS = {"markdown": ".md", "text": ".txt", "json": ".json", "jsonl": ".jsonl"}
+FORMATS = {"markdown": ".md", "text": ".txt", "json": ".json", "jsonl": ".jsonl",
+           "html": ".html", "doctags": ".doctags"}   # the last two: DocTags models only
 
 
 class OutputError(ValueError):
@@ -67,7 +72,7 @@ def page_record(res) -> dict:
 
 def _page_header(rec: dict, source: str, n_pages: int, fmt: str) -> str:
     where = f"page {rec['page']} of {n_pages}: {source}"
-    return f"<!-- {where} -->" if fmt == "markdown" else f"=== {where} ==="
+    return f"=== {where} ===" if fmt == "text" else f"<!-- {where} -->"
 
 
 def render(fmt: str, source: str, n_pages: int, settings: dict, pages: list[dict]) -> str:
@@ -75,6 +80,13 @@ def render(fmt: str, source: str, n_pages: int, settings: dict, pages: list[dict
     if fmt in ("markdown", "text"):
         return "".join(f"{_page_header(r, source, n_pages, fmt)}\n\n{r['text'].rstrip()}\n\n"
                        for r in pages)
+    if fmt == "doctags":
+        from .doctags import raw
+        return "".join(f"{_page_header(r, source, n_pages, fmt)}\n\n{raw(r).rstrip()}\n\n"
+                       for r in pages)
+    if fmt == "html":
+        from .doctags import html
+        return html(pages, source)
     if fmt == "json":
         return json.dumps({"schema": JSON_SCHEMA, "source": source, "n_pages": n_pages,
                            "settings": settings, "pages": pages}, indent=1, ensure_ascii=False) + "\n"
