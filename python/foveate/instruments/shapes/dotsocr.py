@@ -29,7 +29,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .gguf_specs import (cut_depths, CONTROL, F16, F32, USER, Spec, add_char_tokenizer,
-                         add_llm_head, char_vocab, pick_shape, write_pair_files, pair_sizes)
+                         add_llm_head, char_vocab, dense_decoder, pick_shape, qwen_added,
+                         write_pair_files, pair_sizes)
 
 # The real numbers. Sources: rednote-hilab/dots.ocr config.json (flat Qwen2 text fields +
 # vision_config), as quoted in the stored public docs/fixtures that reproduce it (hipfire's
@@ -106,16 +107,7 @@ CHAT_TEMPLATE = (
 # converter takes tokenizer_config's), no BOS. <|system|> / <|endofsystem|> are not tokens.
 EOS = "<|endoftext|>"
 ADDED: dict[str, int] = {
-    # Qwen2.5's added tokens
-    "<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645,
-    "<|object_ref_start|>": 151646, "<|object_ref_end|>": 151647,
-    "<|box_start|>": 151648, "<|box_end|>": 151649,
-    "<|quad_start|>": 151650, "<|quad_end|>": 151651,
-    "<|vision_start|>": 151652, "<|vision_end|>": 151653, "<|vision_pad|>": 151654,
-    "<|image_pad|>": 151655, "<|video_pad|>": 151656,          # video_token_id 151656
-    "<tool_call>": 151657, "</tool_call>": 151658,
-    "<|fim_prefix|>": 151659, "<|fim_middle|>": 151660, "<|fim_suffix|>": 151661,
-    "<|fim_pad|>": 151662, "<|repo_name|>": 151663, "<|file_sep|>": 151664,
+    **qwen_added(22),   # Qwen2.5's added tokens (<|video_pad|> 151656: video_token_id)
     # dots' (image_token_id 151665; the rest per hipfire's reading of added_tokens_decoder)
     "<|imgpad|>": 151665, "<|img|>": 151666, "<|endofimg|>": 151667,
     "<|systemprompt|>": 151668, "<|endofsystemprompt|>": 151669,
@@ -150,25 +142,7 @@ def text_tensors(shape: str, layers: int | None = None, vocab: int | None = None
     n_vocab = len(vocab_of(shape, vocab)[0])
     d, ff = S["n_embd"], S["n_ff"]
     kv = S["n_head_kv"] * (d // S["n_head"])
-    t: list[Spec] = [("token_embd.weight", (n_vocab, d), F16, "w")]
-    for i in range(n_layer):
-        p = f"blk.{i}."
-        t += [(p + "attn_norm.weight", (d,), F32, "ones"),
-              (p + "attn_q.weight", (d, d), F16, "w"),
-              (p + "attn_q.bias", (d,), F32, "zeros"),
-              (p + "attn_k.weight", (kv, d), F16, "w"),
-              (p + "attn_k.bias", (kv,), F32, "zeros"),
-              (p + "attn_v.weight", (kv, d), F16, "w"),
-              (p + "attn_v.bias", (kv,), F32, "zeros"),
-              (p + "attn_output.weight", (d, d), F16, "w"),
-              (p + "ffn_norm.weight", (d,), F32, "ones"),
-              (p + "ffn_gate.weight", (ff, d), F16, "w"),
-              (p + "ffn_up.weight", (ff, d), F16, "w"),
-              (p + "ffn_down.weight", (d, ff), F16, "w")]
-    t.append(("output_norm.weight", (d,), F32, "ones"))
-    if not S["tied_embeddings"]:
-        t.append(("output.weight", (n_vocab, d), F16, "w"))
-    return t
+    return dense_decoder(n_layer, n_vocab, d, ff, d, kv, S["tied_embeddings"], qkv_bias=True)
 
 
 def mmproj_tensors(shape: str, layers: int | None = None) -> list[Spec]:

@@ -183,3 +183,87 @@ def add_llm_head(w, name: str, n_layer: int, s: dict, head_count_kv=None) -> Non
     w.add_feed_forward_length(s["n_ff"])
     w.add_head_count(s["n_head"])
     w.add_head_count_kv(s["n_head_kv"] if head_count_kv is None else head_count_kv)
+
+
+# --- what several families' tensor lists and vocabularies share -------------------------------
+
+def layer_norm(name: str, n: int) -> list[Spec]:
+    """A LayerNorm's weight (ones) and bias (zeros), `name` without the suffix."""
+    return [(name + ".weight", (n,), F32, "ones"), (name + ".bias", (n,), F32, "zeros")]
+
+
+def linears(prefix: str, names: Iterable[str], n_out: int, n_in: int) -> list[Spec]:
+    """Linear layers with biases, `prefix + name` each: n_out x n_in weight, n_out bias."""
+    return [s for n in names for s in ((prefix + n + ".weight", (n_out, n_in), F16, "w"),
+                                       (prefix + n + ".bias", (n_out,), F32, "zeros"))]
+
+
+def vit_block(b: str, vd: int, vff: int, fused_qkv: bool = False) -> list[Spec]:
+    """One ViT / SigLIP encoder layer as llama.cpp's clip converters write it (prefix `b`, as
+    "v.blk.3."): attention q, k, v (or one fused attn_qkv, 3 vd wide) and out, LayerNorms ln1 /
+    ln2, the MLP ffn_up (vd -> vff) / ffn_down; every matrix with its bias."""
+    qkv = (linears(b, ["attn_qkv"], 3 * vd, vd) if fused_qkv
+           else linears(b, ["attn_q", "attn_k", "attn_v"], vd, vd))
+    return (qkv + linears(b, ["attn_out"], vd, vd) + layer_norm(b + "ln1", vd)
+            + layer_norm(b + "ln2", vd) + linears(b, ["ffn_up"], vff, vd)
+            + linears(b, ["ffn_down"], vd, vff))
+
+
+def vit_blocks(n: int, vd: int, vff: int, fused_qkv: bool = False) -> list[Spec]:
+    """`n` vit_block layers, v.blk.0. .. v.blk.{n-1}."""
+    return [s for i in range(n) for s in vit_block(f"v.blk.{i}.", vd, vff, fused_qkv)]
+
+
+def dense_decoder(n_layer: int, n_vocab: int, d: int, ff: int, q: int, kv: int, tied: bool, *,
+                  qkv_bias: bool = False, qk_norm: tuple[str, ...] = (),
+                  head_dim: int = 0) -> list[Spec]:
+    """A llama-style text model as llama.cpp's converters name it: token_embd; per layer
+    attn_norm, attn_q (q wide) / attn_k / attn_v (kv wide; with biases where `qkv_bias`, as
+    Qwen2's), attn_output, per-head RMSNorms attn_{x}_norm for x in `qk_norm` (in that order,
+    head_dim wide), ffn_norm and a SwiGLU FFN; output_norm, and output unless `tied`."""
+    t: list[Spec] = [("token_embd.weight", (n_vocab, d), F16, "w")]
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        t.append((p + "attn_norm.weight", (d,), F32, "ones"))
+        for name, n in (("attn_q", q), ("attn_k", kv), ("attn_v", kv)):
+            t.append((p + name + ".weight", (n, d), F16, "w"))
+            if qkv_bias:
+                t.append((p + name + ".bias", (n,), F32, "zeros"))
+        t.append((p + "attn_output.weight", (d, q), F16, "w"))
+        t += [(p + f"attn_{x}_norm.weight", (head_dim,), F32, "ones") for x in qk_norm]
+        t += [(p + "ffn_norm.weight", (d,), F32, "ones"),
+              (p + "ffn_gate.weight", (ff, d), F16, "w"),
+              (p + "ffn_up.weight", (ff, d), F16, "w"),
+              (p + "ffn_down.weight", (d, ff), F16, "w")]
+    t.append(("output_norm.weight", (d,), F32, "ones"))
+    if not tied:
+        t.append(("output.weight", (n_vocab, d), F16, "w"))
+    return t
+
+
+# Qwen's added tokens in its tokenizers' order, from <|endoftext|> (id 151643 in Qwen2, Qwen2.5
+# and Qwen3, 248044 in Qwen3.5): Qwen2 has the first 14, Qwen2.5 the first 22, Qwen3 all 26.
+QWEN_ADDED = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>",
+    "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
+    "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>", "<think>",
+    "</think>")
+# the ones past <|video_pad|>, which added_tokens_decoder marks "special": false (some families
+# here class Qwen's tokens by their "<|" instead)
+QWEN_NOT_SPECIAL = frozenset(QWEN_ADDED[14:])
+
+
+def qwen_added(count: int = len(QWEN_ADDED), first: int = 151643) -> dict[str, int]:
+    """The first `count` of Qwen's added tokens at their ids, <|endoftext|> at `first`."""
+    return {t: first + i for i, t in enumerate(QWEN_ADDED[:count])}
+
+
+def qwen_vl_merger(vd: int, merge: int, out: int) -> list[Spec]:
+    """Qwen2-VL's patch merger as converted (Qwen2-VL, Qwen3-VL, Qwen3.5): the tower's last
+    LayerNorm v.post_ln, then merge x merge patches concatenated -> mm.0 (square) -> GELU ->
+    mm.2 (to the text model's width `out`)."""
+    merged = vd * merge ** 2
+    return (layer_norm("v.post_ln", vd) + linears("mm.", ["0"], merged, merged)
+            + linears("mm.", ["2"], out, merged))

@@ -44,7 +44,8 @@ from pathlib import Path
 import numpy as np
 
 from .gguf_specs import (CONTROL, F16, F32, UNKNOWN, Spec, add_char_tokenizer, add_llm_head,
-                         char_vocab, cut_depths, pick_shape, write_pair_files, pair_sizes)
+                         char_vocab, cut_depths, dense_decoder, layer_norm, linears, pick_shape,
+                         vit_blocks, write_pair_files, pair_sizes)
 
 # The real numbers. Sources: granite-vision-4.1-4b's config.json as restated by a public test
 # fixture of a Granite Vision 4.1 engine (docling MLX, `_valid_config`: text_config, vision_config,
@@ -301,22 +302,7 @@ def text_tensors(shape: str, layers: int | None = None, vocab: int | None = None
     n_vocab = len(vocab_of(shape, vocab)[0])
     d, ff = S["n_embd"], S["n_ff"]
     kv = S["n_head_kv"] * d // S["n_head"]                        # 8 x 64 = 512
-    t: list[Spec] = [("token_embd.weight", (n_vocab, d), F16, "w")]
-    for i in range(n_layer):
-        p = f"blk.{i}."
-        t += [(p + "attn_norm.weight", (d,), F32, "ones"),
-              (p + "attn_q.weight", (d, d), F16, "w"),
-              (p + "attn_k.weight", (kv, d), F16, "w"),
-              (p + "attn_v.weight", (kv, d), F16, "w"),
-              (p + "attn_output.weight", (d, d), F16, "w"),
-              (p + "ffn_norm.weight", (d,), F32, "ones"),
-              (p + "ffn_gate.weight", (ff, d), F16, "w"),
-              (p + "ffn_up.weight", (ff, d), F16, "w"),
-              (p + "ffn_down.weight", (d, ff), F16, "w")]
-    t.append(("output_norm.weight", (d,), F32, "ones"))
-    if not S["tied_embeddings"]:
-        t.append(("output.weight", (n_vocab, d), F16, "w"))
-    return t
+    return dense_decoder(n_layer, n_vocab, d, ff, d, kv, S["tied_embeddings"])
 
 
 def mmproj_tensors(shape: str, layers: int | None = None) -> list[Spec]:
@@ -327,30 +313,11 @@ def mmproj_tensors(shape: str, layers: int | None = None) -> list[Spec]:
     t: list[Spec] = [("v.patch_embd.weight", (vd, 3, p_, p_), F16, "w"),
                      ("v.patch_embd.bias", (vd,), F32, "zeros"),
                      ("v.position_embd.weight", (n_pos, vd), F32, "w")]   # forced F32
-    for i in range(n_v):
-        b = f"v.blk.{i}."
-        t += [(b + "attn_q.weight", (vd, vd), F16, "w"),
-              (b + "attn_q.bias", (vd,), F32, "zeros"),
-              (b + "attn_k.weight", (vd, vd), F16, "w"),
-              (b + "attn_k.bias", (vd,), F32, "zeros"),
-              (b + "attn_v.weight", (vd, vd), F16, "w"),
-              (b + "attn_v.bias", (vd,), F32, "zeros"),
-              (b + "attn_out.weight", (vd, vd), F16, "w"),
-              (b + "attn_out.bias", (vd,), F32, "zeros"),
-              (b + "ln1.weight", (vd,), F32, "ones"),
-              (b + "ln1.bias", (vd,), F32, "zeros"),
-              (b + "ln2.weight", (vd,), F32, "ones"),
-              (b + "ln2.bias", (vd,), F32, "zeros"),
-              (b + "ffn_up.weight", (vff, vd), F16, "w"),
-              (b + "ffn_up.bias", (vff,), F32, "zeros"),
-              (b + "ffn_down.weight", (vd, vff), F16, "w"),
-              (b + "ffn_down.bias", (vd,), F32, "zeros")]
+    t += vit_blocks(n_v, vd, vff)
     # SigLIP's post_layernorm: in the checkpoint (SiglipVisionTransformer always has it), so
     # converted; the granite4_vision graph does not use it (guess that the checkpoint keeps it;
     # the vision head `vision_model.head` is dropped by the converter)
-    t += [("v.post_ln.weight", (vd,), F32, "ones"),
-          ("v.post_ln.bias", (vd,), F32, "zeros"),
-          ("v.image_newline", (d,), F32, "w")]                        # model.image_newline
+    t += layer_norm("v.post_ln", vd) + [("v.image_newline", (d,), F32, "w")]  # model.image_newline
     q_len, k_len = S["query_side"] ** 2, S["window_side"] ** 2
     for k in range(len(projector_map(shape, layers))):
         b = f"v.proj_blk.{k}."
@@ -358,24 +325,15 @@ def mmproj_tensors(shape: str, layers: int | None = None) -> list[Spec]:
         # (1, n, 1152) shapes (guess: the 1-row leading dim, as the graph broadcasts them)
         t += [(b + "query", (1, q_len, vd), F32, "w"),
               (b + "img_pos", (1, k_len, vd), F32, "w"),
-              (b + "norm.weight", (vd,), F32, "ones"),
-              (b + "norm.bias", (vd,), F32, "zeros"),
-              (b + "post_norm.weight", (vd,), F32, "ones"),             # qformer.layernorm
-              (b + "post_norm.bias", (vd,), F32, "zeros")]
+              *layer_norm(b + "norm", vd),
+              *layer_norm(b + "post_norm", vd)]                         # qformer.layernorm
         for part in ("self_attn", "cross_attn"):
-            for m in ("q", "k", "v", "out"):
-                t += [(b + f"{part}_{m}.weight", (vd, vd), F16, "w"),
-                      (b + f"{part}_{m}.bias", (vd,), F32, "zeros")]
-            t += [(b + f"{part}_norm.weight", (vd,), F32, "ones"),
-                  (b + f"{part}_norm.bias", (vd,), F32, "zeros")]
-        t += [(b + "ffn_up.weight", (qff, vd), F16, "w"),              # intermediate_query
-              (b + "ffn_up.bias", (qff,), F32, "zeros"),
-              (b + "ffn_down.weight", (vd, qff), F16, "w"),            # output_query
-              (b + "ffn_down.bias", (vd,), F32, "zeros"),
-              (b + "ffn_norm.weight", (vd,), F32, "ones"),
-              (b + "ffn_norm.bias", (vd,), F32, "zeros"),
-              (b + "linear.weight", (d, vd), F16, "w"),                # out_linear 1152 -> 2560
-              (b + "linear.bias", (d,), F32, "zeros")]
+            t += (linears(b + part + "_", ["q", "k", "v", "out"], vd, vd)
+                  + layer_norm(b + part + "_norm", vd))
+        t += (linears(b, ["ffn_up"], qff, vd)                           # intermediate_query
+              + linears(b, ["ffn_down"], vd, qff)                       # output_query
+              + layer_norm(b + "ffn_norm", vd)
+              + linears(b, ["linear"], d, vd))                          # out_linear 1152 -> 2560
     return t
 
 

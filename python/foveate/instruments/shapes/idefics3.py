@@ -44,7 +44,8 @@ import math
 from pathlib import Path
 
 from .gguf_specs import (cut_depths, CONTROL, F16, F32, NORMAL, Spec, add_char_tokenizer,
-                         add_llm_head, char_vocab, pick_shape, write_pair_files, pair_sizes)
+                         add_llm_head, char_vocab, dense_decoder, layer_norm, pick_shape,
+                         vit_blocks, write_pair_files, pair_sizes)
 
 # --- the real numbers --------------------------------------------------------------------------
 # granite-docling-258M. Sources: config.json, tokenizer_config.json, special_tokens_map.json,
@@ -240,22 +241,7 @@ def text_tensors(shape: str, layers: int | None = None, vocab: int | None = None
     n_vocab = len(vocab_of(shape, vocab)[0])
     d, ff, hd = S["n_embd"], S["n_ff"], S["head_dim"]
     q, kv = S["n_head"] * hd, S["n_head_kv"] * hd
-    t: list[Spec] = [("token_embd.weight", (n_vocab, d), F16, "w")]
-    for i in range(n_layer):
-        p = f"blk.{i}."
-        t += [(p + "attn_norm.weight", (d,), F32, "ones"),     # input_layernorm
-              (p + "attn_q.weight", (q, d), F16, "w"),
-              (p + "attn_k.weight", (kv, d), F16, "w"),
-              (p + "attn_v.weight", (kv, d), F16, "w"),
-              (p + "attn_output.weight", (d, q), F16, "w"),
-              (p + "ffn_norm.weight", (d,), F32, "ones"),      # post_attention_layernorm
-              (p + "ffn_gate.weight", (ff, d), F16, "w"),
-              (p + "ffn_up.weight", (ff, d), F16, "w"),
-              (p + "ffn_down.weight", (d, ff), F16, "w")]
-    t.append(("output_norm.weight", (d,), F32, "ones"))
-    if not S["tied_embeddings"]:
-        t.append(("output.weight", (n_vocab, d), F16, "w"))
-    return t
+    return dense_decoder(n_layer, n_vocab, d, ff, q, kv, S["tied_embeddings"])
 
 
 def mmproj_tensors(shape: str, layers: int | None = None) -> list[Spec]:
@@ -265,26 +251,12 @@ def mmproj_tensors(shape: str, layers: int | None = None) -> list[Spec]:
     n_pos = (S["v_image_size"] // p_) ** 2                     # 32 x 32 = 1024
     width = vd * S["scale_factor"] ** 2                         # 768 x 16 = 12288
     # the `.embeddings.` tensors stay F32 (SmolVLMModel.tensor_force_quant)
-    t: list[Spec] = [("v.patch_embd.weight", (vd, 3, p_, p_), F32, "w"),
-                     ("v.patch_embd.bias", (vd,), F32, "zeros"),
-                     ("v.position_embd.weight", (n_pos, vd), F32, "w")]
-    for i in range(n_v):
-        p = f"v.blk.{i}."
-        t += [(p + "attn_q.weight", (vd, vd), F16, "w"), (p + "attn_q.bias", (vd,), F32, "zeros"),
-              (p + "attn_k.weight", (vd, vd), F16, "w"), (p + "attn_k.bias", (vd,), F32, "zeros"),
-              (p + "attn_v.weight", (vd, vd), F16, "w"), (p + "attn_v.bias", (vd,), F32, "zeros"),
-              (p + "attn_out.weight", (vd, vd), F16, "w"),
-              (p + "attn_out.bias", (vd,), F32, "zeros"),
-              (p + "ln1.weight", (vd,), F32, "ones"), (p + "ln1.bias", (vd,), F32, "zeros"),
-              (p + "ln2.weight", (vd,), F32, "ones"), (p + "ln2.bias", (vd,), F32, "zeros"),
-              (p + "ffn_up.weight", (vff, vd), F16, "w"),        # mlp.fc1
-              (p + "ffn_up.bias", (vff,), F32, "zeros"),
-              (p + "ffn_down.weight", (vd, vff), F16, "w"),      # mlp.fc2
-              (p + "ffn_down.bias", (vd,), F32, "zeros")]
-    t += [("v.post_ln.weight", (vd,), F32, "ones"),              # post_layernorm
-          ("v.post_ln.bias", (vd,), F32, "zeros"),
-          ("mm.model.fc.weight", (S["n_embd"], width), F16, "w")]   # modality_projection.proj
-    return t
+    return ([("v.patch_embd.weight", (vd, 3, p_, p_), F32, "w"),
+             ("v.patch_embd.bias", (vd,), F32, "zeros"),
+             ("v.position_embd.weight", (n_pos, vd), F32, "w")]
+            + vit_blocks(n_v, vd, vff)                           # mlp.fc1 / fc2: ffn_up / down
+            + layer_norm("v.post_ln", vd)                        # post_layernorm
+            + [("mm.model.fc.weight", (S["n_embd"], width), F16, "w")])   # modality_projection.proj
 
 
 def _text_kv(shape: str, n_layer: int, vocab: int | None):

@@ -38,8 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .gguf_specs import (CONTROL, F16, F32, USER, Spec, add_char_tokenizer, add_llm_head,
-                         char_vocab, cut_depths, pick_shape, write_pair_files, pair_sizes)
+from .gguf_specs import (CONTROL, F16, F32, QWEN_NOT_SPECIAL, USER, Spec, add_char_tokenizer,
+                         add_llm_head, char_vocab, cut_depths, dense_decoder, pick_shape,
+                         qwen_added, vit_block, write_pair_files, pair_sizes)
 
 # The real numbers. Sources: OpenGVLab/InternVL3-1B's config (printed InternVLChatConfig and
 # module tree of the loaded model, and its tokenizer's added_tokens_decoder, in a stored
@@ -117,21 +118,11 @@ CHAT_TEMPLATE = (
 # 151643..151664 (the "<|...|>" specials up to <|video_pad|> are special, the tool / fim ones
 # are not) and InternVL's nine special ones 151665..151673
 SPECIAL_IDS: dict[str, int] = {
-    "<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645,
-    "<|object_ref_start|>": 151646, "<|object_ref_end|>": 151647,
-    "<|box_start|>": 151648, "<|box_end|>": 151649,
-    "<|quad_start|>": 151650, "<|quad_end|>": 151651,
-    "<|vision_start|>": 151652, "<|vision_end|>": 151653, "<|vision_pad|>": 151654,
-    "<|image_pad|>": 151655, "<|video_pad|>": 151656,
-    "<tool_call>": 151657, "</tool_call>": 151658,
-    "<|fim_prefix|>": 151659, "<|fim_middle|>": 151660, "<|fim_suffix|>": 151661,
-    "<|fim_pad|>": 151662, "<|repo_name|>": 151663, "<|file_sep|>": 151664,
+    **qwen_added(22),
     "<img>": 151665, "</img>": 151666, "<IMG_CONTEXT>": 151667,
     "<quad>": 151668, "</quad>": 151669, "<ref>": 151670, "</ref>": 151671,
     "<box>": 151672, "</box>": 151673,
 }
-_NOT_SPECIAL = {"<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>",
-                "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"}
 # eos <|im_end|> and pad <|endoftext|> (tokenizer); bos_token_id 151643 (llm_config), which
 # the converter's SpecialVocab takes from config.json; no BOS is added
 BOS, EOS, PAD = "<|endoftext|>", "<|im_end|>", "<|endoftext|>"
@@ -151,7 +142,7 @@ def vocab_of(shape: str, vocab: int | None = None) -> tuple[list[str], list[int]
     """The character vocab: real size with the specials at their real ids (vocab None), or
     padded only to `vocab`."""
     S = _shape(shape)
-    special = [(t, USER if t in _NOT_SPECIAL else CONTROL) for t in SPECIAL_IDS]
+    special = [(t, USER if t in QWEN_NOT_SPECIAL else CONTROL) for t in SPECIAL_IDS]
     if vocab is None:
         return char_vocab(special, S["n_vocab"], at=SPECIAL_IDS)
     return char_vocab(special, vocab)
@@ -163,25 +154,7 @@ def text_tensors(shape: str, layers: int | None = None, vocab: int | None = None
     n_vocab = len(vocab_of(shape, vocab)[0])
     d, ff = S["n_embd"], S["n_ff"]
     kv = S["n_head_kv"] * d // S["n_head"]                       # 2 x 64 = 128
-    t: list[Spec] = [("token_embd.weight", (n_vocab, d), F16, "w")]
-    for i in range(n_layer):
-        p = f"blk.{i}."
-        t += [(p + "attn_norm.weight", (d,), F32, "ones"),
-              (p + "attn_q.weight", (d, d), F16, "w"),
-              (p + "attn_q.bias", (d,), F32, "zeros"),
-              (p + "attn_k.weight", (kv, d), F16, "w"),
-              (p + "attn_k.bias", (kv,), F32, "zeros"),
-              (p + "attn_v.weight", (kv, d), F16, "w"),
-              (p + "attn_v.bias", (kv,), F32, "zeros"),
-              (p + "attn_output.weight", (d, d), F16, "w"),
-              (p + "ffn_norm.weight", (d,), F32, "ones"),
-              (p + "ffn_gate.weight", (ff, d), F16, "w"),
-              (p + "ffn_up.weight", (ff, d), F16, "w"),
-              (p + "ffn_down.weight", (d, ff), F16, "w")]
-    t.append(("output_norm.weight", (d,), F32, "ones"))
-    if not S["tied_embeddings"]:
-        t.append(("output.weight", (n_vocab, d), F16, "w"))
-    return t
+    return dense_decoder(n_layer, n_vocab, d, ff, d, kv, S["tied_embeddings"], qkv_bias=True)
 
 
 def mmproj_tensors(shape: str, layers: int | None = None) -> list[Spec]:
@@ -198,25 +171,10 @@ def mmproj_tensors(shape: str, layers: int | None = None) -> list[Spec]:
                      ("v.patch_embd.bias", (vd,), F32, "zeros"),
                      ("v.position_embd.weight", (1, n_pos, vd), F32, "w")]
     for i in range(n_v):
+        # attn.qkv (split), attn.proj, norm1 / norm2, mlp.fc1 / fc2, then the layer scales
         b = f"v.blk.{i}."
-        t += [(b + "attn_q.weight", (vd, vd), F16, "w"),            # attn.qkv, split
-              (b + "attn_q.bias", (vd,), F32, "zeros"),
-              (b + "attn_k.weight", (vd, vd), F16, "w"),
-              (b + "attn_k.bias", (vd,), F32, "zeros"),
-              (b + "attn_v.weight", (vd, vd), F16, "w"),
-              (b + "attn_v.bias", (vd,), F32, "zeros"),
-              (b + "attn_out.weight", (vd, vd), F16, "w"),          # attn.proj
-              (b + "attn_out.bias", (vd,), F32, "zeros"),
-              (b + "ln1.weight", (vd,), F32, "ones"),               # norm1
-              (b + "ln1.bias", (vd,), F32, "zeros"),
-              (b + "ln2.weight", (vd,), F32, "ones"),               # norm2
-              (b + "ln2.bias", (vd,), F32, "zeros"),
-              (b + "ffn_up.weight", (vff, vd), F16, "w"),           # mlp.fc1
-              (b + "ffn_up.bias", (vff,), F32, "zeros"),
-              (b + "ffn_down.weight", (vd, vff), F16, "w"),         # mlp.fc2
-              (b + "ffn_down.bias", (vd,), F32, "zeros"),
-              (b + "ls1.weight", (vd,), F32, "ones"),               # layer scale 1
-              (b + "ls2.weight", (vd,), F32, "ones")]               # layer scale 2
+        t += vit_block(b, vd, vff) + [(b + "ls1.weight", (vd,), F32, "ones"),
+                                      (b + "ls2.weight", (vd,), F32, "ones")]
     t += [("mm.model.mlp.0.weight", (merged,), F32, "ones"),       # mlp1.0 LayerNorm(4096)
           ("mm.model.mlp.0.bias", (merged,), F32, "zeros"),
           ("mm.model.mlp.1.weight", (d, merged), F16, "w"),         # mlp1.1 Linear 4096 -> 896

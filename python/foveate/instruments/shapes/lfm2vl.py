@@ -51,7 +51,8 @@ import numpy as np
 
 from . import lfm2 as _lfm2
 from .gguf_specs import (CONTROL, F16, F32, UNKNOWN, Spec, add_char_tokenizer, add_llm_head,
-                         char_vocab, pick_shape, write_pair_files, pair_sizes)
+                         char_vocab, layer_norm, linears, pick_shape, vit_blocks, write_pair_files,
+                         pair_sizes)
 
 ARCH = "lfm2"
 PROJECTOR = "lfm2"
@@ -216,35 +217,13 @@ def mmproj_tensors(shape: str, layers: int | None = None) -> list[Spec]:
     n_v = _depths(S, layers)[1]
     vd, vff, p = S["v_embd"], S["v_ff"], S["patch"]
     merged = vd * S["merge"] ** 2
-    t: list[Spec] = [
-        ("v.patch_embd.weight", (vd, 3, p, p), F16, "w"),   # the Linear, viewed as a conv kernel
-        ("v.patch_embd.bias", (vd,), F32, "zeros"),
-        ("v.position_embd.weight", (S["n_pos_embd"], vd), F32, "w")]   # forced F32
-    for i in range(n_v):
-        b = f"v.blk.{i}."
-        t += [(b + "attn_q.weight", (vd, vd), F16, "w"),
-              (b + "attn_q.bias", (vd,), F32, "zeros"),
-              (b + "attn_k.weight", (vd, vd), F16, "w"),
-              (b + "attn_k.bias", (vd,), F32, "zeros"),
-              (b + "attn_v.weight", (vd, vd), F16, "w"),
-              (b + "attn_v.bias", (vd,), F32, "zeros"),
-              (b + "attn_out.weight", (vd, vd), F16, "w"),
-              (b + "attn_out.bias", (vd,), F32, "zeros"),
-              (b + "ln1.weight", (vd,), F32, "ones"),
-              (b + "ln1.bias", (vd,), F32, "zeros"),
-              (b + "ln2.weight", (vd,), F32, "ones"),
-              (b + "ln2.bias", (vd,), F32, "zeros"),
-              (b + "ffn_up.weight", (vff, vd), F16, "w"),           # mlp.fc1
-              (b + "ffn_up.bias", (vff,), F32, "zeros"),
-              (b + "ffn_down.weight", (vd, vff), F16, "w"),         # mlp.fc2
-              (b + "ffn_down.bias", (vd,), F32, "zeros")]
-    t += [("v.post_ln.weight", (vd,), F32, "ones"),                 # post_layernorm
-          ("v.post_ln.bias", (vd,), F32, "zeros"),
-          ("mm.1.weight", (S["proj_hidden"], merged), F16, "w"),    # multi_modal_projector.linear_1
-          ("mm.1.bias", (S["proj_hidden"],), F32, "zeros"),
-          ("mm.2.weight", (S["n_embd"], S["proj_hidden"]), F16, "w"),  # linear_2
-          ("mm.2.bias", (S["n_embd"],), F32, "zeros")]
-    return t
+    return ([("v.patch_embd.weight", (vd, 3, p, p), F16, "w"),  # the Linear, as a conv kernel
+             ("v.patch_embd.bias", (vd,), F32, "zeros"),
+             ("v.position_embd.weight", (S["n_pos_embd"], vd), F32, "w")]   # forced F32
+            + vit_blocks(n_v, vd, vff)                           # mlp.fc1 / fc2: ffn_up / down
+            + layer_norm("v.post_ln", vd)                        # post_layernorm
+            + linears("mm.", ["1"], S["proj_hidden"], merged)    # multi_modal_projector.linear_1
+            + linears("mm.", ["2"], S["n_embd"], S["proj_hidden"]))   # linear_2
 
 
 def _text_kv(shape: str, layers: int | None, vocab: int | None):

@@ -30,7 +30,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .gguf_specs import (cut_depths, CONTROL, F16, F32, USER, Spec, add_char_tokenizer,
-                         add_llm_head, char_vocab, pick_shape, write_pair_files, pair_sizes)
+                         add_llm_head, char_vocab, dense_decoder, pick_shape, qwen_added,
+                         write_pair_files, pair_sizes)
 
 # The real numbers. Sources: LightOnOCR-2-1B config.json / processor_config.json /
 # chat_template.jinja as uploaded from the HF repo (stored copy: github Moobbot/LightOnOCR-2-1B,
@@ -113,19 +114,7 @@ CHAT_TEMPLATE = (
 # Qwen's added tokens at their real ids (added_tokens.json of LightOnOCR-2-1B). The "<|...|>"
 # ones are special (control); <tool_call> / <think> etc. are not special in Qwen3 (user).
 EOS, PAD = "<|im_end|>", "<|endoftext|>"   # tokenizer_config eos_token / pad_token; no BOS
-ADDED: dict[str, int] = {
-    "<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645,
-    "<|object_ref_start|>": 151646, "<|object_ref_end|>": 151647,
-    "<|box_start|>": 151648, "<|box_end|>": 151649,
-    "<|quad_start|>": 151650, "<|quad_end|>": 151651,
-    "<|vision_start|>": 151652, "<|vision_end|>": 151653, "<|vision_pad|>": 151654,
-    "<|image_pad|>": 151655, "<|video_pad|>": 151656,
-    "<tool_call>": 151657, "</tool_call>": 151658,
-    "<|fim_prefix|>": 151659, "<|fim_middle|>": 151660, "<|fim_suffix|>": 151661,
-    "<|fim_pad|>": 151662, "<|repo_name|>": 151663, "<|file_sep|>": 151664,
-    "<tool_response>": 151665, "</tool_response>": 151666, "<think>": 151667,
-    "</think>": 151668,
-}
+ADDED: dict[str, int] = qwen_added()   # Qwen3's 26
 # what mtmd puts around LightOnOCR's image chunk (text tokens, tokenized as specials)
 IMAGE_BEGIN, IMAGE_END = "<|im_start|>", "<|im_end|>"
 
@@ -154,24 +143,8 @@ def text_tensors(shape: str, layers: int | None = None, vocab: int | None = None
     n_vocab = len(vocab_of(shape, vocab)[0])
     d, ff, hd = S["n_embd"], S["n_ff"], S["head_dim"]
     q, kv = S["n_head"] * hd, S["n_head_kv"] * hd
-    t: list[Spec] = [("token_embd.weight", (n_vocab, d), F16, "w")]
-    for i in range(n_layer):
-        p = f"blk.{i}."
-        t += [(p + "attn_norm.weight", (d,), F32, "ones"),
-              (p + "attn_q.weight", (q, d), F16, "w"),
-              (p + "attn_k.weight", (kv, d), F16, "w"),
-              (p + "attn_v.weight", (kv, d), F16, "w"),
-              (p + "attn_output.weight", (d, q), F16, "w"),
-              (p + "attn_q_norm.weight", (hd,), F32, "ones"),
-              (p + "attn_k_norm.weight", (hd,), F32, "ones"),
-              (p + "ffn_norm.weight", (d,), F32, "ones"),
-              (p + "ffn_gate.weight", (ff, d), F16, "w"),
-              (p + "ffn_up.weight", (ff, d), F16, "w"),
-              (p + "ffn_down.weight", (d, ff), F16, "w")]
-    t.append(("output_norm.weight", (d,), F32, "ones"))
-    if not S["tied_embeddings"]:
-        t.append(("output.weight", (n_vocab, d), F16, "w"))
-    return t
+    return dense_decoder(n_layer, n_vocab, d, ff, q, kv, S["tied_embeddings"],
+                         qk_norm=("q", "k"), head_dim=hd)
 
 
 def mmproj_tensors(shape: str, layers: int | None = None) -> list[Spec]:

@@ -11,8 +11,8 @@ MiniCPMV4_6VisionModel for the mmproj).
   output gate, so q is 2 x 2048 wide, 2 KV heads, per-head q/k RMSNorm), each with a
   post-attention norm and a SwiGLU FFN 3584; interleaved M-RoPE (IMROPE) on a quarter of each
   head (64 dims, sections 11 / 11 / 10), theta 1e7; tied embeddings (no output.weight):
-  320 tensors. (A small duplication of the qwen35 text shape written elsewhere in this
-  folder: this module does not depend on it.)
+  320 tensors, as qwen35.py lists them (its decoder_tensors, with this vocab and no MTP
+  block).
 * mmproj GGUF: projector `minicpmv4_6` (tools/mtmd/models/minicpmv.cpp
   clip_graph_minicpmv4_6): a SigLIP ViT (patch 14, 27 layers of 1152, 16 heads, GELU-tanh FFN
   4304, LayerNorm with biases) with a 70 x 70 learned position table addressed by bucket;
@@ -44,8 +44,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .gguf_specs import (CONTROL, F16, F32, USER, Spec, add_char_tokenizer, add_llm_head,
-                         char_vocab, pick_shape, write_pair_files, pair_sizes)
+from . import qwen35
+from .gguf_specs import (CONTROL, F16, F32, QWEN_NOT_SPECIAL, USER, Spec, add_char_tokenizer,
+                         add_llm_head, char_vocab, layer_norm, linears, pick_shape, vit_blocks,
+                         write_pair_files, pair_sizes)
 
 # The real numbers. Sources: openbmb/MiniCPM-V-4.6's config.json as restated by TensorRT-LLM's
 # MiniCPM-V 4.6 config test ("a faithful, minimal config.json": text_config, vision_config,
@@ -72,12 +74,12 @@ MINICPM_V_46: dict = {
                                          # Qwen3.5 default (_Qwen35MRopeMixin)
     "rms_eps": 1e-6,             # text_config.rms_norm_eps
     "conv_kernel": 4,            # text_config.linear_conv_kernel_dim
-    "lin_k_head": 128,           # text_config.linear_key_head_dim
+    "lin_head_dim": 128,         # text_config.linear_key_head_dim = linear_value_head_dim
     "lin_k_heads": 16,           # text_config.linear_num_key_heads
-    "lin_v_head": 128,           # text_config.linear_value_head_dim
     "lin_v_heads": 16,           # text_config.linear_num_value_heads
     "full_attn_interval": 4,     # text_config.full_attention_interval
-    "tied_embeddings": True,     # tie_word_embeddings
+    "n_mtp": 0,                  # no MTP block is written (qwen35.py's Qwen3.5 shapes have one)
+    "tied": True,                # tie_word_embeddings
     # --- projector: vision_config + root config + preprocessor
     "projector_type": "minicpmv4_6",
     "v_image_size": 448,         # preprocessor scale_resolution (the converter writes it as
@@ -109,186 +111,18 @@ NAME = "foveate-{shape}-shape (random weights)"
 # clients render "<|im_start|>user\n{image}\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
 # followed by "<think>\n\n</think>\n\n" (thinking off), which is this template with
 # enable_thinking false. llama.cpp detects it as LLM_CHAT_TEMPLATE_CHATML ("<|im_start|>").
-CHAT_TEMPLATE = (
-    '{%- set image_count = namespace(value=0) %}\n'
-    '{%- set video_count = namespace(value=0) %}\n'
-    '{%- macro render_content(content, do_vision_count, is_system_content=false) %}\n'
-    '    {%- if content is string %}\n'
-    '        {{- content }}\n'
-    '    {%- elif content is iterable and content is not mapping %}\n'
-    '        {%- for item in content %}\n'
-    "            {%- if 'image' in item or 'image_url' in item or item.type == 'image' %}\n"
-    '                {%- if is_system_content %}\n'
-    "                    {{- raise_exception('System message cannot contain images.') }}\n"
-    '                {%- endif %}\n'
-    '                {%- if do_vision_count %}\n'
-    '                    {%- set image_count.value = image_count.value + 1 %}\n'
-    '                {%- endif %}\n'
-    '                {%- if add_vision_id %}\n'
-    "                    {{- 'Picture ' ~ image_count.value ~ ': ' }}\n"
-    '                {%- endif %}\n'
-    "                {{- '<|vision_start|><|image_pad|><|vision_end|>' }}\n"
-    "            {%- elif 'video' in item or item.type == 'video' %}\n"
-    '                {%- if is_system_content %}\n'
-    "                    {{- raise_exception('System message cannot contain videos.') }}\n"
-    '                {%- endif %}\n'
-    '                {%- if do_vision_count %}\n'
-    '                    {%- set video_count.value = video_count.value + 1 %}\n'
-    '                {%- endif %}\n'
-    '                {%- if add_vision_id %}\n'
-    "                    {{- 'Video ' ~ video_count.value ~ ': ' }}\n"
-    '                {%- endif %}\n'
-    "                {{- '<|vision_start|><|video_pad|><|vision_end|>' }}\n"
-    "            {%- elif 'text' in item %}\n"
-    '                {{- item.text }}\n'
-    '            {%- else %}\n'
-    "                {{- raise_exception('Unexpected item type in content.') }}\n"
-    '            {%- endif %}\n'
-    '        {%- endfor %}\n'
-    '    {%- elif content is none or content is undefined %}\n'
-    "        {{- '' }}\n"
-    '    {%- else %}\n'
-    "        {{- raise_exception('Unexpected content type.') }}\n"
-    '    {%- endif %}\n'
-    '{%- endmacro %}\n'
-    '{%- if not messages %}\n'
-    "    {{- raise_exception('No messages provided.') }}\n"
-    '{%- endif %}\n'
-    '{%- if tools and tools is iterable and tools is not mapping %}\n'
-    "    {{- '<|im_start|>system\\n' }}\n"
-    '    {{- "# Tools\\n\\nYou have access to the following functions:\\n\\n<tools>" }}\n'
-    '    {%- for tool in tools %}\n'
-    '        {{- "\\n" }}\n'
-    '        {{- tool | tojson }}\n'
-    '    {%- endfor %}\n'
-    '    {{- "\\n</tools>" }}\n'
-    "    {{- '\\n\\nIf you choose to call a function ONLY reply in the following format with NO suffix:\\n\\n<tool_call>\\n<function=example_function_name>\\n<parameter=example_parameter_1>\\nvalue_1\\n</parameter>\\n<parameter=example_parameter_2>\\nThis is the value for the second parameter\\nthat can span\\nmultiple lines\\n</parameter>\\n</function>\\n</tool_call>\\n\\n<IMPORTANT>\\nReminder:\\n- Function calls MUST follow the specified format: an inner <function=...></function> block must be nested within <tool_call></tool_call> XML tags\\n- Required parameters MUST be specified\\n- You may provide optional reasoning for your function call in natural language BEFORE the function call, but NOT after\\n- If there is no function call available, answer the question like normal with your current knowledge and do not tell the user about function calls\\n</IMPORTANT>' }}\n"
-    "    {%- if messages[0].role == 'system' %}\n"
-    '        {%- set content = render_content(messages[0].content, false, true)|trim %}\n'
-    '        {%- if content %}\n'
-    "            {{- '\\n\\n' + content }}\n"
-    '        {%- endif %}\n'
-    '    {%- endif %}\n'
-    "    {{- '<|im_end|>\\n' }}\n"
-    '{%- else %}\n'
-    "    {%- if messages[0].role == 'system' %}\n"
-    '        {%- set content = render_content(messages[0].content, false, true)|trim %}\n'
-    "        {{- '<|im_start|>system\\n' + content + '<|im_end|>\\n' }}\n"
-    '    {%- endif %}\n'
-    '{%- endif %}\n'
-    '{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}\n'
-    '{%- for message in messages[::-1] %}\n'
-    '    {%- set index = (messages|length - 1) - loop.index0 %}\n'
-    '    {%- if ns.multi_step_tool and message.role == "user" %}\n'
-    '        {%- set content = render_content(message.content, false)|trim %}\n'
-    "        {%- if not(content.startswith('<tool_response>') and content.endswith('</tool_response>')) %}\n"
-    '            {%- set ns.multi_step_tool = false %}\n'
-    '            {%- set ns.last_query_index = index %}\n'
-    '        {%- endif %}\n'
-    '    {%- endif %}\n'
-    '{%- endfor %}\n'
-    '{%- if ns.multi_step_tool %}\n'
-    "    {{- raise_exception('No user query found in messages.') }}\n"
-    '{%- endif %}\n'
-    '{%- for message in messages %}\n'
-    '    {%- set content = render_content(message.content, true)|trim %}\n'
-    '    {%- if message.role == "system" %}\n'
-    '        {%- if not loop.first %}\n'
-    "            {{- raise_exception('System message must be at the beginning.') }}\n"
-    '        {%- endif %}\n'
-    '    {%- elif message.role == "user" %}\n'
-    "        {{- '<|im_start|>' + message.role + '\\n' + content + '<|im_end|>' + '\\n' }}\n"
-    '    {%- elif message.role == "assistant" %}\n'
-    "        {%- set reasoning_content = '' %}\n"
-    '        {%- if message.reasoning_content is string %}\n'
-    '            {%- set reasoning_content = message.reasoning_content %}\n'
-    '        {%- else %}\n'
-    "            {%- if '</think>' in content %}\n"
-    "                {%- set reasoning_content = content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}\n"
-    "                {%- set content = content.split('</think>')[-1].lstrip('\\n') %}\n"
-    '            {%- endif %}\n'
-    '        {%- endif %}\n'
-    '        {%- set reasoning_content = reasoning_content|trim %}\n'
-    '        {%- if loop.index0 > ns.last_query_index %}\n'
-    "            {{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content + '\\n</think>\\n\\n' + content }}\n"
-    '        {%- else %}\n'
-    "            {{- '<|im_start|>' + message.role + '\\n' + content }}\n"
-    '        {%- endif %}\n'
-    '        {%- if message.tool_calls and message.tool_calls is iterable and message.tool_calls is not mapping %}\n'
-    '            {%- for tool_call in message.tool_calls %}\n'
-    '                {%- if tool_call.function is defined %}\n'
-    '                    {%- set tool_call = tool_call.function %}\n'
-    '                {%- endif %}\n'
-    '                {%- if loop.first %}\n'
-    '                    {%- if content|trim %}\n'
-    "                        {{- '\\n\\n<tool_call>\\n<function=' + tool_call.name + '>\\n' }}\n"
-    '                    {%- else %}\n'
-    "                        {{- '<tool_call>\\n<function=' + tool_call.name + '>\\n' }}\n"
-    '                    {%- endif %}\n'
-    '                {%- else %}\n'
-    "                    {{- '\\n<tool_call>\\n<function=' + tool_call.name + '>\\n' }}\n"
-    '                {%- endif %}\n'
-    '                {%- if tool_call.arguments is defined %}\n'
-    '                    {%- for args_name, args_value in tool_call.arguments|items %}\n'
-    "                        {{- '<parameter=' + args_name + '>\\n' }}\n"
-    '                        {%- set args_value = args_value | tojson | safe if args_value is mapping or (args_value is sequence and args_value is not string) else args_value | string %}\n'
-    '                        {{- args_value }}\n'
-    "                        {{- '\\n</parameter>\\n' }}\n"
-    '                    {%- endfor %}\n'
-    '                {%- endif %}\n'
-    "                {{- '</function>\\n</tool_call>' }}\n"
-    '            {%- endfor %}\n'
-    '        {%- endif %}\n'
-    "        {{- '<|im_end|>\\n' }}\n"
-    '    {%- elif message.role == "tool" %}\n'
-    '        {%- if loop.previtem and loop.previtem.role != "tool" %}\n'
-    "            {{- '<|im_start|>user' }}\n"
-    '        {%- endif %}\n'
-    "        {{- '\\n<tool_response>\\n' }}\n"
-    '        {{- content }}\n'
-    "        {{- '\\n</tool_response>' }}\n"
-    '        {%- if not loop.last and loop.nextitem.role != "tool" %}\n'
-    "            {{- '<|im_end|>\\n' }}\n"
-    '        {%- elif loop.last %}\n'
-    "            {{- '<|im_end|>\\n' }}\n"
-    '        {%- endif %}\n'
-    '    {%- else %}\n'
-    "        {{- raise_exception('Unexpected message role.') }}\n"
-    '    {%- endif %}\n'
-    '{%- endfor %}\n'
-    '{%- if add_generation_prompt %}\n'
-    "    {{- '<|im_start|>assistant\\n' }}\n"
-    '    {%- if enable_thinking is defined and enable_thinking is false %}\n'
-    "        {{- '<think>\\n\\n</think>\\n\\n' }}\n"
-    '    {%- else %}\n'
-    "        {{- '<think>\\n' }}\n"
-    '    {%- endif %}\n'
-    '{%- endif %}'
-)
+CHAT_TEMPLATE = qwen35.CHAT_TEMPLATE
 
-# Qwen3.5's added tokens: Qwen3's layout shifted by 248044 - 151643 (<|endoftext|> 248044 and
-# <|im_end|> 248046 are the generation EOS ids above, <|image_pad|> 248056 and <|video_pad|>
-# 248057 the config's image / video token ids; the rest are inferred from that layout)
-QWEN35_IDS: dict[str, int] = {
-    "<|endoftext|>": 248044, "<|im_start|>": 248045, "<|im_end|>": 248046,
-    "<|object_ref_start|>": 248047, "<|object_ref_end|>": 248048,
-    "<|box_start|>": 248049, "<|box_end|>": 248050,
-    "<|quad_start|>": 248051, "<|quad_end|>": 248052,
-    "<|vision_start|>": 248053, "<|vision_end|>": 248054, "<|vision_pad|>": 248055,
-    "<|image_pad|>": 248056, "<|video_pad|>": 248057,
-    "<tool_call>": 248058, "</tool_call>": 248059,
-    "<|fim_prefix|>": 248060, "<|fim_middle|>": 248061, "<|fim_suffix|>": 248062,
-    "<|fim_pad|>": 248063, "<|repo_name|>": 248064, "<|file_sep|>": 248065,
-    "<tool_response>": 248066, "</tool_response>": 248067, "<think>": 248068,
-    "</think>": 248069,
-}
 # MiniCPM-V's image tokens (processing_minicpmv4_6: image / slice / image-id markers, special);
 # guess: their ids are not known here, placed at the top of the 248094 vocab
 MINICPM_IDS: dict[str, int] = {
     "<image>": 248086, "</image>": 248087, "<slice>": 248088, "</slice>": 248089,
     "<image_id>": 248090, "</image_id>": 248091, "<video>": 248092, "</video>": 248093,
 }
-SPECIAL_IDS = {**QWEN35_IDS, **MINICPM_IDS}
+# Qwen3.5's added tokens at their ids (qwen35.py's table: <|endoftext|> 248044 and <|im_end|>
+# 248046 are the generation EOS ids above, <|image_pad|> 248056 and <|video_pad|> 248057 the
+# config's image / video token ids), then MiniCPM-V's
+SPECIAL_IDS = {**qwen35.SPECIAL_IDS, **MINICPM_IDS}
 EOS, PAD = "<|im_end|>", "<|endoftext|>"
 # what mtmd puts around the overview and each slice (text tokens, tokenized as specials)
 OV_BEGIN, OV_END, SLICE_BEGIN, SLICE_END = "<image>", "</image>", "<slice>", "</slice>"
@@ -298,136 +132,57 @@ def _shape(shape: str) -> dict:
     return pick_shape(SHAPES, shape)
 
 
-def _depths(S: dict, layers: int | None) -> tuple[int, int]:
-    """(text, vision) depths. A cut text stack keeps at least one full-attention interval
-    (3 linear + 1 attention layer), so both layer kinds run."""
-    if layers is None:
-        return S["n_layer"], S["v_layer"]
-    if layers < 1:
-        raise ValueError(f"layers must be at least 1, got {layers}")
-    return (min(max(layers, S["full_attn_interval"]), S["n_layer"]),
-            min(layers, S["v_layer"]))
-
-
 def recurrent_layers(shape: str, layers: int | None = None) -> list[bool]:
     """Which text layers are gated-delta-net (linear attention): all but every
     full_attention_interval-th (qwen35.cpp's default; the converter writes it from
-    layer_types)."""
-    S = _shape(shape)
-    return [(i + 1) % S["full_attn_interval"] != 0 for i in range(_depths(S, layers)[0])]
+    layer_types). A cut text stack keeps at least one full-attention interval (3 linear + 1
+    attention layer), so both layer kinds run (qwen35.depths)."""
+    return qwen35.recurrent_flags(_shape(shape), layers)
 
 
 def insert_layer(shape: str, layers: int | None = None) -> int:
     """The ViT layer after which the ViT merger runs: the real 6, or the cut ViT's last."""
     S = _shape(shape)
-    return min(S["insert_layer_id"], _depths(S, layers)[1] - 1)
+    return min(S["insert_layer_id"], qwen35.depths(S, layers)[1] - 1)
 
 
 def vocab_of(shape: str, vocab: int | None = None) -> tuple[list[str], list[int]]:
     S = _shape(shape)
-    plain = {"<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>",
-             "</think>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
-             "<|repo_name|>", "<|file_sep|>"}
-    special = [(t, USER if t in plain else CONTROL) for t in SPECIAL_IDS]
+    special = [(t, USER if t in QWEN_NOT_SPECIAL else CONTROL) for t in SPECIAL_IDS]
     if vocab is None:
         return char_vocab(special, S["n_vocab"], at=SPECIAL_IDS)
     return char_vocab(special, vocab)
 
 
 def text_tensors(shape: str, layers: int | None = None, vocab: int | None = None) -> list[Spec]:
-    S = _shape(shape)
-    n_vocab = len(vocab_of(shape, vocab)[0])
-    d, ff, hd = S["n_embd"], S["n_ff"], S["head_dim"]
-    q2 = S["n_head"] * hd * 2                                   # q and its output gate
-    kv, o = S["n_head_kv"] * hd, S["n_head"] * hd
-    key = S["lin_k_head"] * S["lin_k_heads"]                    # 2048
-    val = S["lin_v_head"] * S["lin_v_heads"]                    # 2048
-    conv = 2 * key + val                                        # 6144
-    nv = S["lin_v_heads"]
-    t: list[Spec] = [("token_embd.weight", (n_vocab, d), F16, "w")]
-    for i, recurrent in enumerate(recurrent_layers(shape, layers)):
-        p = f"blk.{i}."
-        t += [(p + "attn_norm.weight", (d,), F32, "ones"),
-              (p + "post_attention_norm.weight", (d,), F32, "ones")]
-        if recurrent:
-            t += [(p + "attn_qkv.weight", (conv, d), F16, "w"),          # in_proj_qkv
-                  (p + "attn_gate.weight", (val, d), F16, "w"),          # in_proj_z
-                  (p + "ssm_conv1d.weight", (conv, S["conv_kernel"]), F32, "w"),  # forced F32
-                  (p + "ssm_dt.bias", (nv,), F32, "zeros"),              # dt_bias
-                  (p + "ssm_a", (nv,), F32, "w"),                        # -exp(A_log)
-                  (p + "ssm_beta.weight", (nv, d), F16, "w"),            # in_proj_b
-                  (p + "ssm_alpha.weight", (nv, d), F16, "w"),           # in_proj_a
-                  (p + "ssm_norm.weight", (S["lin_v_head"],), F32, "ones"),
-                  (p + "ssm_out.weight", (d, val), F16, "w")]            # out_proj
-        else:
-            t += [(p + "attn_q.weight", (q2, d), F16, "w"),
-                  (p + "attn_k.weight", (kv, d), F16, "w"),
-                  (p + "attn_v.weight", (kv, d), F16, "w"),
-                  (p + "attn_output.weight", (d, o), F16, "w"),
-                  (p + "attn_q_norm.weight", (hd,), F32, "ones"),
-                  (p + "attn_k_norm.weight", (hd,), F32, "ones")]
-        t += [(p + "ffn_gate.weight", (ff, d), F16, "w"),
-              (p + "ffn_up.weight", (ff, d), F16, "w"),
-              (p + "ffn_down.weight", (d, ff), F16, "w")]
-    t.append(("output_norm.weight", (d,), F32, "ones"))
-    if not S["tied_embeddings"]:
-        t.append(("output.weight", (n_vocab, d), F16, "w"))
-    return t
+    return qwen35.decoder_tensors(_shape(shape), layers, len(vocab_of(shape, vocab)[0]))
 
 
 def mmproj_tensors(shape: str, layers: int | None = None) -> list[Spec]:
     S = _shape(shape)
-    _, n_v = _depths(S, layers)
+    n_v = qwen35.depths(S, layers)[1]
     vd, vff, p_, d = S["v_embd"], S["v_ff"], S["v_patch"], S["n_embd"]
     win = S["window"] ** 2
     wd, wff = vd * win, vff * win                               # 4608, 17216
-    t: list[Spec] = [("v.patch_embd.weight", (vd, 3, p_, p_), F16, "w"),
-                     ("v.patch_embd.bias", (vd,), F32, "zeros"),
-                     ("v.position_embd.weight", (S["v_pos_side"] ** 2, vd), F32, "w")]
-    for i in range(n_v):
-        b = f"v.blk.{i}."
-        t += [(b + "attn_q.weight", (vd, vd), F16, "w"),
-              (b + "attn_q.bias", (vd,), F32, "zeros"),
-              (b + "attn_k.weight", (vd, vd), F16, "w"),
-              (b + "attn_k.bias", (vd,), F32, "zeros"),
-              (b + "attn_v.weight", (vd, vd), F16, "w"),
-              (b + "attn_v.bias", (vd,), F32, "zeros"),
-              (b + "attn_out.weight", (vd, vd), F16, "w"),
-              (b + "attn_out.bias", (vd,), F32, "zeros"),
-              (b + "ln1.weight", (vd,), F32, "ones"),
-              (b + "ln1.bias", (vd,), F32, "zeros"),
-              (b + "ln2.weight", (vd,), F32, "ones"),
-              (b + "ln2.bias", (vd,), F32, "zeros"),
-              (b + "ffn_up.weight", (vff, vd), F16, "w"),
-              (b + "ffn_up.bias", (vff,), F32, "zeros"),
-              (b + "ffn_down.weight", (vd, vff), F16, "w"),
-              (b + "ffn_down.bias", (vd,), F32, "zeros")]
-    t += [("v.post_ln.weight", (vd,), F32, "ones"),              # post_layernorm
-          ("v.post_ln.bias", (vd,), F32, "zeros")]
-    m = "v.vit_merger."                                          # vision_tower.vit_merger
-    t += [(m + "ln1.weight", (vd,), F32, "ones"),
-          (m + "ln1.bias", (vd,), F32, "zeros")]
-    for q in ("q", "k", "v", "out"):
-        t += [(m + f"attn_{q}.weight", (vd, vd), F16, "w"),
-              (m + f"attn_{q}.bias", (vd,), F32, "zeros")]
-    t += [(m + "ds_ln.weight", (wd,), F32, "ones"),               # pre_norm (4608)
-          (m + "ds_ln.bias", (wd,), F32, "zeros"),
-          (m + "ds_ffn_up.weight", (wff, wd), F16, "w"),           # linear_1 4608 -> 17216
-          (m + "ds_ffn_up.bias", (wff,), F32, "zeros"),
-          (m + "ds_ffn_down.weight", (vd, wff), F16, "w"),         # linear_2 17216 -> 1152
-          (m + "ds_ffn_down.bias", (vd,), F32, "zeros")]
-    t += [("mm.input_norm.weight", (wd,), F32, "ones"),          # merger.mlp.0.pre_norm
-          ("mm.input_norm.bias", (wd,), F32, "zeros"),
-          ("mm.up.weight", (wd, wd), F16, "w"),                    # linear_1 4608 -> 4608
-          ("mm.up.bias", (wd,), F32, "zeros"),
-          ("mm.down.weight", (d, wd), F16, "w"),                   # linear_2 4608 -> 1024
-          ("mm.down.bias", (d,), F32, "zeros")]
-    return t
+    m = "v.vit_merger."                                         # vision_tower.vit_merger
+    return ([("v.patch_embd.weight", (vd, 3, p_, p_), F16, "w"),
+             ("v.patch_embd.bias", (vd,), F32, "zeros"),
+             ("v.position_embd.weight", (S["v_pos_side"] ** 2, vd), F32, "w")]
+            + vit_blocks(n_v, vd, vff)
+            + layer_norm("v.post_ln", vd)                        # post_layernorm
+            + layer_norm(m + "ln1", vd)
+            + linears(m, ["attn_q", "attn_k", "attn_v", "attn_out"], vd, vd)
+            + layer_norm(m + "ds_ln", wd)                        # pre_norm (4608)
+            + linears(m, ["ds_ffn_up"], wff, wd)                 # linear_1 4608 -> 17216
+            + linears(m, ["ds_ffn_down"], vd, wff)               # linear_2 17216 -> 1152
+            + layer_norm("mm.input_norm", wd)                    # merger.mlp.0.pre_norm
+            + linears("mm.", ["up"], wd, wd)                     # linear_1 4608 -> 4608
+            + linears("mm.", ["down"], d, wd))                   # linear_2 4608 -> 1024
 
 
 def _text_kv(shape: str, layers: int | None, vocab: int | None):
     S = _shape(shape)
-    n_layer = _depths(S, layers)[0]
+    n_layer = qwen35.depths(S, layers)[0]
 
     def kv(w) -> None:
         import gguf
@@ -441,10 +196,10 @@ def _text_kv(shape: str, layers: int | None, vocab: int | None):
         w.add_uint32(f"{a}.attention.value_length", S["head_dim"])
         w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
         w.add_uint32(f"{a}.ssm.conv_kernel", S["conv_kernel"])
-        w.add_uint32(f"{a}.ssm.state_size", S["lin_k_head"])
+        w.add_uint32(f"{a}.ssm.state_size", S["lin_head_dim"])
         w.add_uint32(f"{a}.ssm.group_count", S["lin_k_heads"])
         w.add_uint32(f"{a}.ssm.time_step_rank", S["lin_v_heads"])
-        w.add_uint32(f"{a}.ssm.inner_size", S["lin_v_head"] * S["lin_v_heads"])
+        w.add_uint32(f"{a}.ssm.inner_size", S["lin_head_dim"] * S["lin_v_heads"])
         # written from text_config.layer_types (guess that the checkpoint lists them; without
         # it llama.cpp derives the same pattern from full_attention_interval)
         w.add_array(f"{a}.attention.recurrent_layers", recurrent_layers(shape, layers))
@@ -458,7 +213,7 @@ def _text_kv(shape: str, layers: int | None, vocab: int | None):
 
 def _mmproj_kv(shape: str, layers: int | None):
     S = _shape(shape)
-    n_v = _depths(S, layers)[1]
+    n_v = qwen35.depths(S, layers)[1]
 
     def kv(w) -> None:
         import gguf

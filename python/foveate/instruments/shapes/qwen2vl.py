@@ -47,8 +47,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .gguf_specs import (cut_depths, CONTROL, F16, F32, UNKNOWN, Spec, add_char_tokenizer,
-                         add_llm_head, char_vocab, pick_shape, write_pair_files, pair_sizes)
+from .gguf_specs import (cut_depths, CONTROL, F16, UNKNOWN, Spec, add_char_tokenizer, add_llm_head,
+                         char_vocab, dense_decoder, pick_shape, qwen_added, qwen_vl_merger,
+                         vit_blocks, write_pair_files, pair_sizes)
 
 ARCH = "qwen2vl"
 PROJECTOR = "qwen2vl_merger"
@@ -126,13 +127,7 @@ CHAT_TEMPLATE = (
 )
 
 # Qwen2 tokenizer's added tokens (tokenizer_config.json added_tokens_decoder), real ids
-SPECIAL_IDS = {
-    "<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645,
-    "<|object_ref_start|>": 151646, "<|object_ref_end|>": 151647, "<|box_start|>": 151648,
-    "<|box_end|>": 151649, "<|quad_start|>": 151650, "<|quad_end|>": 151651,
-    "<|vision_start|>": 151652, "<|vision_end|>": 151653, "<|vision_pad|>": 151654,
-    "<|image_pad|>": 151655, "<|video_pad|>": 151656,
-}
+SPECIAL_IDS = qwen_added(14)
 # the real vocab has no <unk>; the SentencePiece-type char vocab needs one
 SPECIAL = [("<unk>", UNKNOWN)] + [(t, CONTROL) for t in SPECIAL_IDS]
 BOS, EOS, PAD = "<|endoftext|>", "<|im_end|>", "<|endoftext|>"  # config.json bos / eos, pad
@@ -164,55 +159,18 @@ def text_tensors(shape: str, layers: int | None = None, vocab: int | None = None
     n_vocab = len(vocab_tokens(shape, vocab)[0])
     d, ff = S["n_embd"], S["n_ff"]
     kv = d // S["n_head"] * S["n_head_kv"]
-    t: list[Spec] = [("token_embd.weight", (n_vocab, d), F16, "w")]
-    for i in range(n_layer):
-        p = f"blk.{i}."
-        t += [(p + "attn_norm.weight", (d,), F32, "ones"),
-              (p + "attn_q.weight", (d, d), F16, "w"),
-              (p + "attn_q.bias", (d,), F32, "zeros"),
-              (p + "attn_k.weight", (kv, d), F16, "w"),
-              (p + "attn_k.bias", (kv,), F32, "zeros"),
-              (p + "attn_v.weight", (kv, d), F16, "w"),
-              (p + "attn_v.bias", (kv,), F32, "zeros"),
-              (p + "attn_output.weight", (d, d), F16, "w"),   # o_proj: no bias
-              (p + "ffn_norm.weight", (d,), F32, "ones"),
-              (p + "ffn_gate.weight", (ff, d), F16, "w"),
-              (p + "ffn_up.weight", (ff, d), F16, "w"),
-              (p + "ffn_down.weight", (d, ff), F16, "w")]
-    t.append(("output_norm.weight", (d,), F32, "ones"))
-    if not S["tied"]:
-        t.append(("output.weight", (n_vocab, d), F16, "w"))
-    return t
+    return dense_decoder(n_layer, n_vocab, d, ff, d, kv, S["tied"],
+                         qkv_bias=True)   # o_proj: no bias
 
 
 def mmproj_tensors(shape: str, layers: int | None = None) -> list[Spec]:
     S = _shape(shape)
     n_v = _depths(S, layers)[1]
     vd, vff, p, out = S["v_embd"], S["v_ff"], S["patch"], S["n_embd"]
-    merged = vd * S["merge"] ** 2                                     # 5120
-    t: list[Spec] = [("v.patch_embd.weight", (vd, 3, p, p), F16, "w"),     # Conv3d frame 0
-                     ("v.patch_embd.weight.1", (vd, 3, p, p), F16, "w")]   # frame 1 (forced F16)
-    for i in range(n_v):
-        b = f"v.blk.{i}."
-        for n in ("attn_q", "attn_k", "attn_v"):                      # qkv split by the converter
-            t += [(b + n + ".weight", (vd, vd), F16, "w"), (b + n + ".bias", (vd,), F32, "zeros")]
-        t += [(b + "attn_out.weight", (vd, vd), F16, "w"),
-              (b + "attn_out.bias", (vd,), F32, "zeros"),
-              (b + "ln1.weight", (vd,), F32, "ones"),
-              (b + "ln1.bias", (vd,), F32, "zeros"),
-              (b + "ln2.weight", (vd,), F32, "ones"),
-              (b + "ln2.bias", (vd,), F32, "zeros"),
-              (b + "ffn_up.weight", (vff, vd), F16, "w"),              # mlp.fc1
-              (b + "ffn_up.bias", (vff,), F32, "zeros"),
-              (b + "ffn_down.weight", (vd, vff), F16, "w"),            # mlp.fc2
-              (b + "ffn_down.bias", (vd,), F32, "zeros")]
-    t += [("v.post_ln.weight", (vd,), F32, "ones"),                    # merger.ln_q
-          ("v.post_ln.bias", (vd,), F32, "zeros"),
-          ("mm.0.weight", (merged, merged), F16, "w"),                 # merger.mlp.0
-          ("mm.0.bias", (merged,), F32, "zeros"),
-          ("mm.2.weight", (out, merged), F16, "w"),                    # merger.mlp.2
-          ("mm.2.bias", (out,), F32, "zeros")]
-    return t
+    return ([("v.patch_embd.weight", (vd, 3, p, p), F16, "w"),     # Conv3d frame 0
+             ("v.patch_embd.weight.1", (vd, 3, p, p), F16, "w")]   # frame 1 (forced F16)
+            + vit_blocks(n_v, vd, vff)                     # qkv split by the converter; mlp.fc1 / 2
+            + qwen_vl_merger(vd, S["merge"], out))         # merger.ln_q, mlp.0, mlp.2 (5120 wide)
 
 
 def _text_kv(shape: str, n_layer: int, vocab: int | None):

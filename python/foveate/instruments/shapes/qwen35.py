@@ -51,7 +51,8 @@ import math
 from pathlib import Path
 
 from .gguf_specs import (CONTROL, F16, F32, UNKNOWN, USER, Spec, add_char_tokenizer, add_llm_head,
-                         char_vocab, pick_shape, write_pair_files, pair_sizes)
+                         char_vocab, pick_shape, qwen_added, qwen_vl_merger, vit_blocks,
+                         write_pair_files, pair_sizes)
 
 ARCH = "qwen35"
 PROJECTOR = "qwen3vl_merger"
@@ -281,14 +282,7 @@ CHAT_TEMPLATE = """{%- set image_count = namespace(value=0) %}
 # 248053, <|vision_end|> 248054, <|image_pad|> 248056, <|video_pad|> 248057 (config.json); the
 # others follow the same offset (151643 -> 248044), a guess. (Qwen3.5's vocab has further added
 # tokens past these, not written here.)
-_QWEN3_ORDER = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
-    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>",
-    "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
-    "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>", "<think>",
-    "</think>")
-SPECIAL_IDS: dict[str, int] = {t: 248044 + i for i, t in enumerate(_QWEN3_ORDER)}
+SPECIAL_IDS: dict[str, int] = qwen_added(first=248044)
 SPECIAL = [("<unk>", UNKNOWN)] + [(t, CONTROL if t.startswith("<|") else USER)
                                   for t in SPECIAL_IDS]
 # tokenizer_config eos (<|im_end|>, generation_config eos_token_id[0]) / pad; no BOS is added
@@ -305,7 +299,7 @@ def _shape(shape: str) -> dict:
     return pick_shape(SHAPES, shape)
 
 
-def _depths(S: dict, layers: int | None) -> tuple[int, int]:
+def depths(S: dict, layers: int | None) -> tuple[int, int]:
     """(text trunk, vision) layer counts: the trunk keeps its first attention layer."""
     if layers is None:
         return S["n_layer"], S["v_layer"]
@@ -315,12 +309,17 @@ def _depths(S: dict, layers: int | None) -> tuple[int, int]:
             min(layers, S["v_layer"]))
 
 
-def recurrent_layers(shape: str, layers: int | None = None) -> list[bool]:
-    """The converter's recurrent-layer list: the trunk's DeltaNet layers, then the MTP block."""
-    S = _shape(shape)
-    n = _depths(S, layers)[0]
+def recurrent_flags(S: dict, layers: int | None = None) -> list[bool]:
+    """The converter's recurrent-layer list: the trunk's DeltaNet layers (all but every
+    full_attn_interval-th), then S["n_mtp"] MTP blocks."""
+    n = depths(S, layers)[0]
     k = S["full_attn_interval"]
     return [(i + 1) % k != 0 for i in range(n)] + [False] * S["n_mtp"]
+
+
+def recurrent_layers(shape: str, layers: int | None = None) -> list[bool]:
+    """The converter's recurrent-layer list: the trunk's DeltaNet layers, then the MTP block."""
+    return recurrent_flags(_shape(shape), layers)
 
 
 def vocab_tokens(shape: str, vocab: int | None = None) -> tuple[list[str], list[int]]:
@@ -348,11 +347,11 @@ def _ffn(p: str, d: int, ff: int) -> list[Spec]:
             (p + "ffn_down.weight", (d, ff), F16, "w")]
 
 
-def text_tensors(shape: str, layers: int | None = None, vocab: int | None = None) -> list[Spec]:
-    S = _shape(shape)
-    recr = recurrent_layers(shape, layers)
+def decoder_tensors(S: dict, layers: int | None, n_vocab: int) -> list[Spec]:
+    """The qwen35 text model's tensors for the numbers in S (this module's keys; minicpmv's
+    text model is the same): embeddings, the hybrid trunk, S["n_mtp"] MTP blocks, the output."""
+    recr = recurrent_flags(S, layers)
     n_layer = len(recr) - S["n_mtp"]
-    n_vocab = len(vocab_tokens(shape, vocab)[0])
     d, ff = S["n_embd"], S["n_ff"]
     hk = S["lin_head_dim"]
     key_dim, value_dim = hk * S["lin_k_heads"], hk * S["lin_v_heads"]
@@ -390,36 +389,20 @@ def text_tensors(shape: str, layers: int | None = None, vocab: int | None = None
     return t
 
 
+def text_tensors(shape: str, layers: int | None = None, vocab: int | None = None) -> list[Spec]:
+    return decoder_tensors(_shape(shape), layers, len(vocab_tokens(shape, vocab)[0]))
+
+
 def mmproj_tensors(shape: str, layers: int | None = None) -> list[Spec]:
     S = _shape(shape)
-    n_v = _depths(S, layers)[1]
-    vd, vff, p, out = S["v_embd"], S["v_ff"], S["patch"], S["n_embd"]
-    merged = vd * S["merge"] ** 2
-    t: list[Spec] = [("v.patch_embd.weight", (vd, 3, p, p), F16, "w"),     # Conv3d frame 0
-                     ("v.patch_embd.weight.1", (vd, 3, p, p), F16, "w"),   # frame 1
-                     ("v.patch_embd.bias", (vd,), F32, "zeros"),
-                     ("v.position_embd.weight", (S["n_pos_embd"], vd), F32, "w")]  # forced F32
-    for i in range(n_v):
-        b = f"v.blk.{i}."
-        t += [(b + "attn_qkv.weight", (3 * vd, vd), F16, "w"),
-              (b + "attn_qkv.bias", (3 * vd,), F32, "zeros"),
-              (b + "attn_out.weight", (vd, vd), F16, "w"),
-              (b + "attn_out.bias", (vd,), F32, "zeros"),
-              (b + "ln1.weight", (vd,), F32, "ones"),
-              (b + "ln1.bias", (vd,), F32, "zeros"),
-              (b + "ln2.weight", (vd,), F32, "ones"),
-              (b + "ln2.bias", (vd,), F32, "zeros"),
-              (b + "ffn_up.weight", (vff, vd), F16, "w"),              # mlp.linear_fc1
-              (b + "ffn_up.bias", (vff,), F32, "zeros"),
-              (b + "ffn_down.weight", (vd, vff), F16, "w"),            # mlp.linear_fc2
-              (b + "ffn_down.bias", (vd,), F32, "zeros")]
-    t += [("v.post_ln.weight", (vd,), F32, "ones"),                    # merger.norm
-          ("v.post_ln.bias", (vd,), F32, "zeros"),
-          ("mm.0.weight", (merged, merged), F16, "w"),                 # merger.linear_fc1
-          ("mm.0.bias", (merged,), F32, "zeros"),
-          ("mm.2.weight", (out, merged), F16, "w"),                    # merger.linear_fc2
-          ("mm.2.bias", (out,), F32, "zeros")]
-    return t
+    n_v = depths(S, layers)[1]
+    vd, p = S["v_embd"], S["patch"]
+    return ([("v.patch_embd.weight", (vd, 3, p, p), F16, "w"),     # Conv3d frame 0
+             ("v.patch_embd.weight.1", (vd, 3, p, p), F16, "w"),   # frame 1
+             ("v.patch_embd.bias", (vd,), F32, "zeros"),
+             ("v.position_embd.weight", (S["n_pos_embd"], vd), F32, "w")]  # forced F32
+            + vit_blocks(n_v, vd, S["v_ff"], fused_qkv=True)      # fused qkv, as converted
+            + qwen_vl_merger(vd, S["merge"], S["n_embd"]))
 
 
 def _text_kv(shape: str, layers: int | None, vocab: int | None):
@@ -456,7 +439,7 @@ def _text_kv(shape: str, layers: int | None, vocab: int | None):
 
 def _mmproj_kv(shape: str, layers: int | None):
     S = _shape(shape)
-    n_v = _depths(S, layers)[1]
+    n_v = depths(S, layers)[1]
 
     def kv(w) -> None:
         import gguf

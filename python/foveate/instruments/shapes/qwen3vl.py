@@ -49,7 +49,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .gguf_specs import (CONTROL, F16, F32, UNKNOWN, USER, Spec, add_char_tokenizer, add_llm_head,
-                         char_vocab, pick_shape, write_pair_files, pair_sizes)
+                         char_vocab, dense_decoder, layer_norm, linears, pick_shape, qwen_added,
+                         qwen_vl_merger, vit_blocks, write_pair_files, pair_sizes)
 
 ARCH = "qwen3vl"
 PROJECTOR = "qwen3vl_merger"
@@ -197,17 +198,7 @@ CHAT_TEMPLATE = """{%- set image_count = namespace(value=0) %}
 
 # Qwen3 tokenizer's added tokens at their real ids: the <|...|> ones are special (control),
 # the tool / think tags are not (user-defined)
-SPECIAL_IDS = {
-    "<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645,
-    "<|object_ref_start|>": 151646, "<|object_ref_end|>": 151647, "<|box_start|>": 151648,
-    "<|box_end|>": 151649, "<|quad_start|>": 151650, "<|quad_end|>": 151651,
-    "<|vision_start|>": 151652, "<|vision_end|>": 151653, "<|vision_pad|>": 151654,
-    "<|image_pad|>": 151655, "<|video_pad|>": 151656, "<tool_call>": 151657,
-    "</tool_call>": 151658, "<|fim_prefix|>": 151659, "<|fim_middle|>": 151660,
-    "<|fim_suffix|>": 151661, "<|fim_pad|>": 151662, "<|repo_name|>": 151663,
-    "<|file_sep|>": 151664, "<tool_response>": 151665, "</tool_response>": 151666,
-    "<think>": 151667, "</think>": 151668,
-}
+SPECIAL_IDS = qwen_added()
 SPECIAL = [("<unk>", UNKNOWN)] + [(t, CONTROL if t.startswith("<|") else USER)
                                   for t in SPECIAL_IDS]
 BOS, EOS, PAD = "<|endoftext|>", "<|im_end|>", "<|endoftext|>"  # config.json bos / eos, pad
@@ -259,24 +250,8 @@ def text_tensors(shape: str, layers: int | None = None, vocab: int | None = None
     n_vocab = len(vocab_tokens(shape, vocab)[0])
     d, ff, hd = S["n_embd"], S["n_ff"], S["head_dim"]
     q, kv = S["n_head"] * hd, S["n_head_kv"] * hd
-    t: list[Spec] = [("token_embd.weight", (n_vocab, d), F16, "w")]
-    for i in range(n_layer):
-        p = f"blk.{i}."
-        t += [(p + "attn_norm.weight", (d,), F32, "ones"),
-              (p + "attn_q.weight", (q, d), F16, "w"),
-              (p + "attn_k.weight", (kv, d), F16, "w"),
-              (p + "attn_v.weight", (kv, d), F16, "w"),
-              (p + "attn_output.weight", (d, q), F16, "w"),
-              (p + "attn_k_norm.weight", (hd,), F32, "ones"),
-              (p + "attn_q_norm.weight", (hd,), F32, "ones"),
-              (p + "ffn_norm.weight", (d,), F32, "ones"),
-              (p + "ffn_gate.weight", (ff, d), F16, "w"),
-              (p + "ffn_up.weight", (ff, d), F16, "w"),
-              (p + "ffn_down.weight", (d, ff), F16, "w")]
-    t.append(("output_norm.weight", (d,), F32, "ones"))
-    if not S["tied"]:
-        t.append(("output.weight", (n_vocab, d), F16, "w"))
-    return t
+    return dense_decoder(n_layer, n_vocab, d, ff, q, kv, S["tied"],
+                         qk_norm=("k", "q"), head_dim=hd)   # k_norm first, as converted
 
 
 def mmproj_tensors(shape: str, layers: int | None = None) -> list[Spec]:
@@ -289,35 +264,12 @@ def mmproj_tensors(shape: str, layers: int | None = None) -> list[Spec]:
                      ("v.patch_embd.weight.1", (vd, 3, p, p), F16, "w"),   # frame 1
                      ("v.patch_embd.bias", (vd,), F32, "zeros"),
                      ("v.position_embd.weight", (S["n_pos_embd"], vd), F32, "w")]  # forced F32
-    for i in range(n_v):
-        b = f"v.blk.{i}."
-        t += [(b + "attn_qkv.weight", (3 * vd, vd), F16, "w"),        # fused, as converted
-              (b + "attn_qkv.bias", (3 * vd,), F32, "zeros"),
-              (b + "attn_out.weight", (vd, vd), F16, "w"),
-              (b + "attn_out.bias", (vd,), F32, "zeros"),
-              (b + "ln1.weight", (vd,), F32, "ones"),
-              (b + "ln1.bias", (vd,), F32, "zeros"),
-              (b + "ln2.weight", (vd,), F32, "ones"),
-              (b + "ln2.bias", (vd,), F32, "zeros"),
-              (b + "ffn_up.weight", (vff, vd), F16, "w"),              # mlp.linear_fc1
-              (b + "ffn_up.bias", (vff,), F32, "zeros"),
-              (b + "ffn_down.weight", (vd, vff), F16, "w"),            # mlp.linear_fc2
-              (b + "ffn_down.bias", (vd,), F32, "zeros")]
+    t += vit_blocks(n_v, vd, vff, fused_qkv=True)                     # fused qkv, as converted
     for i in sorted(ds):                                               # deepstack_merger_list
         b = f"v.deepstack.{i}."
-        t += [(b + "norm.weight", (merged,), F32, "ones"),
-              (b + "norm.bias", (merged,), F32, "zeros"),
-              (b + "fc1.weight", (merged, merged), F16, "w"),
-              (b + "fc1.bias", (merged,), F32, "zeros"),
-              (b + "fc2.weight", (out, merged), F16, "w"),
-              (b + "fc2.bias", (out,), F32, "zeros")]
-    t += [("v.post_ln.weight", (vd,), F32, "ones"),                    # merger.norm
-          ("v.post_ln.bias", (vd,), F32, "zeros"),
-          ("mm.0.weight", (merged, merged), F16, "w"),                 # merger.linear_fc1
-          ("mm.0.bias", (merged,), F32, "zeros"),
-          ("mm.2.weight", (out, merged), F16, "w"),                    # merger.linear_fc2
-          ("mm.2.bias", (out,), F32, "zeros")]
-    return t
+        t += (layer_norm(b + "norm", merged) + linears(b, ["fc1"], merged, merged)
+              + linears(b, ["fc2"], out, merged))
+    return t + qwen_vl_merger(vd, S["merge"], out)   # merger.norm, linear_fc1, linear_fc2
 
 
 def _text_kv(shape: str, n_layer: int, vocab: int | None):
