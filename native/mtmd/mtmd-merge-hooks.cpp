@@ -50,7 +50,7 @@ struct marker_values {
     // outputs side by side) that tensor repeated across the row
     static bool repeats(const float * row, int64_t d, const std::vector<float> & v) {
         const int64_t n = (int64_t) v.size();
-        if (n == 0 || d % n != 0) {
+        if (n == 0 || d <= 0 || d % n != 0) {
             return false;
         }
         for (int64_t o = 0; o < d; o += n) {

@@ -1052,10 +1052,11 @@ static __global__ void __launch_bounds__(FIX_RED_NT) fix_topk_keys(
 }
 
 // the mass budget (spec: ggml-fixation.c), one block per row of rows [t0, t0 + trc): a
-// refreshed row's budget is a ceiling b; the row keeps the cells whose key is >= tau, tau the
-// largest key with sum(scores of keys >= tau) >= mass x (all candidates' scores), found by
-// bisection on the keys' bits (keys order as scores do), so ties at tau all count; then
-// clamp to [min(k_min, b), b]. Rows not refreshed (b < 0) keep their budget.
+// refreshed row's budget is a ceiling b. tau = the largest key with sum(scores of keys >=
+// tau) >= mass x (all candidates' scores), found by bisection on the keys' bits (keys order
+// as scores do); the row keeps every cell above tau and, of the cells tied at tau, the fewest
+// that reach the mass (as the CPU, which adds cells one at a time); then clamp to
+// [min(k_min, b), b]. Rows not refreshed (b < 0) keep their budget.
 static __global__ void __launch_bounds__(FIX_RED_NT) fix_mass_budget(
         const uint32_t * __restrict__ keys, const int n_img,
         const char * __restrict__ bud, const int64_t nbb0, const int64_t nbb1,
@@ -1091,13 +1092,26 @@ static __global__ void __launch_bounds__(FIX_RED_NT) fix_mass_budget(
             hi = mid;
         }
     }
-    float cnt = 0.0f;
+    // above tau: their count and score sum (< want, or tau + 1 would have passed); at tau: count
+    float n_gt = 0.0f, s_gt = 0.0f, n_eq = 0.0f;
     for (int e = threadIdx.x; e < n_img; e += blockDim.x) {
-        cnt += krow[e] >= lo ? 1.0f : 0.0f;
+        const uint32_t key = krow[e];
+        if (key > lo) {
+            n_gt += 1.0f;
+            s_gt += __uint_as_float(key - 1u);
+        }
+        n_eq += key != 0 && key == lo ? 1.0f : 0.0f;
     }
-    cnt = fix_block_sum(cnt, s_red);
+    n_gt = fix_block_sum(n_gt, s_red);
+    s_gt = fix_block_sum(s_gt, s_red);
+    n_eq = fix_block_sum(n_eq, s_red);
     if (threadIdx.x == 0) {
-        const int j = (int) cnt;
+        const float v = __uint_as_float((uint32_t) lo - 1u);   // the tied cells' score
+        int m = (int) n_eq;
+        if (v > 0.0f && s_gt < want) {
+            m = min(m, max(1, (int) ceilf((want - s_gt)/v)));
+        }
+        const int j = (int) n_gt + m;
         out[(int64_t) s*T + t] = max(min(j, b), min(b, k_min));
     }
 }

@@ -54,25 +54,27 @@ def _decode_fixed(eng: Engine, n_past: int, n: int) -> float:
     return time.perf_counter() - t0
 
 
-def rewinder(eng: Engine, n_past: int, seqs=(0,)):
-    """A callable that takes sequences `seqs` back to n_past, so every timed run decodes from
-    the same context: the KV cache drops the later cells; a model with recurrent layers (whose
-    state cannot be cut back) gets each sequence's state as it is now restored instead."""
+def rewinder(eng: Engine, n_past: int, n_seq: int = 1):
+    """A callable that takes sequences 0 .. n_seq-1 back to n_past, so every timed run decodes
+    from the same context: the KV cache drops the later cells. A model with recurrent layers
+    (whose state cannot be cut back) gets sequence 0's state, saved now, restored instead, and
+    the others copied from it again (sequences 1.. are copies of 0, sharing its cells: restoring
+    each on its own would need a copy of the prompt's cells per sequence)."""
     mem = llama.llama_get_memory(eng._ctx)
     if not eng.recurrent:
-        return lambda: [llama.llama_memory_seq_rm(mem, s, n_past, -1) for s in seqs]
-    saved = {}
-    for s in seqs:
-        n = llama.llama_state_seq_get_size(eng._ctx, s)
-        buf = (ctypes.c_uint8 * n)()
-        llama.llama_state_seq_get_data(eng._ctx, buf, n, s)
-        saved[s] = buf
+        return lambda: [llama.llama_memory_seq_rm(mem, s, n_past, -1) for s in range(n_seq)]
+    n = llama.llama_state_seq_get_size(eng._ctx, 0)
+    buf = (ctypes.c_uint8 * n)()
+    if llama.llama_state_seq_get_data(eng._ctx, buf, n, 0) != n:
+        raise DecodeError("could not save sequence 0's state")
 
     def rewind():
-        for s, buf in saved.items():
+        for s in range(n_seq):
             llama.llama_memory_seq_rm(mem, s, -1, -1)
-            if llama.llama_state_seq_set_data(eng._ctx, buf, len(buf), s) == 0:
-                raise DecodeError(f"could not restore sequence {s}'s state")
+        if llama.llama_state_seq_set_data(eng._ctx, buf, n, 0) != n:
+            raise DecodeError("could not restore sequence 0's state")
+        for s in range(1, n_seq):
+            llama.llama_memory_seq_cp(mem, 0, s, -1, -1)
     return rewind
 
 
@@ -192,7 +194,7 @@ def run_parallel_configs(eng: Engine, image_tokens: int, n_decode: int, n_seq: i
     mem = llama.llama_get_memory(eng._ctx)
     for s in range(1, n_seq):
         llama.llama_memory_seq_cp(mem, 0, s, -1, -1)
-    restart = rewinder(eng, n_past, range(n_seq))
+    restart = rewinder(eng, n_past, n_seq)
     _decode_fixed_parallel(eng, n_past, min(2, n_decode), n_seq)  # warm-up
 
     per, host = _time_fixations(eng, fixations, repetitions, (fixation_k_min, focal_layers, refresh, sample),

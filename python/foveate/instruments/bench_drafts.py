@@ -41,9 +41,16 @@ UNRELATED = ("It was the best of times, it was the worst of times, it was the ag
              "incredulity, it was the season of Light, it was the season of Darkness.\n") * 8
 
 
+def _refuse_recurrent(eng: Engine) -> None:
+    if eng.recurrent:
+        raise ValueError("bench --draft verifies drafts, which need a cache that can drop "
+                         "rejected tokens; this model has recurrent layers (a hybrid)")
+
+
 def verify_costs(eng: Engine, image=None, image_tokens: int = 0, ks=KS,
                  repetitions: int = 5) -> dict[int, float]:
     """Median ms of one ubatch of k tokens (logits on every row) after the page, per k."""
+    _refuse_recurrent(eng)
     n_past, _ = _prefill(eng, image, image_tokens, max(ks) + 1)
     mem = llama.llama_get_memory(eng._ctx)
     batch = llama.llama_batch_init(max(ks), 0, 1)
@@ -137,6 +144,7 @@ def draft_rows(eng: Engine, image=None, image_tokens: int = 0, n_decode: int = 2
     the drafts were made ("text": characters replaced in the output's text; "tokens": the
     output's text does not tokenize back to its tokens, as a random-weight model's does not,
     so tokens are replaced instead)."""
+    _refuse_recurrent(eng)
     _plain(eng, image, image_tokens, n_decode)   # warm-up
     t_plain = []
     for _ in range(repetitions):

@@ -140,6 +140,9 @@ def image_cell_layout(n_tokens: int, mrope: bool) -> np.ndarray:
 def fill_image_cells(eng, n_tokens: int, sample: int = 256) -> int:
     """Clear the cache and give sequence 0 n_tokens image cells (see the module docstring).
     Returns n_past, the position the next token takes."""
+    if getattr(eng, "recurrent", False):
+        raise ValueError("--fill state writes a state of KV cells only; this model has "
+                         "recurrent layers (a hybrid): use --fill prefill")
     mrope = uses_mrope(eng._model)
     mem = llama.llama_get_memory(eng._ctx)
     llama.llama_memory_clear(mem, True)

@@ -95,7 +95,7 @@ class Reader:
     @classmethod
     def check_settings(cls, model, mmproj, *, parallel: int = 1, preset: str | None = "auto",
                        n_gpu_layers: int = 0, threads: int | None = None,
-                       flash_attn: bool | None = None, **engine_settings) -> None:
+                       flash_attn: bool | None = None, **engine_settings):
         """What Reader(model, mmproj, **settings) would refuse before loading, refused without
         loading anything (the files' headers are read): for a caller that loads elsewhere,
         such as `read --ray`, whose workers each load the model. Returns what the headers
