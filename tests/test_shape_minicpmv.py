@@ -160,8 +160,8 @@ def test_slicing_is_mtmds():
 
 def _chat_tokens(n_image: int, n_between: int) -> int:
     # <|im_start|> user \n | <image> ... (mtmd's text tokens around the chunks) | \n O C R |
-    # <|im_end|> \n <|im_start|> assistant \n
-    return (1 + 4 + 1) + n_image + n_between + (1 + 3) + (1 + 1 + 1 + 9 + 1)
+    # <|im_end|> \n <|im_start|> assistant \n | <think> \n \n </think> \n \n (thinking off)
+    return (1 + 4 + 1) + n_image + n_between + (1 + 3) + (1 + 1 + 1 + 9 + 1) + (1 + 2 + 1 + 2)
 
 
 def test_pair_reads_a_page(pair, page, wide_page):
@@ -169,9 +169,11 @@ def test_pair_reads_a_page(pair, page, wide_page):
 
     model, mmproj = pair
     with Reader(model, mmproj, n_ctx=2048, threads=1) as r:
-        # llama.cpp takes Qwen3.5's jinja for ChatML (it has <|im_start|>)
+        # Qwen3.5's jinja rendered with thinking off (llama.cpp's heuristic would take it for
+        # ChatML and leave the model to open a reasoning block)
         assert r.engine.format_prompt("OCR") == (
-            f"<|im_start|>user\n{r.engine.marker}\nOCR<|im_end|>\n<|im_start|>assistant\n")
+            f"<|im_start|>user\n{r.engine.marker}\nOCR<|im_end|>\n<|im_start|>assistant\n"
+            "<think>\n\n</think>\n\n")
         small = r.read(page, prompt="OCR", max_tokens=3).stats
         sliced = r.read(wide_page, prompt="OCR", max_tokens=2).stats
     assert small.image_tokens == M.image_tokens(448, 224) == 64

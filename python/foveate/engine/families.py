@@ -35,6 +35,9 @@ class Family:
     stop_tokens: tuple = ()
     # llama.cpp's template heuristic picks a wrong format: render the GGUF's jinja instead
     jinja: bool = False
+    # the template opens a reasoning block unless enable_thinking is false (Qwen3.5): rendered
+    # with it false, so a page is answered with its text, not a reasoning trace first
+    thinking_off: bool = False
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -82,7 +85,8 @@ FAMILIES: tuple[Family, ...] = (
            shapes=("lfm2-vl-450m", "lfm2-vl-1.6b"), tiles=True,
            notes="hybrid: short convolutions + attention layers"),
     Family("qwen35", "Qwen3.5", "qwen3vl_merger", ("qwen35", "qwen35moe"),
-           "interleaved M-RoPE", shapes=("qwen3.5-0.8b", "qwen3.5-2b"),
+           "interleaved M-RoPE", shapes=("qwen3.5-0.8b", "qwen3.5-2b"), jinja=True,
+           thinking_off=True,
            notes="hybrid: Gated DeltaNet + attention layers; Qwen3-VL's projector"),
     # a page is up to 12 tiles of 448 px plus a thumbnail, each its own chunk in <img>...</img>
     Family("internvl", "InternVL", "internvl", ("qwen2", "qwen3"), "1-D",
@@ -94,7 +98,7 @@ FAMILIES: tuple[Family, ...] = (
            markers=("image newline", "deepstack features (extra row width, not rows)")),
     # an overview plus slices, each its own chunk with <image> / <slice> text between them
     Family("minicpmv46", "MiniCPM-V 4.6", "minicpmv4_6", ("qwen35",), "interleaved M-RoPE",
-           shapes=("minicpm-v-4.6",), tiles=True,
+           shapes=("minicpm-v-4.6",), tiles=True, jinja=True, thinking_off=True,
            notes="hybrid: Qwen3.5's text model (Gated DeltaNet + attention layers)"),
 )
 

@@ -44,10 +44,12 @@ def render_jinja(eng, content: str, prompt: str = "") -> str:
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = lambda msg: (_ for _ in ()).throw(ValueError(msg))
         tpl = env.from_string(eng._template.decode("utf-8", errors="replace"))
+        fam = eng.family.family if eng.family else None
+        extra = {"enable_thinking": False} if fam is not None and fam.thinking_off else {}
         render = lambda c: tpl.render(
             messages=[{"role": "user", "content": c}], add_generation_prompt=True,
             bos_token=tok(llama.llama_vocab_bos(eng._vocab)),
-            eos_token=tok(llama.llama_vocab_eos(eng._vocab)))
+            eos_token=tok(llama.llama_vocab_eos(eng._vocab)), **extra)
         out = render(content)
         if eng.marker in out:
             return out
