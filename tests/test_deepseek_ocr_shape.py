@@ -2,22 +2,13 @@
 loads in llama.cpp / mtmd and reads a page (cut to 2 layers; ~1.3 GB, ~40 s on one thread)."""
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 
 from foveate.instruments.shapes.deepseek_ocr_shape import (DEEPSEEK_OCR_SHAPE as S, deepseek_ocr_sizes,
                                         mmproj_tensors, text_tensors,
                                         write_deepseek_ocr_mmproj, write_deepseek_ocr_pair)
-
-
-def _sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
+from shape_checks import sha256
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +20,10 @@ def test_generator_is_deterministic(tmp_path):
     a = write_deepseek_ocr_pair(tmp_path / "a", layers=1, seed=3)
     b = write_deepseek_ocr_pair(tmp_path / "b", layers=1, seed=3)
     assert [p.name for p in a] == ["deepseek-ocr-f16.gguf", "deepseek-ocr-mmproj-f16.gguf"]
-    assert _sha(a[0]) == _sha(b[0])
-    assert _sha(a[1]) == _sha(b[1])
+    assert sha256(a[0]) == sha256(b[0])
+    assert sha256(a[1]) == sha256(b[1])
     other = write_deepseek_ocr_mmproj(tmp_path / "c.gguf", layers=1, seed=9)  # pair used 3 + 1
-    assert _sha(other) != _sha(a[1])
+    assert sha256(other) != sha256(a[1])
     for p in (*a, *b, other):
         p.unlink()
 

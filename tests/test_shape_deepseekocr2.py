@@ -5,23 +5,15 @@ load and read a page with, merged and tiled."""
 from __future__ import annotations
 
 import ctypes
-import hashlib
 
 import numpy as np
 import pytest
 
 from foveate.instruments.shapes import deepseekocr2 as D, family_module
+from shape_checks import sha256
 
 SHAPE = "deepseek-ocr-2"
 PROMPT = "Free OCR."
-
-
-def _sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +81,9 @@ def test_generator_is_deterministic(tmp_path):
     a = D.write_pair(tmp_path / "a", SHAPE, layers=1, seed=3, vocab=512)
     b = D.write_pair(tmp_path / "b", SHAPE, layers=1, seed=3, vocab=512)
     assert [p.name for p in a] == [f"{SHAPE}-f16.gguf", f"{SHAPE}-mmproj-f16.gguf"]
-    assert _sha(a[0]) == _sha(b[0]) and _sha(a[1]) == _sha(b[1])
+    assert sha256(a[0]) == sha256(b[0]) and sha256(a[1]) == sha256(b[1])
     c = D.write_pair(tmp_path / "c", SHAPE, layers=1, seed=4, vocab=512)
-    assert _sha(c[0]) != _sha(a[0]) and _sha(c[1]) != _sha(a[1])
+    assert sha256(c[0]) != sha256(a[0]) and sha256(c[1]) != sha256(a[1])
 
 
 def test_files_read_back(pair):

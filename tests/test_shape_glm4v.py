@@ -4,22 +4,13 @@ a cut GLM-OCR pair (1 layer + the NextN layer, 512-token vocab; ~230 MB) that ll
 mtmd load and read a page with. GLM-4.1V's cut pair (~900 MB) is read in test_shape_glm4v_9b.py."""
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 
 from foveate.instruments.shapes import family_module, glm4v as G
+from shape_checks import sha256
 
 OCR, V41 = "glm-ocr", "glm-4.1v-9b"
-
-
-def _sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +84,8 @@ def test_generator_is_deterministic(tmp_path, pair):
     a = G.write_pair(tmp_path / "a", OCR, layers=1, seed=3, vocab=512)
     b = G.write_pair(tmp_path / "b", OCR, layers=1, seed=3, vocab=512)
     assert [p.name for p in a] == ["glm-ocr-f16.gguf", "glm-ocr-mmproj-f16.gguf"]
-    assert _sha(a[0]) == _sha(b[0]) and _sha(a[1]) == _sha(b[1])
-    assert _sha(pair[0]) != _sha(a[0]) and _sha(pair[1]) != _sha(a[1])   # the fixture: seed 0
+    assert sha256(a[0]) == sha256(b[0]) and sha256(a[1]) == sha256(b[1])
+    assert sha256(pair[0]) != sha256(a[0]) and sha256(pair[1]) != sha256(a[1])   # the fixture: seed 0
     for p in (*a, *b):
         p.unlink()
 

@@ -4,24 +4,15 @@ list is the converted model's, generation is deterministic, and a reduced pair (
 granite4_vision anyres path on a page."""
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 
 from foveate.instruments.shapes import family_module
 from foveate.instruments.shapes import granite4vision as G
+from shape_checks import sha256, tensors_read, tensors_written
 
 SHAPE = "granite-vision-4.1-4b"
 VOCAB = 512      # the character vocab padded to 512 instead of 100353: same code paths
-
-
-def _sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +75,8 @@ def test_generation_is_deterministic(pair, tmp_path):
     b = G.write_pair(tmp_path / "b", SHAPE, layers=1, seed=3, vocab=VOCAB)
     assert [p.name for p in a] == [p.name for p in pair] == [f"{SHAPE}-f16.gguf",
                                                             f"{SHAPE}-mmproj-f16.gguf"]
-    assert [_sha(p) for p in a] == [_sha(p) for p in pair]        # same seed: same bytes
-    assert _sha(a[0]) != _sha(b[0]) and _sha(a[1]) != _sha(b[1])
+    assert [sha256(p) for p in a] == [sha256(p) for p in pair]        # same seed: same bytes
+    assert sha256(a[0]) != sha256(b[0]) and sha256(a[1]) != sha256(b[1])
     for f in (*a, *b):
         f.unlink()
 
@@ -107,9 +98,7 @@ def test_files_read_back(pair):
     assert len(tokens) == VOCAB
     assert tokens[kv("tokenizer.ggml.eos_token_id")] == "<|end_of_text|>"
     assert kv("tokenizer.chat_template") == G.CHAT_TEMPLATE
-    want = {n: (s, d) for n, s, d, _ in G.text_tensors(SHAPE, 1, VOCAB)}
-    got = {t.name: (tuple(int(x) for x in t.shape[::-1]), t.tensor_type.name) for t in r.tensors}
-    assert got == {n: (s, "F16" if d == np.float16 else "F32") for n, (s, d) in want.items()}
+    assert tensors_read(r) == tensors_written(G.text_tensors(SHAPE, 1, VOCAB))
 
     r = gguf.GGUFReader(mmproj)
     assert kv("general.architecture") == "clip"
@@ -122,7 +111,7 @@ def test_files_read_back(pair):
     assert len(kv("clip.vision.image_grid_pinpoints")) == 2 * 27
     assert kv("clip.vision.image_grid_pinpoints")[:4] == [384, 384, 768, 384]   # (w, h)
     want = {n: (s, d) for n, s, d, _ in G.mmproj_tensors(SHAPE, 1)}
-    got = {t.name: (tuple(int(x) for x in t.shape[::-1]), t.tensor_type.name) for t in r.tensors}
+    got = tensors_read(r)
     squeeze = lambda s: tuple(x for x in s if x != 1)   # the reader drops trailing 1-dims
     assert {n: (squeeze(s), t) for n, (s, t) in got.items()} == {
         n: (squeeze(s), "F16" if d == np.float16 else "F32") for n, (s, d) in want.items()}

@@ -4,24 +4,16 @@ list and parameter counts at full size (no data written), deterministic files, a
 with (XD-RoPE positions, BOI / newline / EOI rows)."""
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
 import pytest
 
 from foveate.instruments.shapes import family_module, hunyuanvl as H
+from shape_checks import sha256
 
 SHAPE = "hunyuan-ocr"
 PROMPT = "Free OCR."
-
-
-def _sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +85,9 @@ def test_generator_is_deterministic(tmp_path):
     a = H.write_pair(tmp_path / "a", SHAPE, layers=1, seed=3, vocab=512)
     b = H.write_pair(tmp_path / "b", SHAPE, layers=1, seed=3, vocab=512)
     assert [p.name for p in a] == [f"{SHAPE}-f16.gguf", f"{SHAPE}-mmproj-f16.gguf"]
-    assert _sha(a[0]) == _sha(b[0]) and _sha(a[1]) == _sha(b[1])
+    assert sha256(a[0]) == sha256(b[0]) and sha256(a[1]) == sha256(b[1])
     c = H.write_pair(tmp_path / "c", SHAPE, layers=1, seed=4, vocab=512)
-    assert _sha(c[0]) != _sha(a[0]) and _sha(c[1]) != _sha(a[1])
+    assert sha256(c[0]) != sha256(a[0]) and sha256(c[1]) != sha256(a[1])
 
 
 def test_files_read_back(pair):

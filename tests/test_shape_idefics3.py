@@ -6,24 +6,16 @@ between them."""
 from __future__ import annotations
 
 import ctypes
-import hashlib
 
 import numpy as np
 import pytest
 
 from foveate.instruments.shapes import family_module
 from foveate.instruments.shapes import idefics3 as I
+from shape_checks import sha256, tensors_read, tensors_written
 
 SHAPES = ["granite-docling-258m", "smoldocling-256m"]
 VOCAB = 512      # the character vocab padded to 512 instead of 100352 / 49280: same code paths
-
-
-def _sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +109,8 @@ def test_generation_is_deterministic(pairs, tmp_path):
     b = I.write_pair(tmp_path / "b", shape, layers=1, seed=3, vocab=VOCAB)
     assert [p.name for p in a] == [p.name for p in pairs[shape]] == [
         f"{shape}-f16.gguf", f"{shape}-mmproj-f16.gguf"]
-    assert [_sha(p) for p in a] == [_sha(p) for p in pairs[shape]]    # same seed: same bytes
-    assert _sha(a[0]) != _sha(b[0]) and _sha(a[1]) != _sha(b[1])
+    assert [sha256(p) for p in a] == [sha256(p) for p in pairs[shape]]    # same seed: same bytes
+    assert sha256(a[0]) != sha256(b[0]) and sha256(a[1]) != sha256(b[1])
     for f in (*a, *b):
         f.unlink()
 
@@ -146,9 +138,7 @@ def test_files_read_back(pairs, shape):
     assert tokens[kv("tokenizer.ggml.bos_token_id")] == bos
     assert kv("tokenizer.ggml.add_bos_token") is False
     assert kv("tokenizer.chat_template") == I.CHAT_TEMPLATES[shape]
-    want = {n: (s, d) for n, s, d, _ in I.text_tensors(shape, 1, VOCAB)}
-    got = {t.name: (tuple(int(x) for x in t.shape[::-1]), t.tensor_type.name) for t in r.tensors}
-    assert got == {n: (s, "F16" if d == np.float16 else "F32") for n, (s, d) in want.items()}
+    assert tensors_read(r) == tensors_written(I.text_tensors(shape, 1, VOCAB))
 
     r = gguf.GGUFReader(mmproj)
     assert kv("general.architecture") == "clip"
@@ -158,9 +148,7 @@ def test_files_read_back(pairs, shape):
     assert kv("clip.vision.preproc_image_size") == 2048
     assert kv("clip.vision.projection_dim") == 576 and kv("clip.vision.block_count") == 1
     assert kv("clip.vision.image_mean") == kv("clip.vision.image_std") == [0.5, 0.5, 0.5]
-    want = {n: (s, d) for n, s, d, _ in I.mmproj_tensors(shape, 1)}
-    got = {t.name: (tuple(int(x) for x in t.shape[::-1]), t.tensor_type.name) for t in r.tensors}
-    assert got == {n: (s, "F16" if d == np.float16 else "F32") for n, (s, d) in want.items()}
+    assert tensors_read(r) == tensors_written(I.mmproj_tensors(shape, 1))
 
     sizes = I.sizes(shape, 1, VOCAB)
     assert model.stat().st_size == sizes["text"]["bytes"]

@@ -6,24 +6,15 @@ back, mtmd's tiling rule is reproduced, and a cut pair (3 text layers: conv, con
 lfm2 projector with the model's own chat template, tiled or not, with merging and fixation."""
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 
 from foveate.instruments.shapes import family_module
 from foveate.instruments.shapes import lfm2vl as L
+from shape_checks import sha256, tensors_read, tensors_written
 
 SHAPE = "lfm2-vl-450m"
 VOCAB = 512      # the character vocab padded to 512 instead of 65536 (the specials keep their ids)
-
-
-def _sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +91,8 @@ def test_generator_is_deterministic(pair, tmp_path):
     a = L.write_pair(tmp_path / "a", SHAPE, layers=1, seed=0, vocab=VOCAB)
     b = L.write_pair(tmp_path / "b", SHAPE, layers=1, seed=5, vocab=VOCAB)
     assert [p.name for p in a] == ["lfm2-vl-450m-f16.gguf", "lfm2-vl-450m-mmproj-f16.gguf"]
-    assert [_sha(p) for p in a] == [_sha(p) for p in pair]          # same seed: same bytes
-    assert _sha(a[0]) != _sha(b[0]) and _sha(a[1]) != _sha(b[1])
+    assert [sha256(p) for p in a] == [sha256(p) for p in pair]          # same seed: same bytes
+    assert sha256(a[0]) != sha256(b[0]) and sha256(a[1]) != sha256(b[1])
     for f in (*a, *b):
         f.unlink()
 
@@ -123,9 +114,7 @@ def test_files_read_back(pair):
     assert tokens[kv("tokenizer.ggml.bos_token_id")] == "<|startoftext|>" == tokens[1]
     assert kv("tokenizer.ggml.add_bos_token") is True
     assert kv("tokenizer.chat_template") == L.CHAT_TEMPLATE and len(L.CHAT_TEMPLATE) == 434
-    want = {n: (s, d) for n, s, d, _ in L.text_tensors(SHAPE, 1, VOCAB)}
-    got = {t.name: (tuple(int(x) for x in t.shape[::-1]), t.tensor_type.name) for t in r.tensors}
-    assert got == {n: (s, "F16" if d == np.float16 else "F32") for n, (s, d) in want.items()}
+    assert tensors_read(r) == tensors_written(L.text_tensors(SHAPE, 1, VOCAB))
 
     r = gguf.GGUFReader(mmproj)
     assert kv("general.architecture") == "clip"
@@ -133,9 +122,7 @@ def test_files_read_back(pair):
     assert kv("clip.vision.image_size") == 256 and kv("clip.vision.patch_size") == 16
     assert kv("clip.vision.projector.scale_factor") == 2 and kv("clip.use_gelu") is True
     assert kv("clip.vision.projection_dim") == 1024 and kv("clip.vision.block_count") == 1
-    want = {n: (s, d) for n, s, d, _ in L.mmproj_tensors(SHAPE, 1)}
-    got = {t.name: (tuple(int(x) for x in t.shape[::-1]), t.tensor_type.name) for t in r.tensors}
-    assert got == {n: (s, "F16" if d == np.float16 else "F32") for n, (s, d) in want.items()}
+    assert tensors_read(r) == tensors_written(L.mmproj_tensors(SHAPE, 1))
 
     sizes = L.sizes(SHAPE, 1, VOCAB)
     assert model.stat().st_size == sizes["text"]["bytes"]
@@ -157,7 +144,6 @@ def test_image_tokens_follow_mtmds_tiling_rule():
 
 
 def _tokenize(engine, text: str) -> list[int]:
-    import ctypes
 
     from foveate.native import bindings as B
 

@@ -3,7 +3,6 @@ converted model's, generation is deterministic, and a reduced pair runs llama.cp
 mtmd's lightonocr path on a page, with merging and fixation."""
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
@@ -11,17 +10,10 @@ import pytest
 
 from foveate.instruments.shapes import family_module
 from foveate.instruments.shapes import lightonocr as L
+from shape_checks import sha256, tensors_read, tensors_written
 
 SHAPE = "lightonocr-1b"
 VOCAB = 512      # the character vocab padded to 512 instead of 151936: same code paths
-
-
-def _sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +68,8 @@ def test_generation_is_deterministic(pair, tmp_path):
     b = L.write_pair(tmp_path / "b", SHAPE, layers=1, seed=3, vocab=VOCAB)
     assert [p.name for p in a] == [p.name for p in pair] == [f"{SHAPE}-f16.gguf",
                                                             f"{SHAPE}-mmproj-f16.gguf"]
-    assert [_sha(p) for p in a] == [_sha(p) for p in pair]        # same seed: same bytes
-    assert _sha(a[0]) != _sha(b[0]) and _sha(a[1]) != _sha(b[1])
+    assert [sha256(p) for p in a] == [sha256(p) for p in pair]        # same seed: same bytes
+    assert sha256(a[0]) != sha256(b[0]) and sha256(a[1]) != sha256(b[1])
     for f in (*a, *b):
         f.unlink()
 
@@ -99,9 +91,7 @@ def test_files_read_back(pair):
     assert len(tokens) == VOCAB
     assert tokens[kv("tokenizer.ggml.eos_token_id")] == "<|im_end|>"
     assert kv("tokenizer.chat_template") == L.CHAT_TEMPLATE
-    want = {n: (s, d) for n, s, d, _ in L.text_tensors(SHAPE, 1, VOCAB)}
-    got = {t.name: (tuple(int(x) for x in t.shape[::-1]), t.tensor_type.name) for t in r.tensors}
-    assert got == {n: (s, "F16" if d == np.float16 else "F32") for n, (s, d) in want.items()}
+    assert tensors_read(r) == tensors_written(L.text_tensors(SHAPE, 1, VOCAB))
 
     r = gguf.GGUFReader(mmproj)
     assert kv("general.architecture") == "clip"
@@ -109,9 +99,7 @@ def test_files_read_back(pair):
     assert kv("clip.vision.image_size") == 1540 and kv("clip.vision.patch_size") == 14
     assert kv("clip.vision.spatial_merge_size") == 2 and kv("clip.use_silu") is True
     assert kv("clip.vision.projection_dim") == 1024 and kv("clip.vision.block_count") == 1
-    want = {n: (s, d) for n, s, d, _ in L.mmproj_tensors(SHAPE, 1)}
-    got = {t.name: (tuple(int(x) for x in t.shape[::-1]), t.tensor_type.name) for t in r.tensors}
-    assert got == {n: (s, "F16" if d == np.float16 else "F32") for n, (s, d) in want.items()}
+    assert tensors_read(r) == tensors_written(L.mmproj_tensors(SHAPE, 1))
 
     sizes = L.sizes(SHAPE, 1, VOCAB)
     assert model.stat().st_size == sizes["text"]["bytes"]

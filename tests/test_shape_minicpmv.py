@@ -4,24 +4,15 @@ layers: 3 gated-delta-net + 1 attention) runs llama.cpp's qwen35 + mtmd's minicp
 page, unsliced (one 448 x 448 chunk) and sliced (overview + 2 slices), with merging and fixation."""
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 
 from foveate.instruments.shapes import family_module
 from foveate.instruments.shapes import minicpmv as M
+from shape_checks import sha256, tensors_read, tensors_written
 
 SHAPE = "minicpm-v-4.6"
 VOCAB = 512      # the character vocab padded to 512 instead of 248094: same code paths
-
-
-def _sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +91,8 @@ def test_generation_is_deterministic(pair, tmp_path):
     b = M.write_pair(tmp_path / "b", SHAPE, layers=1, seed=3, vocab=VOCAB)
     assert [p.name for p in a] == [p.name for p in pair] == [f"{SHAPE}-f16.gguf",
                                                             f"{SHAPE}-mmproj-f16.gguf"]
-    assert [_sha(p) for p in a] == [_sha(p) for p in pair]        # same seed: same bytes
-    assert _sha(a[0]) != _sha(b[0]) and _sha(a[1]) != _sha(b[1])
+    assert [sha256(p) for p in a] == [sha256(p) for p in pair]        # same seed: same bytes
+    assert sha256(a[0]) != sha256(b[0]) and sha256(a[1]) != sha256(b[1])
     for f in (*a, *b):
         f.unlink()
 
@@ -126,9 +117,7 @@ def test_files_read_back(pair):
     assert tokens[kv("tokenizer.ggml.eos_token_id")] == "<|im_end|>"
     assert {"<image>", "</image>", "<slice>", "</slice>"} <= set(tokens)
     assert kv("tokenizer.chat_template") == M.CHAT_TEMPLATE
-    want = {n: (s, d) for n, s, d, _ in M.text_tensors(SHAPE, 1, VOCAB)}
-    got = {t.name: (tuple(int(x) for x in t.shape[::-1]), t.tensor_type.name) for t in r.tensors}
-    assert got == {n: (s, "F16" if d == np.float16 else "F32") for n, (s, d) in want.items()}
+    assert tensors_read(r) == tensors_written(M.text_tensors(SHAPE, 1, VOCAB))
 
     r = gguf.GGUFReader(mmproj)
     assert kv("general.architecture") == "clip"
@@ -137,9 +126,7 @@ def test_files_read_back(pair):
     assert kv("clip.vision.projector.scale_factor") == 4
     assert kv("clip.vision.wa_layer_indexes") == [0]          # the cut ViT's insert layer
     assert kv("clip.vision.block_count") == 1
-    want = {n: (s, d) for n, s, d, _ in M.mmproj_tensors(SHAPE, 1)}
-    got = {t.name: (tuple(int(x) for x in t.shape[::-1]), t.tensor_type.name) for t in r.tensors}
-    assert got == {n: (s, "F16" if d == np.float16 else "F32") for n, (s, d) in want.items()}
+    assert tensors_read(r) == tensors_written(M.mmproj_tensors(SHAPE, 1))
 
     sizes = M.sizes(SHAPE, 1, VOCAB)
     assert model.stat().st_size == sizes["text"]["bytes"]

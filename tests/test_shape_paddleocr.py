@@ -4,23 +4,15 @@ list and parameter counts at full size (no data written), deterministic files, a
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import math
 
 import numpy as np
 import pytest
 
 from foveate.instruments.shapes import family_module, paddleocr as P
+from shape_checks import sha256
 
 SHAPE = "paddleocr-vl"
-
-
-def _sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +68,9 @@ def test_generator_is_deterministic(tmp_path):
     a = P.write_pair(tmp_path / "a", SHAPE, layers=1, seed=3, vocab=512)
     b = P.write_pair(tmp_path / "b", SHAPE, layers=1, seed=3, vocab=512)
     assert [p.name for p in a] == ["paddleocr-vl-f16.gguf", "paddleocr-vl-mmproj-f16.gguf"]
-    assert _sha(a[0]) == _sha(b[0]) and _sha(a[1]) == _sha(b[1])
+    assert sha256(a[0]) == sha256(b[0]) and sha256(a[1]) == sha256(b[1])
     c = P.write_pair(tmp_path / "c", SHAPE, layers=1, seed=4, vocab=512)
-    assert _sha(c[0]) != _sha(a[0]) and _sha(c[1]) != _sha(a[1])
+    assert sha256(c[0]) != sha256(a[0]) and sha256(c[1]) != sha256(a[1])
 
 
 def test_vocab_keeps_the_real_special_ids():

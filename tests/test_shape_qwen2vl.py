@@ -3,22 +3,13 @@ and parameter counts at full size (no data written), deterministic files, and a 
 (1 layer, 512-token vocab; ~200 MB) that llama.cpp / mtmd load and read a page with."""
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 
 from foveate.instruments.shapes import family_module, qwen2vl as Q
+from shape_checks import sha256
 
 SHAPE = "qwen2-vl-2b"
-
-
-def _sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +60,9 @@ def test_generator_is_deterministic(tmp_path):
     a = Q.write_pair(tmp_path / "a", SHAPE, layers=1, seed=3, vocab=512)
     b = Q.write_pair(tmp_path / "b", SHAPE, layers=1, seed=3, vocab=512)
     assert [p.name for p in a] == ["qwen2-vl-2b-f16.gguf", "qwen2-vl-2b-mmproj-f16.gguf"]
-    assert _sha(a[0]) == _sha(b[0]) and _sha(a[1]) == _sha(b[1])
+    assert sha256(a[0]) == sha256(b[0]) and sha256(a[1]) == sha256(b[1])
     c = Q.write_pair(tmp_path / "c", SHAPE, layers=1, seed=4, vocab=512)
-    assert _sha(c[0]) != _sha(a[0]) and _sha(c[1]) != _sha(a[1])
+    assert sha256(c[0]) != sha256(a[0]) and sha256(c[1]) != sha256(a[1])
 
 
 def test_vocab_keeps_the_real_special_ids():
@@ -148,7 +139,6 @@ def test_files_read_back(pair):
 
 
 def _tokenize(engine, text: str) -> list[int]:
-    import ctypes
 
     from foveate.native import bindings as B
 

@@ -7,24 +7,15 @@ qwen35 hybrid memory and mtmd's qwen3vl_merger projector with the model's own ch
 with merging and fixation."""
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 
 from foveate.instruments.shapes import family_module
 from foveate.instruments.shapes import qwen35 as Q
+from shape_checks import sha256, tensors_read, tensors_written
 
 SHAPE = "qwen3.5-0.8b"
 VOCAB = 512
-
-
-def _sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +89,14 @@ def test_cut_stacks_keep_a_deltanet_and_an_attention_layer():
 def test_generator_is_deterministic(pair, tmp_path):
     b = Q.write_pair(tmp_path / "b", SHAPE, layers=1, seed=0, vocab=VOCAB)
     assert [p.name for p in b] == ["qwen3.5-0.8b-f16.gguf", "qwen3.5-0.8b-mmproj-f16.gguf"]
-    assert _sha(pair[0]) == _sha(b[0]) and _sha(pair[1]) == _sha(b[1])
+    assert sha256(pair[0]) == sha256(b[0]) and sha256(pair[1]) == sha256(b[1])
     for p in b:
         p.unlink()
     from foveate.instruments.shapes.gguf_specs import write_gguf   # another seed: other weights
 
     c = write_gguf(tmp_path / "c.gguf", "clip", Q.mmproj_tensors(SHAPE, 1),
                    Q._mmproj_kv(SHAPE, 1), seed=4)
-    assert _sha(c) != _sha(pair[1])
+    assert sha256(c) != sha256(pair[1])
     c.unlink()
 
 
@@ -167,18 +158,14 @@ def test_files_read_back(pair):
     tokens = kv("tokenizer.ggml.tokens")
     assert len(tokens) == VOCAB and tokens[kv("tokenizer.ggml.eos_token_id")] == "<|im_end|>"
     assert kv("tokenizer.chat_template") == Q.CHAT_TEMPLATE
-    want = {n: (s, d) for n, s, d, _ in Q.text_tensors(SHAPE, 1, VOCAB)}
-    got = {t.name: (tuple(int(x) for x in t.shape[::-1]), t.tensor_type.name) for t in r.tensors}
-    assert got == {n: (s, "F16" if d == np.float16 else "F32") for n, (s, d) in want.items()}
+    assert tensors_read(r) == tensors_written(Q.text_tensors(SHAPE, 1, VOCAB))
 
     r = gguf.GGUFReader(mmproj)
     assert kv("clip.projector_type") == "qwen3vl_merger"
     assert kv("clip.vision.projection_dim") == 1024 and kv("clip.vision.block_count") == 1
     assert kv("clip.vision.is_deepstack_layers") == [False]
     assert kv("clip.vision.image_size") == 768 and kv("clip.vision.spatial_merge_size") == 2
-    want = {n: (s, d) for n, s, d, _ in Q.mmproj_tensors(SHAPE, 1)}
-    got = {t.name: (tuple(int(x) for x in t.shape[::-1]), t.tensor_type.name) for t in r.tensors}
-    assert got == {n: (s, "F16" if d == np.float16 else "F32") for n, (s, d) in want.items()}
+    assert tensors_read(r) == tensors_written(Q.mmproj_tensors(SHAPE, 1))
 
     sizes = Q.sizes(SHAPE, 1, VOCAB)
     assert model.stat().st_size == sizes["text"]["bytes"]

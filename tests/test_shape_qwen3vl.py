@@ -4,22 +4,13 @@ and parameter counts at full size (no data written), deterministic files, and a 
 qwen3vl graph accepts; 512-token vocab; ~700 MB) that llama.cpp / mtmd load and read with."""
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 
 from foveate.instruments.shapes import family_module, qwen3vl as Q
+from shape_checks import sha256
 
 SHAPE = "qwen3-vl-2b"
-
-
-def _sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +73,7 @@ def test_cut_stacks_keep_the_deepstack_width():
 def test_generator_is_deterministic(pair, tmp_path):
     b = Q.write_pair(tmp_path / "b", SHAPE, layers=1, seed=0, vocab=512)   # as `pair`
     assert [p.name for p in b] == ["qwen3-vl-2b-f16.gguf", "qwen3-vl-2b-mmproj-f16.gguf"]
-    assert _sha(pair[0]) == _sha(b[0]) and _sha(pair[1]) == _sha(b[1])
+    assert sha256(pair[0]) == sha256(b[0]) and sha256(pair[1]) == sha256(b[1])
     for p in b:
         p.unlink()
     # another seed, other weights (the mmproj alone: the same writer, 290 of the 700 MB)
@@ -90,7 +81,7 @@ def test_generator_is_deterministic(pair, tmp_path):
 
     c = write_gguf(tmp_path / "c.gguf", "clip", Q.mmproj_tensors(SHAPE, 1),
                    Q._mmproj_kv(SHAPE, 1), seed=4)
-    assert _sha(c) != _sha(pair[1])
+    assert sha256(c) != sha256(pair[1])
     c.unlink()
 
 
@@ -157,7 +148,6 @@ def test_files_read_back(pair):
 
 
 def _tokenize(engine, text: str) -> list[int]:
-    import ctypes
 
     from foveate.native import bindings as B
 
