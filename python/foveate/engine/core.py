@@ -128,7 +128,7 @@ class Engine:
         self._template = llama.llama_model_chat_template(self._model, None)
         self.marker = mtmd.mtmd_default_marker().decode()
         self.merge = "off"
-        self._page_kept, self._page_merged, self._page_img = [], [], 0   # merge_kept()
+        self._page_kept, self._page_merged, self._page_img = [], False, 0   # merge_kept()
         self.merge_positions = "original"
         self.merge_score = merge_score   # text-only engines: what the bench's synthetic merge uses
         if mmproj is not None:
@@ -156,8 +156,8 @@ class Engine:
 
     def merge_kept(self) -> list[int]:
         """Original image-token ids of the last page kept by merging (ascending, counted over
-        all its image chunks: a tiled page merges each chunk on its own); [] if none merged."""
-        return list(self._page_kept) if any(self._page_merged) else []
+        all its image chunks, in page order); [] if none merged."""
+        return list(self._page_kept) if self._page_merged else []
 
     def _merge_stats(self, stats: "Stats", n_before: int) -> None:
         last = C.merge_last(self._mtmd)
@@ -448,16 +448,13 @@ class Engine:
         """The page's kept ids: this chunk's kept rows (all, if it was not merged), offset by
         the image tokens of the page's earlier chunks."""
         kept = C.chunk_kept(chunk)
-        merged = kept is not None
-        kept = kept if merged else range(n_img)
-        base = self._page_img
-        self._page_kept += [base + i for i in kept]
-        self._page_merged.append(merged)
+        self._page_merged |= kept is not None
+        self._page_kept += [self._page_img + i for i in (range(n_img) if kept is None else kept)]
         self._page_img += n_img
 
     def _prefill_chunks(self, chunks, n_chunks: int, page: Page, stats: Stats,
                         seq_id: int = 0) -> int:
-        self._page_kept, self._page_merged, self._page_img = [], [], 0
+        self._page_kept, self._page_merged, self._page_img = [], False, 0
         n_past = 0
         new_n_past = llama.llama_pos(0)
         for i in range(n_chunks):

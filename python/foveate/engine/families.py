@@ -12,6 +12,7 @@ why. The engine refuses a method the table refuses, with that reason, instead of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -104,13 +105,18 @@ FAMILIES: tuple[Family, ...] = (
 
 BY_KEY = {f.key: f for f in FAMILIES}
 
+class FineTune(NamedTuple):
+    needle: str              # what the model's name contains
+    label: str               # what users call it
+    bases: tuple             # the families (keys) whose models it is looked for in
+
+
 # fine-tunes that keep their base's projector and text arch: told apart by the model's name
-FINE_TUNES = {"olmocr": ("olmocr", "olmOCR"), "nanonets-ocr": ("nanonets", "Nanonets-OCR"),
-              "mineru25": ("mineru", "MinerU2.5"),
-              "docling": ("docling", "granite-docling / SmolDocling")}
-# the families each fine-tune's name is looked for in
-TUNE_BASES = {"olmocr": ("qwen2vl", "qwen25vl"), "nanonets-ocr": ("qwen2vl", "qwen25vl"),
-              "mineru25": ("qwen2vl", "qwen25vl"), "docling": ("idefics3",)}
+_QWEN2 = ("qwen2vl", "qwen25vl")
+FINE_TUNES = {"olmocr": FineTune("olmocr", "olmOCR", _QWEN2),
+              "nanonets-ocr": FineTune("nanonets", "Nanonets-OCR", _QWEN2),
+              "mineru25": FineTune("mineru", "MinerU2.5", _QWEN2),
+              "docling": FineTune("docling", "granite-docling / SmolDocling", ("idefics3",))}
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,7 @@ class Identified:
         if not self.family:
             return f"unknown (projector {self.projector or 'none'}, text {self.text_arch})"
         if self.fine_tune:
-            return f"{FINE_TUNES[self.fine_tune][1]} ({self.family.name} fine-tune)"
+            return f"{FINE_TUNES[self.fine_tune].label} ({self.family.name} fine-tune)"
         return self.family.name
 
 
@@ -154,8 +160,8 @@ def identify(text_meta: dict, projector_type: str) -> Identified:
     tune = ""
     if fam:
         low = name.lower()
-        tune = next((k for k, (needle, _) in FINE_TUNES.items()
-                     if fam.key in TUNE_BASES[k] and needle in low), "")
+        tune = next((k for k, t in FINE_TUNES.items()
+                     if fam.key in t.bases and t.needle in low), "")
     return Identified(fam, tune, projector_type, arch, name)
 
 

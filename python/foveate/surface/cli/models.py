@@ -54,8 +54,8 @@ def family_table() -> str:
                      _presets_cell(f.key), ", ".join(f.shapes) or "-"))
     base = {"olmocr": "Qwen2-VL / 2.5-VL", "nanonets-ocr": "Qwen2.5-VL", "mineru25": "Qwen2-VL",
             "docling": "Idefics3 / SmolVLM"}
-    for key, (_, name) in FINE_TUNES.items():
-        rows.append((f"  {name}", f"fine-tune of {base.get(key, 'Qwen2-VL / 2.5-VL')}", "", "", "",
+    for key, tune in FINE_TUNES.items():
+        rows.append((f"  {tune.label}", f"fine-tune of {base.get(key, 'Qwen2-VL / 2.5-VL')}", "", "", "",
                      "", _presets_cell(key), ""))
     lines = _table(rows)
     refused = [(f.name, what, why) for f in FAMILIES

@@ -43,13 +43,13 @@ def mode(ident) -> str | None:
     Identified, as `Engine.family` or `Reader.check_settings(...).family` hold it): MODEL
     (every answer: a docling fine-tune), WRAPPER (an answer wrapped in <doctag>: the family
     docling models are tuned from, unnamed), or None (never)."""
-    from ...engine.families import TUNE_BASES
+    from ...engine.families import FINE_TUNES
 
     if ident is None or ident.family is None:
         return None
     if ident.fine_tune == "docling":
         return MODEL
-    if not ident.fine_tune and ident.family.key in TUNE_BASES["docling"]:
+    if not ident.fine_tune and ident.family.key in FINE_TUNES["docling"].bases:
         return WRAPPER
     return None
 
